@@ -1,0 +1,521 @@
+"""Geometry-preserving reading and writing of 3D volumes.
+
+Reads NIfTI (``.nii``, ``.nii.gz``, nibabel), NRRD (``.nrrd``, ``.nhdr``, pynrrd; the LA 2018
+challenge format) and the LA ``.h5`` files of the UA-MT/DTC/UG-MCL research code (datasets
+``image`` and ``label``, no geometry). Every volume comes back as a :class:`Volume` in the
+closest canonical (RAS+) voxel order; :func:`write_volume` puts an array on that grid back onto
+the source file's own grid and affine as ``.nii.gz``, atomically.
+
+Every problem with an input file raises :class:`InputError` (or :class:`GridMismatchError`)
+with a message that starts with the file's path. See ``docs/data-and-geometry.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_uamc.data.volume import Volume, canonicalize
+from napari_uamc.errors import GridMismatchError, InputError, UamcError
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "OUTPUT_SUFFIX",
+    "case_name",
+    "read_volume",
+    "read_label",
+    "read_h5_case",
+    "write_volume",
+    "volume_from_array",
+]
+
+#: File name endings this module reads (longest first, so ``.nii.gz`` wins over ``.nii``).
+SUPPORTED_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".h5")
+#: Every output is written as compressed NIfTI.
+OUTPUT_SUFFIX = ".nii.gz"
+#: nnU-Net's channel suffix of a single-channel image (``case_0000.nii.gz``).
+CHANNEL_SUFFIX = "_0000"
+#: Suffix of a prediction file (``case_seg.nii.gz``), stripped on request.
+SEGMENTATION_SUFFIX = "_seg"
+#: Voxel size (mm) assumed where a file carries none (``.h5``, NRRD without spacing).
+DEFAULT_SPACING_MM = 1.0
+#: Number of spatial axes of every volume.
+SPATIAL_DIMS = 3
+
+# NIfTI ``qform_code``/``sform_code`` values (NIFTI_XFORM_*).
+XFORM_UNKNOWN = 0
+XFORM_SCANNER_ANAT = 1
+XFORM_ALIGNED_ANAT = 2
+
+_RAS, _LAS, _LPS = (1.0, 1.0, 1.0), (-1.0, 1.0, 1.0), (-1.0, -1.0, 1.0)
+#: Sign flips that take a NRRD anatomical ``space`` to RAS (lower-cased names and abbreviations).
+NRRD_SPACE_TO_RAS: dict[str, tuple[float, float, float]] = {
+    "right-anterior-superior": _RAS, "ras": _RAS,
+    "right-anterior-superior-time": _RAS, "rast": _RAS,
+    "left-anterior-superior": _LAS, "las": _LAS,
+    "left-anterior-superior-time": _LAS, "last": _LAS,
+    "left-posterior-superior": _LPS, "lps": _LPS,
+    "left-posterior-superior-time": _LPS, "lpst": _LPS,
+}
+#: NRRD axis kinds that are spatial; any other kind (vector, list, time, ...) is a volume axis.
+NRRD_SPATIAL_KINDS = frozenset({"domain", "space"})
+
+SpacingLike = float | Sequence[float]
+
+
+@dataclass(frozen=True)
+class _RawVolume:
+    """A file's array in source order (spatial axes first) with its geometry."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    spacing: tuple[float, ...]
+    format: str
+    header: Any = None
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _matching_suffix(path: Path) -> str | None:
+    lower = path.name.lower()
+    return next((s for s in SUPPORTED_SUFFIXES if lower.endswith(s)), None)
+
+
+def case_name(path: str | os.PathLike[str], *, strip_seg: bool = False) -> str:
+    """The case a file belongs to: its name without the format suffix and ``_0000``.
+
+    ``case_name("imagesTr/la_001_0000.nii.gz") == "la_001"``; with ``strip_seg=True`` a
+    prediction ``la_001_seg.nii.gz`` also maps to ``la_001``.
+    """
+    path = Path(path)
+    name = path.name
+    suffix = _matching_suffix(path)
+    if suffix is not None:
+        name = name[: -len(suffix)]
+    if strip_seg and name.endswith(SEGMENTATION_SUFFIX):
+        name = name[: -len(SEGMENTATION_SUFFIX)]
+    if name.endswith(CHANNEL_SUFFIX):
+        name = name[: -len(CHANNEL_SUFFIX)]
+    return name
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _format_spacing(spacing: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{float(s):g}" for s in spacing) + ")"
+
+
+def _spacing_tuple(spacing: SpacingLike | None, what: str) -> tuple[float, float, float]:
+    """A validated 3-tuple of voxel sizes from ``None`` (1 mm), a scalar or a 3-sequence."""
+    if spacing is None:
+        return (DEFAULT_SPACING_MM,) * SPATIAL_DIMS  # type: ignore[return-value]
+    try:
+        values = np.atleast_1d(np.asarray(spacing, dtype=np.float64)).ravel()
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: spacing must be numbers in mm, not {spacing!r}") from exc
+    if values.size == 1:
+        values = np.repeat(values, SPATIAL_DIMS)
+    if values.size != SPATIAL_DIMS:
+        raise InputError(f"{what}: spacing must be one number or three, not {spacing!r}")
+    _require_positive_spacing(values, what)
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+def _require_positive_spacing(spacing: Sequence[float], what: str) -> None:
+    if not all(math.isfinite(s) and s > 0 for s in map(float, spacing)):
+        raise InputError(
+            f"{what}: spacing must be strictly positive and finite, "
+            f'not "{_format_spacing(spacing)}"'
+        )
+
+
+def _require_3d(array: np.ndarray, what: str) -> np.ndarray:
+    """Squeeze trailing volume axes of size 1; refuse 2D and multi-volume arrays."""
+    if array.ndim < SPATIAL_DIMS:
+        raise InputError(
+            f"{what}: is {array.ndim}D (shape {array.shape}); input must be a 3D volume"
+        )
+    volumes = int(np.prod(array.shape[SPATIAL_DIMS:], dtype=np.int64))
+    if volumes != 1:
+        raise InputError(
+            f"{what}: has {volumes} volumes (shape {array.shape}); "
+            "input must be single-channel 3D"
+        )
+    return array.reshape(array.shape[:SPATIAL_DIMS])
+
+
+def _require_numeric(array: np.ndarray, what: str) -> None:
+    real = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    if not (real or array.dtype == np.bool_):
+        raise InputError(f"{what}: voxel type {array.dtype} is not supported (need real numbers)")
+
+
+def _require_finite(array: np.ndarray, what: str) -> None:
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise InputError(
+            f"{what}: {bad} of {array.size} voxels are NaN or infinite; "
+            "the image must be finite everywhere"
+        )
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_nifti(path: Path) -> _RawVolume:
+    import nibabel as nib
+
+    image = nib.load(str(path), mmap=False)
+    array = np.asanyarray(image.dataobj)
+    zooms = tuple(float(z) for z in image.header.get_zooms()[:SPATIAL_DIMS])
+    affine = np.asarray(image.affine, dtype=np.float64)
+    return _RawVolume(array, affine, zooms, "nifti", image.header)
+
+
+def _nrrd_spatial_axes(header: dict[str, Any], ndim: int) -> list[int]:
+    directions = header.get("space directions")
+    if directions is not None:
+        rows = np.asarray(directions, dtype=float)
+        return [n for n, row in enumerate(rows) if np.all(np.isfinite(row))]
+    kinds = header.get("kinds")
+    if kinds is not None:
+        return [n for n, kind in enumerate(kinds) if str(kind).lower() in NRRD_SPATIAL_KINDS]
+    return list(range(min(ndim, SPATIAL_DIMS)))
+
+
+def _nrrd_ras_signs(space: str | None) -> np.ndarray:
+    """x, y, z sign flips from a NRRD ``space`` to RAS (other spaces are taken as RAS)."""
+    return np.array(NRRD_SPACE_TO_RAS.get((space or "").lower(), _RAS))
+
+
+def _read_nrrd(path: Path) -> _RawVolume:
+    import nrrd
+
+    array, header = nrrd.read(str(path), index_order="F")
+    spatial = _nrrd_spatial_axes(header, array.ndim)
+    if len(spatial) != SPATIAL_DIMS:
+        count = len(spatial)
+        dims = f"is {count}D" if count < SPATIAL_DIMS else f"has {count} spatial axes"
+        raise InputError(f"{path}: {dims} (shape {array.shape}); input must be a 3D volume")
+    array = np.moveaxis(array, spatial, list(range(SPATIAL_DIMS)))
+
+    directions = header.get("space directions")
+    if directions is not None:
+        rows = np.asarray(directions, dtype=np.float64)[spatial]
+        if rows.shape[1] < SPATIAL_DIMS:
+            raise InputError(f"{path}: space dimension {rows.shape[1]} is not 3")
+        linear = rows[:, :SPATIAL_DIMS].T  # column n = step of array axis n
+        spacing = tuple(float(s) for s in np.linalg.norm(linear, axis=0))
+    else:
+        declared = header.get("spacings")
+        steps = [DEFAULT_SPACING_MM] * SPATIAL_DIMS
+        if declared is not None:
+            steps = [float(declared[a]) for a in spatial]
+            steps = [DEFAULT_SPACING_MM if math.isnan(s) else s for s in steps]
+        linear = np.diag(steps)
+        spacing = tuple(steps)
+
+    origin = np.zeros(SPATIAL_DIMS)
+    if header.get("space origin") is not None:
+        origin = np.asarray(header["space origin"], dtype=np.float64)[:SPATIAL_DIMS]
+    signs = _nrrd_ras_signs(header.get("space"))
+    affine = np.eye(4)
+    affine[:3, :3] = signs[:, None] * linear
+    affine[:3, 3] = signs * origin
+    return _RawVolume(array, affine, spacing, "nrrd", header)
+
+
+def _read_h5(path: Path, key: str, spacing: SpacingLike | None) -> _RawVolume:
+    import h5py
+
+    steps = _spacing_tuple(spacing, f"{path}")
+    with h5py.File(path, "r") as handle:
+        dataset = handle.get(key)
+        if not isinstance(dataset, h5py.Dataset):
+            found = ", ".join(sorted(handle.keys())) or "nothing"
+            raise InputError(f"{path}: has no dataset '{key}' (found: {found})")
+        array = dataset[()]
+    return _RawVolume(np.asarray(array), np.diag([*steps, 1.0]), steps, "h5")
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean 'this file is corrupt, truncated or not what it claims'."""
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
+    from nrrd.errors import NRRDError
+
+    return (OSError, EOFError, zlib.error, struct.error, ValueError, ImageFileError,
+            HeaderDataError, NRRDError)
+
+
+def _checked_path(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    path = Path(path)
+    suffix = _matching_suffix(path)
+    if suffix is None:
+        raise InputError(
+            f"{path}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: is not a file")
+    return path, suffix
+
+
+def _read_raw(
+    path: str | os.PathLike[str], key: str, spacing: SpacingLike | None
+) -> tuple[Path, _RawVolume]:
+    """Read and validate a file: 3D, real, finite, positive spacing; source voxel order."""
+    path, suffix = _checked_path(path)
+    try:
+        if suffix == ".h5":
+            raw = _read_h5(path, key, spacing)
+        elif suffix in (".nrrd", ".nhdr"):
+            raw = _read_nrrd(path)
+        else:
+            raw = _read_nifti(path)
+    except InputError:
+        raise
+    except _read_errors() as exc:
+        raise InputError(
+            f"{path}: cannot be read; the file is corrupt, truncated or not a valid "
+            f"{suffix} file ({type(exc).__name__}: {exc})"
+        ) from exc
+    _require_numeric(raw.array, str(path))
+    array = _require_3d(raw.array, str(path))
+    _require_positive_spacing(raw.spacing, str(path))
+    if not np.all(np.isfinite(raw.affine)):
+        raise InputError(f"{path}: the affine has non-finite entries:\n{raw.affine}")
+    _require_positive_spacing(np.linalg.norm(raw.affine[:3, :3], axis=0), str(path))
+    return path, replace(raw, array=array)
+
+
+def _volume_name(path: Path, raw: _RawVolume, key: str) -> str:
+    return f"{path} [{key}]" if raw.format == "h5" else str(path)
+
+
+def _make_volume(path: Path, raw: _RawVolume, array: np.ndarray, key: str) -> Volume:
+    return canonicalize(
+        array,
+        raw.affine,
+        name=_volume_name(path, raw, key),
+        path=path,
+        format=raw.format,
+        header=raw.header,
+    )
+
+
+def read_volume(
+    path: str | os.PathLike[str], *, spacing: SpacingLike | None = None, key: str = "image"
+) -> Volume:
+    """Read a 3D image into canonical RAS+ voxel order, remembering the source grid.
+
+    ``spacing`` (mm, one number or three) and ``key`` apply to ``.h5`` files only, which carry
+    no geometry; NIfTI and NRRD files keep their own. Floating-point data becomes float32,
+    integer data keeps its type. ``Volume.name`` is the path (plus ``[key]`` for ``.h5``).
+    """
+    path, raw = _read_raw(path, key, spacing)
+    array = raw.array
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32, copy=False)
+    _require_finite(array, str(path))
+    return _make_volume(path, raw, array, key)
+
+
+def _label_array(array: np.ndarray, what: str) -> np.ndarray:
+    """Integer label values (uint8 when they fit); refuse fractional and negative values."""
+    _require_finite(array, what)
+    if np.issubdtype(array.dtype, np.floating):
+        fractional = array != np.round(array)
+        if fractional.any():
+            example = float(array[fractional].flat[0])
+            raise InputError(
+                f"{what}: {int(fractional.sum())} voxels have non-integer label values "
+                f"(e.g. {example:g}); a label map holds integer class indices"
+            )
+    if array.size == 0:
+        return array.astype(np.uint8)
+    lowest, highest = array.min(), array.max()
+    if lowest < 0:
+        raise InputError(
+            f"{what}: has negative label values (minimum {lowest:g}); labels must be >= 0"
+        )
+    return array.astype(np.min_scalar_type(int(highest)), copy=False)
+
+
+def read_label(path: str | os.PathLike[str], like: Volume, *, key: str = "label") -> Volume:
+    """Read a label map that must lie on the grid of the image ``like``.
+
+    Raises :class:`GridMismatchError` naming both files when the grids differ. For ``.h5``
+    the dataset ``key`` is read with ``like``'s spacing.
+    """
+    path, raw = _read_raw(path, key, like.spacing)
+    label = _make_volume(path, raw, _label_array(raw.array, str(path)), key)
+    like.require_same_grid(label)
+    return label
+
+
+def read_h5_case(
+    path: str | os.PathLike[str], *, spacing: SpacingLike | None = None
+) -> tuple[Volume, Volume | None]:
+    """Image and (when the file has a ``label`` dataset) label of an LA ``.h5`` file."""
+    path = Path(path)
+    if _matching_suffix(path) != ".h5":
+        raise InputError(f"{path}: not an .h5 file")
+    image = read_volume(path, spacing=spacing, key="image")
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            has_label = isinstance(handle.get("label"), h5py.Dataset)
+    except OSError as exc:  # pragma: no cover - the file was just read
+        raise InputError(f"{path}: cannot be read ({exc})") from exc
+    label = read_label(path, image, key="label") if has_label else None
+    return image, label
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def volume_from_array(
+    array: np.ndarray,
+    spacing: SpacingLike = (1.0, 1.0, 1.0),
+    affine: np.ndarray | None = None,
+    name: str = "volume",
+) -> Volume:
+    """A :class:`Volume` from an array in its own voxel order.
+
+    ``affine`` maps the array's voxel indices to RAS mm and defaults to ``diag(spacing)``
+    (``spacing`` is ignored when ``affine`` is given). The result is canonicalized like a file.
+    """
+    array = np.asarray(array)
+    _require_numeric(array, name)
+    array = _require_3d(array, name)
+    if affine is None:
+        affine = np.diag([*_spacing_tuple(spacing, name), 1.0])
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise InputError(f"{name}: affine must be a finite 4x4 matrix, got {affine!r}")
+    _require_positive_spacing(np.linalg.norm(affine[:3, :3], axis=0), name)
+    _require_finite(array, name)
+    return canonicalize(array, affine, name=name)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def _output_dtype(array: np.ndarray, dtype: Any) -> np.dtype:
+    """float32 for floats; uint8, int16 or int32 (the first that fits) for labels."""
+    if dtype is not None:
+        return np.dtype(dtype)
+    if np.issubdtype(array.dtype, np.floating):
+        return np.dtype(np.float32)
+    if array.size == 0:
+        return np.dtype(np.uint8)
+    lowest, highest = int(array.min()), int(array.max())
+    for candidate in (np.uint8, np.int16, np.int32):
+        info = np.iinfo(candidate)
+        if info.min <= lowest and highest <= info.max:
+            return np.dtype(candidate)
+    return np.dtype(np.int64)
+
+
+def _nifti_for_source(data: np.ndarray, like: Volume) -> Any:
+    """A NIfTI image of source-order ``data`` with the source's affine, codes and units."""
+    import nibabel as nib
+
+    source = like.source
+    affine = source.affine if source is not None else like.affine
+    image = nib.Nifti1Image(data, affine, dtype=data.dtype)
+    header = source.header if source is not None else None
+    if source is not None and source.format == "nifti" and header is not None:
+        qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
+        units = header.get_xyzt_units()
+    elif source is not None and source.format == "nrrd":
+        qform_code = sform_code = XFORM_SCANNER_ANAT
+        units = ("mm", "unknown")
+    else:
+        qform_code, sform_code = XFORM_UNKNOWN, XFORM_ALIGNED_ANAT
+        units = ("mm", "unknown")
+    image.set_qform(affine, code=qform_code)
+    image.set_sform(affine, code=sform_code)
+    image.header.set_xyzt_units(*units)
+    return image
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _fsync_directory(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform; the data itself is synced
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _save_atomically(image: Any, path: Path) -> None:
+    """Write to a hidden temp file next to ``path``, fsync, then rename over ``path``."""
+    import nibabel as nib
+
+    stem = path.name[: -len(OUTPUT_SUFFIX)]
+    temp = path.with_name(f".{stem}.tmp-{secrets.token_hex(4)}{OUTPUT_SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(image, str(temp))
+        with open(temp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        _remove_quietly(temp)
+        raise UamcError(f"{path}: could not be written ({exc})") from exc
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def write_volume(
+    path: str | os.PathLike[str], array: np.ndarray, like: Volume, *, dtype: Any = None
+) -> Path:
+    """Write ``array`` (on ``like``'s canonical grid) as ``.nii.gz`` on the source's own grid.
+
+    The file gets the source file's voxel order, shape and affine (and, for a NIfTI source,
+    its qform/sform codes and units), so it overlays the original in any viewer. Labels are
+    stored as uint8/int16 (whichever fits), floats as float32, unless ``dtype`` is given.
+    The write is atomic: an existing file is replaced only by a complete new one.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(OUTPUT_SUFFIX):
+        raise InputError(f"{path}: outputs are written as {OUTPUT_SUFFIX}; change the file name")
+    array = np.asarray(array)
+    if array.shape != like.shape:
+        raise GridMismatchError(
+            f"{path}: array of shape {array.shape} is not on the grid {like.shape} of {like.name}"
+        )
+    stored = array.astype(_output_dtype(array, dtype), copy=False)
+    data = np.ascontiguousarray(like.to_source_order(stored))
+    _save_atomically(_nifti_for_source(data, like), path)
+    return path

@@ -1,0 +1,96 @@
+"""Where to correct first: connected regions of high uncertainty, ranked by summed uncertainty.
+
+Qt-free; the plugin lists the regions and moves the viewer to a region's centre.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from napari_uamc.errors import InputError
+
+#: Voxels whose uncertainty is at least this fraction of the maximum entropy (ln C) count as
+#: "uncertain" when no absolute threshold is given.
+DEFAULT_RELATIVE_THRESHOLD = 0.25
+
+
+@dataclass(frozen=True)
+class UncertainRegion:
+    """One connected region of high uncertainty (indices in canonical [x, y, z] order)."""
+
+    rank: int
+    voxels: int
+    volume_ml: float
+    summed_uncertainty: float
+    peak_uncertainty: float
+    centroid: tuple[float, float, float]
+    bbox_min: tuple[int, int, int]
+    bbox_max: tuple[int, int, int]
+
+    @property
+    def centre_voxel(self) -> tuple[int, int, int]:
+        """The centroid rounded to the nearest voxel."""
+        return tuple(int(round(c)) for c in self.centroid)  # type: ignore[return-value]
+
+
+def uncertainty_score(uncertainty: np.ndarray) -> float:
+    """One number per case for ranking cases (active learning): the mean voxel entropy, nats."""
+    return float(np.mean(uncertainty, dtype=np.float64))
+
+
+def uncertain_regions(
+    uncertainty: np.ndarray,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    *,
+    threshold: float | None = None,
+    n_classes: int = 2,
+    min_voxels: int = 10,
+    top: int = 10,
+) -> list[UncertainRegion]:
+    """Rank 26-connected regions where ``uncertainty >= threshold`` by summed uncertainty.
+
+    ``threshold`` is in nats; by default it is ``DEFAULT_RELATIVE_THRESHOLD * ln(n_classes)``.
+    Regions smaller than ``min_voxels`` are ignored; at most ``top`` regions are returned.
+    """
+    uncertainty = np.asarray(uncertainty)
+    if uncertainty.ndim != 3:
+        raise InputError(f"uncertainty map must be 3D, got shape {uncertainty.shape}")
+    if not np.all(np.isfinite(uncertainty)):
+        raise InputError("uncertainty map contains NaN or infinite values")
+    if threshold is None:
+        threshold = DEFAULT_RELATIVE_THRESHOLD * math.log(n_classes)
+    mask = uncertainty >= threshold
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if count == 0:
+        return []
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index)
+    sums = ndimage.sum_labels(uncertainty, labels, index)
+    keep = np.flatnonzero(sizes >= min_voxels)
+    if keep.size == 0:
+        return []
+    keep = keep[np.argsort(-sums[keep], kind="stable")][:top]
+    peaks = ndimage.maximum(uncertainty, labels, index[keep])
+    centroids = ndimage.center_of_mass(uncertainty, labels, index[keep])
+    boxes = ndimage.find_objects(labels)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    regions = []
+    for rank, (i, peak, centroid) in enumerate(zip(keep, peaks, centroids), start=1):
+        box = boxes[i]
+        regions.append(
+            UncertainRegion(
+                rank=rank,
+                voxels=int(sizes[i]),
+                volume_ml=float(sizes[i]) * voxel_ml,
+                summed_uncertainty=float(sums[i]),
+                peak_uncertainty=float(peak),
+                centroid=tuple(float(c) for c in centroid),  # type: ignore[arg-type]
+                bbox_min=tuple(s.start for s in box),  # type: ignore[arg-type]
+                bbox_max=tuple(s.stop - 1 for s in box),  # type: ignore[arg-type]
+            )
+        )
+    return regions

@@ -1,0 +1,52 @@
+import math
+
+import numpy as np
+import pytest
+
+from napari_uamc.data.regions import uncertain_regions, uncertainty_score
+from napari_uamc.errors import InputError
+
+
+def _blob(shape, centre, radius, value):
+    grid = np.indices(shape).astype(float)
+    dist = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre)))
+    return np.where(dist <= radius, value, 0.0)
+
+
+def test_regions_ranked_by_summed_uncertainty():
+    shape = (40, 30, 20)
+    small_hot = _blob(shape, (8, 8, 8), 2, 0.69)  # high peak, small
+    large_warm = _blob(shape, (28, 18, 10), 5, 0.4)  # lower peak, much larger sum
+    u = np.maximum(small_hot, large_warm).astype(np.float32)
+    regions = uncertain_regions(u, spacing=(1.0, 1.0, 2.0), min_voxels=5)
+    assert [r.rank for r in regions] == [1, 2]
+    first, second = regions
+    assert first.summed_uncertainty > second.summed_uncertainty
+    assert np.allclose(first.centroid, (28, 18, 10), atol=0.01)
+    assert first.centre_voxel == (28, 18, 10)
+    assert second.peak_uncertainty == pytest.approx(0.69, abs=1e-6)
+    assert first.volume_ml == pytest.approx(first.voxels * 2.0 / 1000.0)
+    assert first.bbox_min == (23, 13, 5) and first.bbox_max == (33, 23, 15)
+
+
+def test_threshold_min_size_and_top():
+    u = np.zeros((20, 20, 20), np.float32)
+    u[2:4, 2:4, 2:4] = 0.6  # 8 voxels
+    u[10:15, 10:15, 10:15] = 0.6  # 125 voxels
+    u[0, 19, 19] = 0.6  # single voxel, below min size
+    assert len(uncertain_regions(u, min_voxels=5)) == 2
+    assert len(uncertain_regions(u, min_voxels=5, top=1)) == 1
+    assert uncertain_regions(u, threshold=0.7) == []
+    # default threshold is a quarter of ln 2
+    u2 = np.full((5, 5, 5), 0.25 * math.log(2) - 1e-3, np.float32)
+    assert uncertain_regions(u2, min_voxels=1) == []
+
+
+def test_bad_input_and_score():
+    with pytest.raises(InputError, match="3D"):
+        uncertain_regions(np.zeros((4, 4)))
+    bad = np.zeros((4, 4, 4), np.float32)
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        uncertain_regions(bad)
+    assert uncertainty_score(np.full((3, 3, 3), 0.5, np.float32)) == pytest.approx(0.5)
