@@ -1,0 +1,719 @@
+"""Synthetic left-atrium-like MRI phantoms: the demo data and the test data.
+
+A phantom is a 3D MRI-like volume holding a bright blood-pool chamber (the "left atrium")
+with 3-5 tapering, curved pulmonary-vein tubes, a thin dark wall around it, and textured
+tissue with bright structures that are *not* labeled (a ventricle with its thick wall, a
+descending aorta, small vessels) and dark lateral lung regions; then a partial-volume blur,
+a smooth multiplicative bias field and Rician noise. The label (1 = left atrium) is the
+chamber plus its veins, one connected component.
+
+Geometry: the arrays of :class:`PhantomCase` are in canonical RAS+ order ``[x, y, z]``; the
+grid has anisotropic spacing (in-plane 0.70-0.80 mm, slices 1.5-2.5 mm), a small rotation and
+a non-zero origin. Files are written in a permuted and flipped *source* order (e.g. LPS) with
+the matching affine, so reading them exercises the canonicalisation of the IO layer. The
+anatomy is defined in millimetres, scaled to the field of view (unit = half its smallest
+extent), so it is physically round whatever the spacing.
+
+Randomness: the anatomy and the grid depend only on ``(seed, shape)``; the appearance
+(texture, bias, noise) on ``(seed, shape, domain)``. The same seed therefore gives the same
+label in every domain, and a domain is a pure appearance shift.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from napari_uamc.errors import InputError, StudyError
+
+__all__ = [
+    "DEFAULT_SHAPE",
+    "DOMAINS",
+    "Appearance",
+    "PhantomCase",
+    "case_name",
+    "case_seed",
+    "make_phantom",
+    "resolve_domain",
+    "write_case",
+    "write_phantom_study",
+]
+
+#: Canonical (x, y, z) grid size of a phantom unless asked otherwise.
+DEFAULT_SHAPE: tuple[int, int, int] = (96, 96, 48)
+#: Smallest and largest accepted grid size along any axis.
+MIN_SIZE = 16
+MAX_SIZE = 1024
+#: Folders and files of a study that ``overwrite=True`` replaces (anything else is kept).
+STUDY_PARTS = ("imagesTr", "labelsTr", "groundTruth", "imagesTs", ".uamc", "dataset.json")
+
+
+# --------------------------------------------------------------------------- appearance
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """How one domain renders the anatomy. Levels are relative to the blood pool (1.0)."""
+
+    description: str
+    tissue: float  #: mean level of the surrounding tissue
+    wall: float  #: myocardium (atrial and ventricular walls)
+    lung: float  #: air-filled lateral regions
+    texture_amplitude: float  #: relative standard deviation of the tissue texture
+    texture_mm: float  #: correlation length (Gaussian sigma) of the texture, mm
+    bias_amplitude: float  #: standard deviation of the log bias field
+    noise: float  #: Rician noise sigma relative to the blood pool
+    gamma: float  #: contrast curve applied before bias and noise
+    gain: float  #: scanner units of the blood pool
+
+
+#: The appearance domains, by upper-case name. "A" is the default; "B" and "C" are shifts of
+#: appearance only (same anatomy distribution), for testing fine-tuning under domain shift.
+DOMAINS: dict[str, Appearance] = {
+    "A": Appearance(
+        description="bright blood pool, moderate noise, mild bias field (the default)",
+        tissue=0.35,
+        wall=0.18,
+        lung=0.06,
+        texture_amplitude=0.12,
+        texture_mm=2.5,
+        bias_amplitude=0.12,
+        noise=0.04,
+        gamma=1.0,
+        gain=600.0,
+    ),
+    "B": Appearance(
+        description="low blood-tissue contrast, strong bias field, twice the noise, "
+        "coarse texture, gamma 0.8",
+        tissue=0.60,
+        wall=0.45,
+        lung=0.15,
+        texture_amplitude=0.20,
+        texture_mm=5.0,
+        bias_amplitude=0.40,
+        noise=0.08,
+        gamma=0.8,
+        gain=250.0,
+    ),
+    "C": Appearance(
+        description="high contrast, fine grainy texture, gamma 1.4, medium bias field",
+        tissue=0.28,
+        wall=0.12,
+        lung=0.03,
+        texture_amplitude=0.25,
+        texture_mm=1.2,
+        bias_amplitude=0.25,
+        noise=0.05,
+        gamma=1.4,
+        gain=1500.0,
+    ),
+}
+
+#: Blood level of each unlabeled bright structure relative to the atrial blood pool.
+VENTRICLE_BLOOD = 0.95
+AORTA_BLOOD = 1.05
+VESSEL_BLOOD = 0.9
+#: Share of the texture amplitude that modulates walls/lungs and the blood pool.
+WALL_TEXTURE_SHARE = 0.5
+BLOOD_TEXTURE_SHARE = 0.2
+#: Relative amplitude of the slow, organ-scale variation of the tissue.
+ORGAN_VARIATION = 0.10
+#: Partial-volume blur (Gaussian sigma, voxels) applied before bias and noise.
+PSF_SIGMA_VOXELS = 0.5
+#: Lowest clean intensity before gamma, so gamma never sees zero.
+MIN_LEVEL = 0.01
+
+
+class Tissue(IntEnum):
+    """Tissue classes of the anatomy map, painted in this order (later wins)."""
+
+    TISSUE = 0
+    LUNG = 1
+    WALL = 2
+    VENTRICLE = 3
+    AORTA = 4
+    VESSEL = 5
+    ATRIUM = 6
+
+
+def resolve_domain(domain: str) -> str:
+    """The canonical (upper-case) domain name; :class:`InputError` for an unknown one."""
+    key = str(domain).strip().upper()
+    if key not in DOMAINS:
+        known = ", ".join(DOMAINS)
+        raise InputError(f"unknown phantom domain {domain!r}: known domains are {known}")
+    return key
+
+
+# --------------------------------------------------------------------------- anatomy
+
+
+@dataclass(frozen=True)
+class AnatomyRanges:
+    """Random ranges of grid and anatomy. Lengths without "mm" are in field-of-view units
+    (half the smallest physical extent of the grid)."""
+
+    in_plane_mm: tuple[float, float] = (0.70, 0.80)
+    slice_mm: tuple[float, float] = (1.5, 2.5)
+    grid_tilt_deg: float = 8.0
+    origin_mm: float = 100.0
+    chamber_offset: float = 0.12
+    chamber_radii: tuple[tuple[float, float], ...] = ((0.42, 0.52), (0.32, 0.40), (0.30, 0.38))
+    chamber_tilt_deg: float = 25.0
+    chamber_deformation: tuple[float, float] = (0.05, 0.12)
+    deformation_frequency: tuple[float, float] = (1.5, 3.5)
+    vein_count: tuple[int, int] = (3, 5)
+    vein_direction_jitter: float = 0.2
+    vein_start_depth: float = 0.5  #: start inside the chamber, fraction of its radius
+    vein_length: tuple[float, float] = (0.55, 0.90)
+    vein_radius: tuple[float, float] = (0.10, 0.14)
+    vein_taper: tuple[float, float] = (0.3, 0.5)
+    vein_bend: float = 0.3
+    atrial_wall: float = 0.05
+    wall_gap: float = 0.04  #: tissue between the atrial wall and other structures
+    ventricle_radii: tuple[float, float] = (0.30, 0.38)
+    #: Ventricle centre from the atrium's: left, (touching) anterior, inferior.
+    ventricle_offset: tuple[tuple[float, float], ...] = ((-0.3, -0.1), (-0.1, 0.0), (-0.4, -0.2))
+    ventricle_wall: float = 0.12
+    aorta_radius: tuple[float, float] = (0.13, 0.18)
+    aorta_distance: tuple[float, float] = (0.25, 0.40)
+    aorta_tilt: float = 0.15
+    vessel_count: tuple[int, int] = (2, 4)
+    vessel_radius: tuple[float, float] = (0.04, 0.09)
+    lung_start: tuple[float, float] = (0.80, 0.92)
+    lung_wobble: float = 0.08
+    samples_per_radius: float = 3.0  #: centre-line samples per tube radius
+
+
+ANATOMY = AnatomyRanges()
+
+#: Pulmonary-vein directions (patient RAS: +x right, +y anterior, +z superior) by count:
+#: the usual four; three with a left common trunk; five with a right middle vein.
+_RSPV, _RIPV, _LSPV, _LIPV = (1, -0.7, 0.5), (1, -0.7, -0.5), (-1, -0.7, 0.5), (-1, -0.7, -0.5)
+VEIN_LAYOUTS: dict[int, tuple[tuple[float, float, float], ...]] = {
+    3: (_RSPV, _RIPV, (-1, -0.7, 0.0)),
+    4: (_RSPV, _RIPV, _LSPV, _LIPV),
+    5: (_RSPV, _RIPV, _LSPV, _LIPV, (1, -0.6, 0.0)),
+}
+
+#: Storage orders of the written files (none is RAS): flips, in-plane swaps, a slice axis
+#: stored in the middle.
+SOURCE_AXCODES: tuple[tuple[str, str, str], ...] = (
+    ("L", "P", "S"),
+    ("L", "A", "S"),
+    ("R", "P", "I"),
+    ("A", "L", "S"),
+    ("P", "R", "I"),
+    ("L", "S", "P"),
+)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The canonical voxel grid of a phantom and its physical coordinates."""
+
+    shape: tuple[int, int, int]
+    spacing: np.ndarray
+    rotation: np.ndarray
+    origin: np.ndarray
+    source_axcodes: tuple[str, str, str]
+
+    @property
+    def linear(self) -> np.ndarray:
+        return self.rotation @ np.diag(self.spacing)
+
+    @property
+    def affine(self) -> np.ndarray:
+        affine = np.eye(4)
+        affine[:3, :3] = self.linear
+        affine[:3, 3] = self.origin
+        return affine
+
+    @property
+    def unit_mm(self) -> float:
+        """Length of one field-of-view unit: half the smallest physical extent."""
+        return 0.5 * float(np.min(np.asarray(self.shape) * self.spacing))
+
+    @property
+    def half_extent(self) -> np.ndarray:
+        """Half the physical extent along each axis, in field-of-view units."""
+        return 0.5 * np.asarray(self.shape) * self.spacing / self.unit_mm
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (np.asarray(self.shape, dtype=float) - 1) / 2
+
+    def coordinates(self) -> list[np.ndarray]:
+        """Patient coordinates (x, y, z) of every voxel in field-of-view units around the
+        grid centre, as three broadcastable float32 arrays of the grid's shape."""
+        to_units = self.linear / self.unit_mm
+        offsets = [np.arange(n, dtype=np.float32) - c for n, c in zip(self.shape, self.centre)]
+        axes = [
+            offsets[0][:, None, None],
+            offsets[1][None, :, None],
+            offsets[2][None, None, :],
+        ]
+        return [
+            (to_units[row, 0] * axes[0] + to_units[row, 1] * axes[1] + to_units[row, 2] * axes[2])
+            .astype(np.float32)
+            for row in range(3)
+        ]
+
+
+def _random_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
+    """A rotation by at most ``max_deg`` about a random axis (Rodrigues' formula)."""
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = math.radians(rng.uniform(-max_deg, max_deg))
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
+
+
+def _unit(vector: Sequence[float]) -> np.ndarray:
+    vector = np.asarray(vector, dtype=float)
+    return vector / np.linalg.norm(vector)
+
+
+def _perpendicular(rng: np.random.Generator, direction: np.ndarray) -> np.ndarray:
+    """A random unit vector perpendicular to ``direction``."""
+    vector = rng.normal(size=3)
+    vector -= vector.dot(direction) * direction
+    return _unit(vector)
+
+
+def _sample_grid(rng: np.random.Generator, shape: tuple[int, int, int]) -> _Grid:
+    in_plane = rng.uniform(*ANATOMY.in_plane_mm)
+    spacing = np.array([in_plane, in_plane, rng.uniform(*ANATOMY.slice_mm)])
+    rotation = _random_rotation(rng, ANATOMY.grid_tilt_deg)
+    origin = rng.uniform(-ANATOMY.origin_mm, ANATOMY.origin_mm, size=3)
+    axcodes = SOURCE_AXCODES[int(rng.integers(len(SOURCE_AXCODES)))]
+    return _Grid(shape, spacing, rotation, origin, axcodes)
+
+
+def _cosine_field(
+    rng: np.random.Generator,
+    coords: Sequence[np.ndarray],
+    frequency: tuple[float, float],
+    terms: int = 6,
+) -> np.ndarray:
+    """A smooth random field of about unit variance: a sum of plane cosine waves."""
+    total = np.zeros(np.broadcast_shapes(*(c.shape for c in coords)), dtype=np.float32)
+    for _ in range(terms):
+        direction = _unit(rng.normal(size=3))
+        wavenumber = rng.uniform(*frequency)
+        phase = rng.uniform(0, 2 * math.pi)
+        wave = sum(np.float32(wavenumber * d) * c for d, c in zip(direction, coords))
+        total += np.cos(wave + np.float32(phase))
+    return total * np.float32(math.sqrt(2.0 / terms))
+
+
+def _ellipsoid(
+    coords: Sequence[np.ndarray],
+    centre: np.ndarray,
+    rotation: np.ndarray,
+    radii: np.ndarray,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Normalised radius (1 on the surface) of an ellipsoid and the local coordinates."""
+    relative = [c - np.float32(m) for c, m in zip(coords, centre)]
+    local = [
+        sum(np.float32(rotation[row, axis]) * relative[row] for row in range(3)) / np.float32(r)
+        for axis, r in enumerate(radii)
+    ]
+    return np.sqrt(sum(component**2 for component in local)), local
+
+
+def _paint_balls(
+    mask: np.ndarray, grid: _Grid, centres: np.ndarray, radii: np.ndarray
+) -> None:
+    """Set every voxel of ``mask`` within ``radii`` of ``centres`` (field-of-view units)."""
+    to_units = grid.linear / grid.unit_mm
+    to_index = np.linalg.inv(to_units)
+    voxel_units = grid.spacing / grid.unit_mm
+    shape = np.asarray(grid.shape)
+    for centre, radius in zip(centres, radii):
+        index = grid.centre + to_index @ centre
+        half = np.ceil(radius / voxel_units) + 1
+        low = np.maximum(np.floor(index - half), 0).astype(int)
+        high = np.minimum(np.ceil(index + half) + 1, shape).astype(int)
+        if np.any(low >= high):
+            continue
+        ranges = [np.arange(low[a], high[a], dtype=np.float32) - index[a] for a in range(3)]
+        axes = [ranges[0][:, None, None], ranges[1][None, :, None], ranges[2][None, None, :]]
+        distance2 = sum(
+            (to_units[row, 0] * axes[0] + to_units[row, 1] * axes[1] + to_units[row, 2] * axes[2])
+            ** 2
+            for row in range(3)
+        )
+        box = tuple(slice(lo, hi) for lo, hi in zip(low, high))
+        mask[box] |= distance2 <= radius**2
+
+
+def _tube_samples(
+    start: np.ndarray,
+    direction: np.ndarray,
+    bend: np.ndarray,
+    length: float,
+    radius: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-line points and radii of a curved tube ``start + L (t d + t^2 b)``, t in [0, 1],
+    with radius tapering linearly from ``radius[0]`` to ``radius[1]``."""
+    count = max(2, int(math.ceil(length * ANATOMY.samples_per_radius / min(radius))))
+    t = np.linspace(0.0, 1.0, count)[:, None]
+    points = start + length * (t * direction + t**2 * bend)
+    radii = radius[0] + (radius[1] - radius[0]) * t[:, 0]
+    return points, radii
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def _sample_anatomy(rng: np.random.Generator, grid: _Grid) -> np.ndarray:
+    """The tissue-class map (:class:`Tissue`) of one phantom on ``grid``."""
+    coords = grid.coordinates()
+    shape = grid.shape
+    r = ANATOMY
+
+    # Left atrium: a deformed ellipsoid ...
+    centre = rng.uniform(-r.chamber_offset, r.chamber_offset, size=3)
+    radii = np.array([rng.uniform(*bounds) for bounds in r.chamber_radii])
+    tilt = _random_rotation(rng, r.chamber_tilt_deg)
+    radius, local = _ellipsoid(coords, centre, tilt, radii)
+    deformation = rng.uniform(*r.chamber_deformation) * _cosine_field(
+        rng, local, r.deformation_frequency
+    )
+    atrium = radius <= 1 + deformation
+    del radius, local, deformation
+
+    # ... with pulmonary veins leaving it posteriorly and laterally.
+    count = int(rng.integers(r.vein_count[0], r.vein_count[1] + 1))
+    veins = np.zeros(shape, dtype=bool)
+    for layout in VEIN_LAYOUTS[count]:
+        direction = _unit(np.asarray(layout) + rng.normal(0, r.vein_direction_jitter, size=3))
+        along = tilt.T @ direction / radii
+        depth = 1.0 / float(np.linalg.norm(along))  # chamber radius along the direction
+        start = centre + r.vein_start_depth * depth * direction
+        length = (1 - r.vein_start_depth) * depth + rng.uniform(*r.vein_length)
+        bend = rng.uniform(-r.vein_bend, r.vein_bend) * _perpendicular(rng, direction)
+        first = rng.uniform(*r.vein_radius)
+        last = first * (1 - rng.uniform(*r.vein_taper))
+        points, tube_radii = _tube_samples(start, direction, bend, length, (first, last))
+        _paint_balls(veins, grid, points, tube_radii)
+    label = _largest_component(atrium | veins)
+    del atrium, veins
+
+    # Unlabeled structures: left ventricle (anterior, left, inferior) with a thick wall ...
+    ventricle_radii = rng.uniform(*r.ventricle_radii, size=3)
+    shift = [rng.uniform(*bounds) for bounds in r.ventricle_offset]
+    shift[1] += radii[1] + ventricle_radii[1]  # in front of the atrium, walls touching
+    ventricle_centre = centre + np.array(shift)
+    ventricle_tilt = _random_rotation(rng, r.chamber_tilt_deg)
+    ventricle_radius, _ = _ellipsoid(coords, ventricle_centre, ventricle_tilt, ventricle_radii)
+    wall_ratio = 1 + r.ventricle_wall / float(np.min(ventricle_radii))
+    # ... a descending aorta behind the atrium, running head to foot ...
+    aorta = np.zeros(shape, dtype=bool)
+    aorta_radius = rng.uniform(*r.aorta_radius)
+    aorta_centre = centre + np.array(
+        [rng.uniform(-0.3, 0.0), -radii[1] - rng.uniform(*r.aorta_distance), 0.0]
+    )
+    aorta_direction = _unit(
+        [rng.uniform(-r.aorta_tilt, r.aorta_tilt), rng.uniform(-r.aorta_tilt, r.aorta_tilt), 1]
+    )
+    reach = float(np.linalg.norm(grid.half_extent)) + abs(centre[2])
+    points, tube_radii = _tube_samples(
+        aorta_centre - reach * aorta_direction,
+        aorta_direction,
+        np.zeros(3),
+        2 * reach,
+        (aorta_radius, aorta_radius),
+    )
+    _paint_balls(aorta, grid, points, tube_radii)
+    # ... small vessels anywhere, and lungs at both lateral edges.
+    vessels = np.zeros(shape, dtype=bool)
+    vessel_count = int(rng.integers(r.vessel_count[0], r.vessel_count[1] + 1))
+    vessel_centres = rng.uniform(-1, 1, size=(vessel_count, 3)) * grid.half_extent
+    _paint_balls(vessels, grid, vessel_centres, rng.uniform(*r.vessel_radius, size=vessel_count))
+    lung_start = rng.uniform(*r.lung_start) * grid.half_extent[0]
+    wobble = r.lung_wobble * _cosine_field(rng, coords, (1.0, 3.0), terms=3)
+    lung = np.abs(coords[0]) > lung_start + wobble
+
+    distance = ndimage.distance_transform_edt(~label, sampling=grid.spacing / grid.unit_mm)
+    classes = np.full(shape, Tissue.TISSUE, dtype=np.uint8)
+    classes[lung] = Tissue.LUNG
+    classes[ventricle_radius <= wall_ratio] = Tissue.WALL
+    classes[ventricle_radius <= 1] = Tissue.VENTRICLE
+    classes[aorta] = Tissue.AORTA
+    classes[vessels] = Tissue.VESSEL
+    classes[distance <= r.atrial_wall + r.wall_gap] = Tissue.TISSUE
+    classes[distance <= r.atrial_wall] = Tissue.WALL
+    classes[label] = Tissue.ATRIUM
+    return classes
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, ...], sigma: np.ndarray
+) -> np.ndarray:
+    """Gaussian-filtered white noise scaled to unit standard deviation."""
+    noise = ndimage.gaussian_filter(
+        rng.standard_normal(shape, dtype=np.float32), sigma, truncate=3.0
+    )
+    return noise / np.float32(max(float(noise.std()), 1e-6))
+
+
+def _render(
+    rng: np.random.Generator, classes: np.ndarray, grid: _Grid, look: Appearance
+) -> np.ndarray:
+    """An MRI-like image of the tissue-class map in one appearance domain."""
+    levels = np.zeros(len(Tissue), dtype=np.float32)
+    levels[Tissue.TISSUE] = look.tissue
+    levels[Tissue.LUNG] = look.lung
+    levels[Tissue.WALL] = look.wall
+    levels[Tissue.VENTRICLE] = VENTRICLE_BLOOD
+    levels[Tissue.AORTA] = AORTA_BLOOD
+    levels[Tissue.VESSEL] = VESSEL_BLOOD
+    levels[Tissue.ATRIUM] = 1.0
+    share = np.full(len(Tissue), BLOOD_TEXTURE_SHARE, dtype=np.float32)
+    share[Tissue.TISSUE] = 1.0
+    share[Tissue.LUNG] = share[Tissue.WALL] = WALL_TEXTURE_SHARE
+
+    coords = grid.coordinates()
+    texture = _smooth_noise(rng, grid.shape, look.texture_mm / grid.spacing)
+    texture *= np.float32(look.texture_amplitude)
+    texture += np.float32(ORGAN_VARIATION) * _cosine_field(rng, coords, (1.0, 3.0))
+    image = levels[classes] * (1 + share[classes] * texture)
+    del texture
+    image = ndimage.gaussian_filter(image, PSF_SIGMA_VOXELS, truncate=3.0)
+    image = np.maximum(image, np.float32(MIN_LEVEL)) ** np.float32(look.gamma)
+    bias = _cosine_field(rng, coords, (0.3, 1.2), terms=4)
+    image *= np.exp(np.float32(look.bias_amplitude) * bias)
+    sigma = np.float32(look.noise)
+    real = image + sigma * rng.standard_normal(grid.shape, dtype=np.float32)
+    imaginary = sigma * rng.standard_normal(grid.shape, dtype=np.float32)
+    image = np.hypot(real, imaginary)
+    return (np.float32(look.gain) * image).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@dataclass(frozen=True)
+class PhantomCase:
+    """One phantom: image and label in canonical RAS+ order with their canonical affine.
+
+    ``source_axcodes`` is the storage order of the written file; :meth:`to_source` and
+    :attr:`source_affine` give the arrays and affine in that order.
+    """
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray
+    affine: np.ndarray
+    source_axcodes: tuple[str, str, str] = ("R", "A", "S")
+    domain: str = "A"
+    seed: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.image.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along x, y, z."""
+        norms = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return (float(norms[0]), float(norms[1]), float(norms[2]))
+
+    def _to_source_ornt(self) -> np.ndarray:
+        from nibabel.orientations import axcodes2ornt, ornt_transform
+
+        return ornt_transform(axcodes2ornt(("R", "A", "S")), axcodes2ornt(self.source_axcodes))
+
+    @property
+    def source_affine(self) -> np.ndarray:
+        """The affine of the arrays in source order (what the file stores)."""
+        from nibabel.orientations import inv_ornt_aff
+
+        return self.affine @ inv_ornt_aff(self._to_source_ornt(), self.shape)
+
+    def to_source(self, array: np.ndarray) -> np.ndarray:
+        """A canonical array of this case's grid in the file's storage order."""
+        from nibabel.orientations import apply_orientation
+
+        return np.ascontiguousarray(apply_orientation(array, self._to_source_ornt()))
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise InputError(f"phantom shape must be three integers, not {shape!r}") from None
+    if len(values) != 3 or any(n != s for n, s in zip(values, shape)):
+        raise InputError(f"phantom shape must be three integers (x, y, z), not {shape!r}")
+    if not all(MIN_SIZE <= n <= MAX_SIZE for n in values):
+        raise InputError(
+            f"phantom shape {values} is out of range: each size must be "
+            f"between {MIN_SIZE} and {MAX_SIZE} voxels"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"phantom seed must be a non-negative integer, not {seed!r}")
+    return int(seed)
+
+
+def case_seed(seed: int, index: int) -> int:
+    """The seed of case ``index`` of a study made with ``seed``."""
+    return int(np.random.SeedSequence([_check_seed(seed), int(index)]).generate_state(1)[0])
+
+
+def case_name(domain: str, seed: int, index: int) -> str:
+    """``phantom_A_0000_000``: domain, study seed and index, so studies never collide."""
+    return f"phantom_{resolve_domain(domain)}_{seed:04d}_{index:03d}"
+
+
+def make_phantom(
+    seed: int,
+    shape: Sequence[int] = DEFAULT_SHAPE,
+    domain: str = "A",
+    name: str | None = None,
+) -> PhantomCase:
+    """A deterministic phantom for ``(seed, shape, domain)``; see the module docstring."""
+    seed = _check_seed(seed)
+    shape = _check_shape(shape)
+    domain = resolve_domain(domain)
+    anatomy_rng = np.random.default_rng([seed, 0])
+    grid = _sample_grid(anatomy_rng, shape)
+    classes = _sample_anatomy(anatomy_rng, grid)
+    look_rng = np.random.default_rng([seed, 1, zlib.crc32(domain.encode())])
+    image = _render(look_rng, classes, grid, DOMAINS[domain])
+    label = (classes == Tissue.ATRIUM).astype(np.uint8)
+    return PhantomCase(
+        name=name or f"phantom_{domain}_{seed}",
+        image=image,
+        label=label,
+        affine=grid.affine,
+        source_axcodes=grid.source_axcodes,
+        domain=domain,
+        seed=seed,
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    """Write a NIfTI file atomically (temporary file in the same folder, then rename)."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(array, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    temporary = path.with_name(f".{path.name[: -len('.nii.gz')]}.tmp{os.getpid()}.nii.gz")
+    try:
+        nib.save(image, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_case(case: PhantomCase, study: Path, *, labeled: bool) -> None:
+    """Write one case's image, ground truth and (if ``labeled``) accepted label."""
+    affine = case.source_affine
+    _save_nifti(case.to_source(case.image), affine, study / "imagesTr" / f"{case.name}.nii.gz")
+    label = case.to_source(case.label)
+    _save_nifti(label, affine, study / "groundTruth" / f"{case.name}.nii.gz")
+    if labeled:
+        _save_nifti(label, affine, study / "labelsTr" / f"{case.name}.nii.gz")
+
+
+def _prepare_folder(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise StudyError(
+                f"{out} is not empty: choose a new folder, or pass --force (overwrite=True) "
+                f"to replace the study in it ({', '.join(STUDY_PARTS)})"
+            )
+        for part in STUDY_PARTS:
+            path = out / part
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    for folder in ("imagesTr", "labelsTr", "groundTruth"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+
+
+def write_phantom_study(
+    out: str | os.PathLike[str],
+    *,
+    cases: int,
+    seed: int = 0,
+    shape: Sequence[int] = DEFAULT_SHAPE,
+    labeled: int | None = None,
+    domain: str = "A",
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write a study of ``cases`` phantoms in the MSD layout and return its folder.
+
+    Every case gets ``imagesTr/<case>.nii.gz`` and ``groundTruth/<case>.nii.gz``; the first
+    ``labeled`` (default: all) also ``labelsTr/<case>.nii.gz``. Case ``i`` is
+    ``make_phantom(case_seed(seed, i), shape, domain)``. ``out`` must be empty or absent
+    unless ``overwrite`` (then the study parts in it are replaced). ``progress(done, total)``
+    is called after each case.
+    """
+    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
+        raise InputError(f"number of phantom cases must be at least 1, not {cases!r}")
+    labeled = cases if labeled is None else labeled
+    if isinstance(labeled, bool) or not isinstance(labeled, (int, np.integer)):
+        raise InputError(f"number of labeled cases must be an integer, not {labeled!r}")
+    if not 0 <= labeled <= cases:
+        raise InputError(f"labeled cases must be between 0 and {cases} (the cases), not {labeled}")
+    seed = _check_seed(seed)
+    shape = _check_shape(shape)
+    domain = resolve_domain(domain)
+    out = Path(out)
+    _prepare_folder(out, overwrite)
+    for index in range(cases):
+        case = make_phantom(case_seed(seed, index), shape, domain, case_name(domain, seed, index))
+        write_case(case, out, labeled=index < labeled)
+        if progress is not None:
+            progress(index + 1, cases)
+    _register_study(out, domain=domain, seed=seed, shape=shape)
+    return out
+
+
+def _register_study(out: Path, *, domain: str, seed: int, shape: tuple[int, int, int]) -> None:
+    """Let the study layer write ``dataset.json`` and ``.uamc/state.json`` for the files."""
+    from napari_uamc.data.study import Study
+
+    Study.create(
+        out,
+        name=f"phantoms-{domain}",
+        description=(
+            f"Synthetic left-atrium-like MRI phantoms (napari-uamc), domain {domain}, "
+            f"seed {seed}, shape {shape[0]}x{shape[1]}x{shape[2]}"
+        ),
+        exist_ok=True,
+    )
