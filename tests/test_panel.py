@@ -1,0 +1,191 @@
+"""The whole napari loop under Xvfb: open -> Segment -> edit -> Accept -> Fine-tune -> Stop -> Segment."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+torch = pytest.importorskip("torch")
+
+from napari_uamc._napari import layers as layer_io  # noqa: E402
+from napari_uamc._napari.panel import (  # noqa: E402
+    CHANGES_SUFFIX,
+    SDF_SUFFIX,
+    SEGMENTATION_SUFFIX,
+    UNCERTAINTY_SUFFIX,
+    UamcPanel,
+    honest_scores,
+)
+from napari_uamc.data.phantoms import write_phantom_study  # noqa: E402
+from napari_uamc.data.study import Study  # noqa: E402
+from napari_uamc.engine.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
+from napari_uamc.engine.model import DualTaskVNet  # noqa: E402
+
+SHAPE = (32, 32, 16)
+
+
+@pytest.fixture
+def tiny_study(tmp_path):
+    """A 4-case phantom study, no accepted label, with a tiny random model as version v001."""
+    root = write_phantom_study(tmp_path / "study", cases=4, seed=3, shape=SHAPE, labeled=0)
+    study = Study.open(root)
+    torch.manual_seed(0)
+    model = DualTaskVNet(width=2)
+    spacing = study.read_image(study.cases()[0]).spacing
+    meta = ModelMeta.for_model(model, spacing=spacing, patch=SHAPE, trained_on="test", version="v001")
+    save_checkpoint(study.model_path("v001"), model, meta)
+    study.model_info_path("v001").write_text(json.dumps({"version": "v001", "parent": None}))
+    study.current_model = "v001"
+    return root
+
+
+def _wait(qtbot, panel, attribute, timeout=60_000):
+    qtbot.waitUntil(lambda: getattr(panel, attribute) is None, timeout=timeout)
+
+
+def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    viewer.window.add_dock_widget(panel)
+    panel.open_study(tiny_study)
+    study = panel.study
+    case = panel.case
+    assert case in study.cases()
+    assert panel.selected_model().version == "v001"
+    image_layer = viewer.layers[case]
+    panel.mc_spin.setValue(2)
+
+    # Segment: three layers on the image's scale
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    for suffix in (SEGMENTATION_SUFFIX, SDF_SUFFIX, UNCERTAINTY_SUFFIX):
+        layer = viewer.layers[case + suffix]
+        assert np.allclose(layer.scale, image_layer.scale)
+        assert layer.data.shape == image_layer.data.shape
+    assert type(viewer.layers[case + SEGMENTATION_SUFFIX]).__name__ == "Labels"
+    sdf_layer = viewer.layers[case + SDF_SUFFIX]
+    low, high = sdf_layer.contrast_limits
+    assert low == pytest.approx(-high)
+    assert viewer.layers[case + UNCERTAINTY_SUFFIX].blending == "additive"
+    assert "mL" in panel.segment_status.text()
+    assert study.has_prediction(case)
+
+    # Edit the Labels layer (paint a block), then Accept
+    seg = viewer.layers[case + SEGMENTATION_SUFFIX]
+    edited = np.array(seg.data)
+    edited[4:10, 10:20, 10:20] = 1 - edited[4:10, 10:20, 10:20]  # flip a block
+    edited[0, 0, 0] = 1  # never empty
+    seg.data = edited
+    panel.show_changes()
+    changes = viewer.layers[case + CHANGES_SUFFIX].data
+    assert np.count_nonzero(changes[4:10, 10:20, 10:20]) >= 6 * 10 * 10 - 1
+    panel.accept()
+    label_path = study.label_path(case)
+    assert label_path is not None and label_path.is_file()
+    written = nib.load(label_path)
+    source = nib.load(study.image_path(case))
+    assert written.shape == source.shape
+    assert np.allclose(written.affine, source.affine, atol=1e-6)
+    expected = layer_io.layer_data_to_canonical(edited)
+    assert np.array_equal(study.read_label(case).array, expected)
+    assert "v001" in honest_scores(study)
+
+    # Accept again after another edit: the first label goes to history and can be restored
+    edited2 = edited.copy()
+    edited2[4:10, 10:12, 10:12] = 0
+    seg.data = edited2
+    panel.accept()
+    assert len(study.history(case)) == 1
+    assert panel.history_list.count() == 1
+
+    # Fine-tune a few iterations in the worker; Stop ends it early and still writes a version
+    panel.budget_unit.setCurrentText("iterations")
+    panel.budget_spin.setValue(1000)
+    panel.finetune()
+    qtbot.waitUntil(lambda: panel.finetune_progress.value() >= 2, timeout=120_000)
+    panel._finetune_stop.set()
+    _wait(qtbot, panel, "_finetune_worker", timeout=120_000)
+    versions = study.model_versions()
+    assert versions == ["v001", "v002"]
+    info = json.loads(study.model_info_path("v002").read_text())
+    assert info["stopped_early"] is True
+    assert info["parent"] == "v001"
+    assert Study.open(tiny_study).current_model == "v002"
+    assert panel.selected_model().version == "v002"
+    assert panel.loss_curve.series("total")
+
+    # Segment again with the new version
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    assert panel._outcomes[case].model_version == "v002"
+
+    # Roll back to v001
+    for row in range(panel.versions_list.count()):
+        if panel.versions_list.item(row).data(256) == "v001":  # Qt.UserRole
+            panel.versions_list.setCurrentRow(row)
+    panel.use_selected_version()
+    assert Study.open(tiny_study).current_model == "v001"
+
+
+def test_moving_between_cases_keeps_a_draft(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    first = panel.case
+    panel.mc_spin.setValue(0)
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    seg = viewer.layers[first + SEGMENTATION_SUFFIX]
+    edited = np.array(seg.data)
+    edited[2:5, 3:9, 3:9] = 1 - edited[2:5, 3:9, 3:9]
+    seg.data = edited
+    other = next(c for c in panel.study.cases() if c != first)
+    panel.open_case(other)
+    assert panel.case == other
+    assert first not in viewer.layers
+    draft = panel.study.read_draft(first)
+    assert draft is not None
+    assert np.array_equal(draft.array, layer_io.layer_data_to_canonical(edited))
+    panel.open_case(first)  # the draft comes back
+    assert np.array_equal(viewer.layers[first + SEGMENTATION_SUFFIX].data, edited)
+
+
+def test_clear_messages_for_bad_actions(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    # no image at all
+    panel.segment()
+    assert "no image layer" in panel.segment_status.text()
+    # an RGB image cannot be segmented
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), rgb=True, name="photo")
+    panel.image_combo.setCurrentText("photo")
+    panel.segment()
+    assert "RGB" in panel.segment_status.text()
+    # a 2D image
+    viewer.add_image(np.zeros((16, 16), np.float32), name="slice")
+    panel.image_combo.setCurrentText("slice")
+    panel.segment()
+    assert "3D" in panel.segment_status.text()
+    # accept without a study
+    viewer.add_image(np.random.rand(16, 32, 32).astype(np.float32), name="loose")
+    viewer.add_labels(np.zeros((16, 32, 32), np.uint8), name="loose" + SEGMENTATION_SUFFIX)
+    panel.image_combo.setCurrentText("loose")
+    panel.accept()
+    assert "not part of an open study" in panel.accept_status.text()
+    # an empty label in a study
+    panel.open_study(tiny_study)
+    case = panel.case
+    image = viewer.layers[case]
+    viewer.add_labels(np.zeros(image.data.shape, np.uint8), name=case + SEGMENTATION_SUFFIX,
+                      scale=image.scale, metadata=image.metadata)
+    panel.image_combo.setCurrentText(case)
+    panel.accept()
+    assert "empty label" in panel.accept_status.text()
+    # fine-tune without any accepted case
+    panel.finetune()
+    assert "accept at least one label" in panel.finetune_status.text()
