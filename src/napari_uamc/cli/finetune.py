@@ -1,10 +1,118 @@
-"""`uamc finetune` (being written)."""
+"""``uamc finetune``: the annotation loop's fine-tune on a study folder (same code as the plugin)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+DESCRIPTION = """\
+Fine-tune the study's current model (or --model, or the packaged default) on the study: every
+case with an accepted label in labelsTr/ is labeled, every other case unlabeled (UG-MCL
+consistency at full weight from the first step, lower learning rate). Writes a new model version
+STUDY/.uamc/models/vNNN.pt + vNNN.json (parent, cases used, settings, training Dice on the
+accepted cases) and makes it the study's current model. Ctrl-C stops early and still writes the
+version, marked stopped_early."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("finetune", help="(not available yet)")
-    parser.set_defaults(func=lambda args: parser.error("not available yet"))
+    parser = subparsers.add_parser(
+        "finetune", help="fine-tune a model on a study's accepted labels and other images",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("study", metavar="STUDY", help="study folder (MSD layout)")
+    parser.add_argument("--model", metavar="MODEL.pt",
+                        help="start from this model (default: the study's current model, else the packaged default)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--iterations", type=int, metavar="K", help="train for K steps")
+    budget.add_argument("--minutes", type=float, metavar="M",
+                        help="train for M minutes (default 3 when neither is given)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+                        help="arithmetic: auto (bfloat16 where the hardware has it, default)")
+    parser.add_argument("--method", choices=("ugmcl", "supervised"),
+                        help="ugmcl: all loss terms; supervised: CE + Dice on the accepted cases "
+                             "(default: the terms the model was trained with)")
+    parser.add_argument("--terms", metavar="LIST", help="loss terms, e.g. seg,dis,itc,ctc (overrides --method)")
+    parser.add_argument("--lr", type=float, help="learning rate of the fine-tune (default 0.001)")
+    parser.add_argument("--batch-size", type=int, metavar="B", help="patches per step")
+    parser.add_argument("--labeled-batch-size", type=int, metavar="B", help="labeled patches per step")
+    parser.add_argument("--seed", type=int, metavar="S", help="random seed")
+    recal = parser.add_mutually_exclusive_group()
+    recal.add_argument("--bn-recalibration", dest="bn_recalibration", action="store_true", default=None,
+                       help="re-estimate BatchNorm statistics on all the study's images after training (default)")
+    recal.add_argument("--no-bn-recalibration", dest="bn_recalibration", action="store_false",
+                       help="keep the BatchNorm statistics of training")
+    result = parser.add_mutually_exclusive_group()
+    result.add_argument("--keep-ema", dest="keep_ema", action="store_true", default=None,
+                        help="keep the EMA teacher as the new model")
+    result.add_argument("--keep-student", dest="keep_ema", action="store_false",
+                        help="keep the student as the new model (default)")
+    parser.add_argument("--no-score", action="store_true",
+                        help="skip the training Dice on the accepted cases")
+    parser.set_defaults(func=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from napari_uamc.engine.config import method_terms, parse_terms
+
+    overrides: dict = {}
+    if args.terms:
+        overrides["terms"] = parse_terms(args.terms)
+    elif args.method:
+        overrides["terms"] = method_terms(args.method)
+    values = {
+        "precision": args.precision, "finetune_lr": args.lr, "batch_size": args.batch_size,
+        "labeled_batch_size": args.labeled_batch_size, "seed": args.seed,
+        "bn_recalibration": args.bn_recalibration, "keep_ema": args.keep_ema,
+    }
+    overrides.update({k: v for k, v in values.items() if v is not None})
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    import time
+
+    from napari_uamc.cli._progress import ProgressBar
+    from napari_uamc.engine.finetune import DEFAULT_MINUTES, finetune_study
+
+    stop = threading.Event()
+    by_time = args.iterations is None
+    budget_seconds = 60.0 * (args.minutes if args.minutes is not None else DEFAULT_MINUTES)
+    bar = ProgressBar(int(budget_seconds) if by_time else args.iterations, "finetune")
+    started = time.perf_counter()
+
+    def on_step(report) -> None:
+        loss = report.losses.get("total", float("nan"))
+        done = int(time.perf_counter() - started) if by_time else report.iteration
+        bar.update(done, f"iter {report.iteration} loss {loss:.4f}")
+
+    def on_message(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    def on_interrupt(signum, frame) -> None:  # first Ctrl-C: stop after this step, keep the result
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
+    try:
+        result = finetune_study(
+            args.study, model_path=args.model, iterations=args.iterations, minutes=args.minutes,
+            device=args.device, overrides=_overrides(args), should_stop=stop.is_set,
+            on_step=on_step, on_message=on_message, score=not args.no_score,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    bar.close(f"{result.iterations} iterations")
+    mean = result.mean_training_dice
+    print(
+        f"new model {result.version} (parent {result.parent}): {result.iterations} iterations"
+        + (", stopped early" if result.stopped_early else "")
+        + (f", training Dice on the accepted cases {mean:.3f} (cases it trained on)" if mean is not None else "")
+        + f"\n{result.path}"
+    )
+    return 0

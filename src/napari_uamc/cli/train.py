@@ -1,10 +1,269 @@
-"""`uamc train` (being written)."""
+"""``uamc train``: UG-MCL (or supervised) training of a dual-task V-Net on a folder of cases.
+
+Writes the model (``--out MODEL.pt``), a log beside it (``MODEL.log``, one line per
+``--log-every`` steps) and a resumable training state (``MODEL.resume.pt``, every
+``--checkpoint-every`` steps, on Ctrl-C, on a NaN stop, and at the end). Under ``torchrun`` the
+run is data-parallel over the launched processes; only rank 0 writes files and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+#: Default number of steps between resumable training states.
+DEFAULT_CHECKPOINT_EVERY = 500
+RESUME_SUFFIX = ".resume.pt"
+LOG_SUFFIX = ".log"
+
+DESCRIPTION = """\
+Train a dual-task V-Net with UG-MCL (uncertainty-guided mutual consistency learning) or
+supervised only. DATA is an MSD study folder (imagesTr/ + labelsTr/; groundTruth/ is never used),
+a folder of LA .h5 files (image + label datasets; flat or one sub-folder per case), or a folder of
+NIfTI/NRRD images with a labels/ sub-folder. Labeled cases: the first N in sorted name order
+(--labeled N), those listed in a file (--labeled-cases), or by default every case with a label;
+all other cases are unlabeled. Defaults are the paper's left-atrium settings (6000 iterations,
+batch 4 with 2 labeled, patch 112 112 80, SGD lr 0.01 x0.1 every 2500 steps, seed 1337)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="(not available yet)")
-    parser.set_defaults(func=lambda args: parser.error("not available yet"))
+    parser = subparsers.add_parser(
+        "train", help="train a model (UG-MCL or supervised) on a folder of cases",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("data", metavar="DATA", help="study folder, .h5 folder, or image folder")
+    parser.add_argument("--out", required=True, metavar="MODEL.pt", help="model file to write")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--labeled", type=int, metavar="N",
+                       help="label the first N cases in sorted name order (the rest are unlabeled)")
+    which.add_argument("--labeled-cases", metavar="FILE",
+                       help="text file naming the labeled cases, one per line")
+    parser.add_argument("--method", choices=("ugmcl", "supervised"), default="ugmcl",
+                        help="ugmcl: all loss terms (default); supervised: CE + Dice on labeled cases")
+    parser.add_argument("--terms", metavar="LIST",
+                        help="loss terms instead of --method, e.g. seg,dis,ctc (any of seg, dis, itc, ctc; "
+                             "the paper's ablation rows)")
+    parser.add_argument("--iterations", type=int, metavar="K", help="optimiser steps (default 6000)")
+    parser.add_argument("--patch", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                        help="training patch in voxels, multiples of 16 (default 112 112 80)")
+    parser.add_argument("--width", type=int, metavar="F", help="V-Net width F (default 16)")
+    parser.add_argument("--batch-size", type=int, metavar="B", help="patches per step (default 4)")
+    parser.add_argument("--labeled-batch-size", type=int, metavar="B",
+                        help="labeled patches per step (default 2)")
+    parser.add_argument("--lr", type=float, help="initial learning rate (default 0.01)")
+    parser.add_argument("--mc-samples", type=int, metavar="T",
+                        help="teacher MC-dropout passes for the uncertainty (default 8)")
+    parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 1337)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+                        help="arithmetic: auto (bfloat16 where the hardware has it, default)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="processes building batches (default: 0 on CPU, up to 8 on CUDA)")
+    parser.add_argument("--spacing", type=float, nargs="+", metavar="MM",
+                        help="voxel spacing of .h5 files (one or three numbers, default 1 mm)")
+    parser.add_argument("--init", metavar="MODEL.pt", help="start from this model's weights")
+    parser.add_argument("--resume", metavar="CKPT",
+                        help="continue an interrupted run from its MODEL.resume.pt (same DATA and split)")
+    parser.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, metavar="K",
+                        help=f"write MODEL{RESUME_SUFFIX} every K steps (default {DEFAULT_CHECKPOINT_EVERY}; 0: only at the end)")
+    parser.add_argument("--log-every", type=int, metavar="K",
+                        help="steps between log lines (default 10; on CUDA also how often losses are read)")
+    parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
+    parser.add_argument("--synthetic-only", action="store_true",
+                        help="mark the model as trained on synthetic data only")
+    parser.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------------------------
+def _config_changes(args: argparse.Namespace) -> dict[str, Any]:
+    from napari_uamc.engine.config import method_terms, parse_terms
+
+    changes: dict[str, Any] = {}
+    if args.terms:
+        changes["terms"] = parse_terms(args.terms)
+    elif args.method != "ugmcl" or not args.resume:
+        changes["terms"] = method_terms(args.method)
+    simple = {
+        "iterations": args.iterations, "width": args.width, "batch_size": args.batch_size,
+        "labeled_batch_size": args.labeled_batch_size, "lr": args.lr, "mc_samples": args.mc_samples,
+        "seed": args.seed, "precision": args.precision, "data_workers": args.workers,
+        "log_interval": args.log_every,
+    }
+    changes.update({k: v for k, v in simple.items() if v is not None})
+    if args.patch:
+        changes["patch"] = tuple(args.patch)
+    return changes
+
+
+def _h5_spacing(values: list[float] | None):
+    from napari_uamc.errors import InputError
+
+    if values is None:
+        return None
+    if len(values) == 1:
+        return (values[0],) * 3
+    if len(values) != 3:
+        raise InputError(f"--spacing takes one or three numbers, not {len(values)}")
+    return tuple(values)
+
+
+def _class_names(data: Path, n_classes: int) -> list[str] | None:
+    """Class names from an MSD ``dataset.json`` when it names every class."""
+    try:
+        labels = json.loads((data / "dataset.json").read_text()).get("labels", {})
+        names = [str(labels[str(c)]) for c in range(n_classes)]
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None
+    return names
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    import os
+    import tempfile
+
+    import torch
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _log_line(report) -> str:
+    losses = " ".join(f"{k} {v:.5f}" for k, v in report.losses.items())
+    extra = ""
+    if report.threshold is not None:
+        extra = f" tau {report.threshold:.4f}"
+        if report.mask_fraction is not None:
+            extra += f" mask {report.mask_fraction:.3f}"
+    return (
+        f"iter {report.iteration}/{report.total} {losses} lr {report.lr:.3g} "
+        f"w {report.consistency_weight:.4g}{extra} s/it {report.seconds_per_iteration:.3f}"
+        + ("" if report.fresh else " (losses of an earlier step)")
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from napari_uamc.cli._progress import ProgressBar
+    from napari_uamc.engine import distributed
+    from napari_uamc.engine.checkpoint import load_checkpoint
+    from napari_uamc.engine.config import TrainConfig
+    from napari_uamc.engine.dataset import load_cases_from_folder
+    from napari_uamc.engine.device import resolve_device
+    from napari_uamc.engine.preprocess import needs_resampling
+    from napari_uamc.engine.training import Trainer
+    from napari_uamc.errors import InputError, TrainingError
+
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        raise InputError(f"--out must name a .pt file, not {out}")
+    if args.checkpoint_every < 0:
+        raise InputError(f"--checkpoint-every must be >= 0, not {args.checkpoint_every}")
+    resume_path = out.with_name(out.name[: -len(".pt")] + RESUME_SUFFIX)
+    log_path = out.with_name(out.name[: -len(".pt")] + LOG_SUFFIX)
+    data = Path(args.data)
+
+    device = resolve_device(args.device)
+    ctx = distributed.init_from_env(device.type)
+    main = ctx.is_main
+    say = (lambda text: print(text, file=sys.stderr)) if main else (lambda text: None)
+    try:
+        split = load_cases_from_folder(
+            data, labeled=args.labeled, labeled_names=args.labeled_cases, h5_spacing=_h5_spacing(args.spacing)
+        )
+        say(f"{len(split.labeled)} labeled and {len(split.unlabeled)} unlabeled cases from {data}")
+        odd = [c.name for c in split.labeled + split.unlabeled if needs_resampling(c.spacing, split.spacing)]
+        if odd:
+            median = " x ".join(f"{v:.3g}" for v in split.spacing)
+            say(f"note: {len(odd)} case(s) differ from the median spacing {median} mm by more than "
+                f"10% ({', '.join(odd[:5])}); training uses each case at its own spacing")
+
+        resume_state = None
+        if args.resume:
+            resume_state = torch.load(args.resume, map_location="cpu", weights_only=True)
+            if not isinstance(resume_state, dict) or "config_json" not in resume_state:
+                raise InputError(f"{args.resume} is not a napari-uamc training state")
+            base = TrainConfig.from_dict(json.loads(resume_state["config_json"]))
+        else:
+            base = TrainConfig(n_classes=split.n_classes())
+        model = None
+        parent = None
+        if args.init:
+            model, init_meta = load_checkpoint(args.init, "cpu")
+            base = base.replace(n_classes=init_meta.n_classes, width=init_meta.width,
+                                norm=init_meta.norm, dropout=init_meta.dropout)
+            parent = str(args.init)
+            say(f"starting from {args.init} (width {init_meta.width}, {init_meta.n_classes} classes)")
+        changes = _config_changes(args)
+        if args.init and "width" in changes and changes["width"] != base.width:
+            raise InputError(f"--width {changes['width']} differs from the --init model's width {base.width}")
+        cfg = base.replace(**changes)
+
+        trainer = Trainer(cfg, split.labeled, split.unlabeled, model=model, device=device, dist_context=ctx)
+        if resume_state is not None:
+            trainer.load_state_dict(resume_state)
+            say(f"resuming at iteration {trainer.iteration} of {cfg.iterations}")
+        for note in trainer.notes:
+            say(f"note: {note}")
+        say(f"training on {trainer.device} ({str(trainer.dtype).removeprefix('torch.')}"
+            + (f", {ctx.world_size} processes" if ctx.enabled else "") + f"); log: {log_path}")
+
+        def save_state() -> None:
+            if main:
+                extra = {"data_json": json.dumps({"data": str(data), "labeled": args.labeled,
+                                                  "labeled_cases": args.labeled_cases})}
+                _atomic_torch_save({**trainer.state_dict(), **extra}, resume_path)
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a") if main else None
+        bar = ProgressBar(cfg.iterations, "train") if main else None
+        try:
+            if log:
+                log.write(f"# uamc train {data} -> {out}; config {json.dumps(cfg.to_dict())}\n")
+            for report in trainer.steps():
+                if bar:
+                    total = report.losses.get("total", float("nan"))
+                    bar.update(report.iteration, f"loss {total:.4f}")
+                if log and (report.iteration % cfg.log_interval == 0 or report.iteration == cfg.iterations):
+                    log.write(_log_line(report) + "\n")
+                    log.flush()
+                if args.checkpoint_every and report.iteration % args.checkpoint_every == 0:
+                    save_state()
+        except TrainingError:
+            save_state()
+            say(f"training state kept in {resume_path}")
+            raise
+        except KeyboardInterrupt:
+            save_state()
+            say(f"interrupted at iteration {trainer.iteration}; continue with --resume {resume_path}")
+            raise
+        finally:
+            if log:
+                log.close()
+        save_state()
+        if main:
+            bar.close(f"{trainer.iteration} iterations")  # type: ignore[union-attr]
+            names = _class_names(data, cfg.n_classes)
+            meta = trainer.export(
+                out,
+                spacing=split.spacing,
+                half=args.half,
+                trained_on=str(data),
+                synthetic_only=args.synthetic_only,
+                parent=parent,
+                **({"class_names": names} if names else {}),
+            )
+            print(f"wrote {out} (width {meta.width}, {meta.n_classes} classes, spacing "
+                  f"{' x '.join(f'{s:g}' for s in meta.spacing)} mm)")
+    finally:
+        distributed.shutdown()
+    return 0

@@ -137,7 +137,7 @@ class TrainConfig:
     channels_last: bool = True  # channels-last-3d memory format for the convolutions
     log_interval: int = 10  # on CUDA, loss values are read (a host sync) every this many steps
     data_workers: int | None = None  # batch-building processes; None: 0 on CPU, up to 8 on CUDA
-    mc_chunk: int = 0  # teacher passes per batched forward; 0: auto (all on CUDA, 2 on CPU)
+    mc_chunk: int = 0  # teacher passes per batched forward; 0: auto (all on CUDA, 1 on CPU)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "terms", parse_terms(self.terms))

@@ -1,0 +1,288 @@
+"""Fine-tuning in the annotation loop (METHOD.md section 8): one function for CLI and plugin.
+
+:func:`finetune_study` starts student and teacher from the study's current model (or a given
+one, or the packaged default), trains with every accepted case labeled and the other cases
+unlabeled, consistency at full weight from the first step, a lower learning rate
+(``TrainConfig.finetune_lr``), for a number of iterations or minutes; optionally re-estimates the
+BatchNorm statistics on patches of all the study's images and/or keeps the EMA teacher; then
+writes ``.uamc/models/vNNN.pt`` + ``vNNN.json`` and makes it the study's current model. A stop
+request ends training early and still writes the version (marked ``stopped_early``). It prints
+nothing: progress goes to the ``on_step`` and ``on_message`` callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_uamc.data.metrics import dice
+from napari_uamc.data.study import Study
+from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
+from napari_uamc.engine.config import PATCH_MULTIPLE, TrainConfig
+from napari_uamc.engine.dataset import TrainingCase
+from napari_uamc.engine.preprocess import needs_resampling, resample, resampled_shape, zscore
+from napari_uamc.engine.training import StepReport, Trainer, recalibrate_batchnorm
+from napari_uamc.errors import InputError, TrainingError
+
+#: Budget when neither iterations nor minutes are given (sized for a CPU; a GPU does more steps).
+DEFAULT_MINUTES = 3.0
+#: Iteration cap of a run budgeted in minutes.
+MAX_ITERATIONS_BY_TIME = 100_000
+#: Fine-tune choices that differ from a training run's config (METHOD.md section 8; the
+#: benchmarks in docs/benchmarks.md decide these defaults).
+FINETUNE_DEFAULTS: dict[str, Any] = {"bn_recalibration": True, "keep_ema": False}
+#: Random patches per study image for the BatchNorm recalibration.
+RECALIBRATION_PATCHES_PER_IMAGE = 2
+
+StepCallback = Callable[[StepReport], None]
+MessageCallback = Callable[[str], None]
+
+
+@dataclass
+class FinetuneResult:
+    """The new model version and what went into it."""
+
+    version: str
+    path: Path
+    info_path: Path
+    parent: str
+    iterations: int
+    stopped_early: bool
+    seconds: float
+    labeled: list[str]
+    unlabeled: list[str]
+    training_dice: dict[str, float] = field(default_factory=dict)
+    meta: ModelMeta | None = None
+
+    @property
+    def mean_training_dice(self) -> float | None:
+        values = list(self.training_dice.values())
+        return float(np.mean(values)) if values else None
+
+
+def _model_source(study: Study, model_path: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """``(file, parent name)`` of the model to start from."""
+    if model_path is not None:
+        path = Path(model_path)
+        for known in study.model_versions():  # a version of this study: name it by its version
+            if study.model_path(known).resolve() == path.resolve():
+                return path, known
+        return path, str(model_path)
+    version = study.current_model
+    if version is not None:
+        return study.model_path(version), version
+    return default_model_path(), "default"
+
+
+def _fit_patch(patch: tuple[int, int, int], shapes: list[tuple[int, ...]]) -> tuple[int, int, int]:
+    """The model's patch clipped to the smallest volume, in multiples of 16 (at least 16)."""
+    smallest = np.min(np.array(shapes), axis=0)
+    return tuple(
+        max(PATCH_MULTIPLE, min(p, int(s) // PATCH_MULTIPLE * PATCH_MULTIPLE))
+        for p, s in zip(patch, smallest)
+    )  # type: ignore[return-value]
+
+
+def _read_case(study: Study, name: str, meta: ModelMeta, labeled: bool, tolerance: float) -> TrainingCase:
+    """A study case z-scored (and resampled to the model's spacing where it differs)."""
+    volume = study.read_image(name)
+    image = zscore(volume.array)
+    label = study.read_label(name).array if labeled else None  # type: ignore[union-attr]
+    spacing = volume.spacing
+    if needs_resampling(spacing, meta.spacing, tolerance):
+        shape = resampled_shape(volume.shape, spacing, meta.spacing)
+        image = resample(image, spacing, meta.spacing, order=1)
+        if label is not None:
+            label = resample(label, spacing, meta.spacing, order=0)
+        spacing = tuple(n * s / m for n, s, m in zip(volume.shape, spacing, shape))
+    return TrainingCase(name, image, None if label is None else label.astype(np.uint8), spacing)
+
+
+def _write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device: str) -> dict[str, float]:
+    """Dice (mean over foreground classes) of the model's deterministic prediction against the
+    accepted label of each case: a *training* score, the model has learned these cases."""
+    from napari_uamc.engine.inference import InferenceConfig, segment_volume
+
+    config = InferenceConfig(mc_samples=0, device=device)
+    scores = {}
+    for name in cases:
+        label = study.read_label(name).array  # type: ignore[union-attr]
+        predicted = segment_volume(model, meta, study.read_image(name), config).label
+        per_class = [dice(predicted == c, label == c) for c in range(1, meta.n_classes)]
+        scores[name] = float(np.mean(per_class))
+    return scores
+
+
+def finetune_study(
+    study: Study | str | os.PathLike[str],
+    *,
+    model_path: str | os.PathLike[str] | None = None,
+    iterations: int | None = None,
+    minutes: float | None = None,
+    device: str = "auto",
+    overrides: Mapping[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_step: StepCallback | None = None,
+    on_message: MessageCallback | None = None,
+    score: bool = True,
+    resample_tolerance: float = 0.10,
+) -> FinetuneResult:
+    """Fine-tune on ``study`` and write a new model version (see the module docstring).
+
+    ``model_path``: start from this file instead of the study's current model (default: the
+    current model, else the packaged default). Budget: ``iterations`` or ``minutes`` (not both;
+    neither: :data:`DEFAULT_MINUTES`). ``overrides``: :class:`TrainConfig` fields to change
+    (``terms``, ``finetune_lr``, ``bn_recalibration``, ``keep_ema``, ``batch_size``, ...).
+    ``score``: compute the training Dice on the accepted cases. Raises :class:`TrainingError`
+    when no case is accepted or training fails (the study's current model is then unchanged).
+    """
+    say = on_message or (lambda text: None)
+    started = time.perf_counter()
+    if iterations is not None and minutes is not None:
+        raise InputError("give the fine-tune budget as iterations or as minutes, not both")
+    if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1):
+        raise InputError(f"iterations must be an integer >= 1, not {iterations!r}")
+    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
+        raise InputError(f"minutes must be a positive number, not {minutes!r}")
+    if iterations is None and minutes is None:
+        minutes = DEFAULT_MINUTES
+    if not isinstance(study, Study):
+        study = Study.open(study)
+
+    labeled_names = study.labeled_cases()
+    unlabeled_names = study.unlabeled_cases()
+    if not labeled_names:
+        raise TrainingError(
+            f"study {study.root} has no accepted case: accept at least one label before fine-tuning"
+        )
+    source, parent = _model_source(study, model_path)
+    model, meta = load_checkpoint(source, "cpu")
+    say(f"starting from model {parent} ({source})")
+
+    say(f"reading {len(labeled_names)} accepted and {len(unlabeled_names)} other cases")
+    labeled = [_read_case(study, n, meta, True, resample_tolerance) for n in labeled_names]
+    unlabeled = [_read_case(study, n, meta, False, resample_tolerance) for n in unlabeled_names]
+    patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled])
+
+    base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
+    changes: dict[str, Any] = dict(
+        FINETUNE_DEFAULTS,
+        finetune=True,
+        patch=patch,
+        n_classes=meta.n_classes,
+        width=meta.width,
+        norm=meta.norm,
+        dropout=meta.dropout,
+        iterations=iterations if iterations is not None else MAX_ITERATIONS_BY_TIME,
+    )
+    changes.update(overrides or {})
+    cfg = base.replace(**changes)
+    if max((int(c.label.max(initial=0)) for c in labeled), default=0) >= meta.n_classes:  # type: ignore[union-attr]
+        raise InputError(f"an accepted label has a class the model {parent} does not know "
+                         f"({meta.n_classes} classes: {', '.join(meta.class_names)})")
+
+    trainer = Trainer(
+        cfg, labeled, unlabeled, model=model, device=device, should_stop=should_stop,
+        time_budget=None if minutes is None else 60.0 * minutes,
+    )
+    for note in trainer.notes:
+        say(note)
+    for report in trainer.steps():
+        if on_step is not None:
+            on_step(report)
+    if trainer.stopped_early:
+        say(f"stopped after {trainer.iteration} iterations")
+
+    result_model = trainer.result_model(use_teacher=cfg.keep_ema)
+    recalibrated = 0
+    if cfg.bn_recalibration:
+        say("recalibrating BatchNorm statistics on the study's images")
+        recalibrated = recalibrate_batchnorm(
+            result_model,
+            [c.image for c in labeled + unlabeled],
+            patch,
+            batch_size=cfg.batch_size,
+            patches_per_image=RECALIBRATION_PATCHES_PER_IMAGE,
+            seed=cfg.seed,
+            device=trainer.device,
+            dtype=trainer.dtype,
+            channels_last=cfg.channels_last,
+        )
+    result_model.eval()
+
+    version = study.next_model_version()
+    path = study.model_path(version)
+    new_meta = trainer.build_meta(
+        spacing=meta.spacing,
+        base=meta,
+        use_teacher=cfg.keep_ema,
+        kind="finetune",
+        patch=tuple(meta.patch),
+        parent=parent,
+        version=version,
+        trained_on=f"fine-tuned on study {study.name} ({study.root})",
+        synthetic_only=False,
+    )
+    save_checkpoint(path, result_model, new_meta)
+
+    scores: dict[str, float] = {}
+    if score:
+        say("scoring the accepted cases (training Dice)")
+        scores = training_dice(result_model, new_meta, study, labeled_names, str(trainer.device))
+    seconds = time.perf_counter() - started
+    info = {
+        "version": version,
+        "parent": parent,
+        "parent_path": str(source),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "kind": "finetune",
+        "cases": {"labeled": labeled_names, "unlabeled": unlabeled_names},
+        "iterations": trainer.iteration,
+        "stopped_early": trainer.stopped_early,
+        "budget": {"iterations": iterations, "minutes": minutes},
+        "seconds": round(seconds, 1),
+        "training_seconds": round(trainer.seconds, 1),
+        "device": str(trainer.device),
+        "precision": str(trainer.dtype).removeprefix("torch."),
+        "settings": cfg.to_dict(),
+        "result": "teacher (EMA)" if cfg.keep_ema else "student",
+        "bn_recalibration_patches": recalibrated,
+        "training_dice": {
+            "note": "Dice on cases this version trained on (a training score, not a test score)",
+            "cases": scores,
+            "mean": float(np.mean(list(scores.values()))) if scores else None,
+        },
+        "notes": list(trainer.notes),
+    }
+    info_path = study.model_info_path(version)
+    _write_json_atomically(info_path, info)
+    study.current_model = version
+    say(f"wrote model {version} ({path})")
+    return FinetuneResult(
+        version=version, path=path, info_path=info_path, parent=parent,
+        iterations=trainer.iteration, stopped_early=trainer.stopped_early, seconds=seconds,
+        labeled=labeled_names, unlabeled=unlabeled_names, training_dice=scores, meta=new_meta,
+    )

@@ -1,0 +1,747 @@
+"""The UG-MCL trainer (METHOD.md sections 3 and 4): a generator of per-step reports.
+
+One :class:`Trainer` serves ``uamc train``, the fine-tune of the annotation loop, the plugin's
+background worker, the benchmarks and the tests::
+
+    trainer = Trainer(cfg, labeled_cases, unlabeled_cases, device="auto")
+    for report in trainer.steps():          # stops early when should_stop() is true
+        print(report.iteration, report.losses["total"])
+    trainer.export("model.pt", spacing=..., trained_on="...")
+
+Per step: the student (the model that is trained and saved) sees the batch (labeled samples
+first); the supervised terms use the labeled part; the EMA teacher, in train mode (dropout on,
+BatchNorm on batch statistics), gives the consistency target from one pass on the input plus
+clamped Gaussian noise and the uncertainty from T more noisy passes, all batched into as few
+forwards as ``mc_chunk`` allows; ``L = L_sup + lambda(t) (L_itc + L_ctc)``; SGD with step decay;
+then the EMA update. Every random draw is a function of ``(seed, rank, iteration)``, so a resumed
+run continues exactly where the interrupted one was.
+
+Host syncs: on CPU the loss values are read every step; on CUDA only every ``log_interval``
+steps (and at the last), so in between :class:`StepReport` repeats the last values read
+(``fresh=False``). A non-finite loss stops training with :class:`TrainingError` after restoring
+the last state known to give a finite loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from napari_uamc.engine.checkpoint import ModelMeta, save_checkpoint
+from napari_uamc.engine.config import TERM_CTC, TERM_DIS, TERM_ITC, TERM_SEG, TrainConfig
+from napari_uamc.engine.dataset import TrainingCase
+from napari_uamc.engine.device import autocast, resolve_device, resolve_precision
+from napari_uamc.engine.distributed import DistContext, any_rank, current
+from napari_uamc.engine.ema import update_ema
+from napari_uamc.engine.losses import (
+    SUPERVISED_SCALE,
+    consistency_weight,
+    cross_task_consistency,
+    entropy,
+    intra_task_consistency,
+    supervised_loss,
+    uncertainty_threshold,
+)
+from napari_uamc.engine.model import DualTaskVNet
+from napari_uamc.engine.sampling import TrainingBatches, batch_loader
+from napari_uamc.errors import InputError, TrainingError
+
+TRAINER_STATE_FORMAT = "napari-uamc-trainer-state"
+TRAINER_STATE_VERSION = 1
+#: Loss names a report carries (those of inactive terms are left out).
+LOSS_NAMES = ("total", TERM_SEG, TERM_DIS, TERM_ITC, TERM_CTC)
+#: Teacher passes per forward on a CPU when ``mc_chunk`` is 0 (auto): stacking passes measured
+#: slower on a 2-core CPU (width 8, 64x64x48, batch 4, T=8: 0.95 s unstacked, 1.1 s by 3, 1.2 s all).
+CPU_MC_CHUNK = 1
+#: Most batch-building worker processes chosen automatically on CUDA.
+MAX_AUTO_WORKERS = 8
+#: Smoothing of the seconds-per-iteration estimate (weight of the newest step).
+SPEED_SMOOTHING = 0.1
+#: Random streams derived from the seed (fixed forever so that runs stay reproducible).
+_STREAM_INIT = 11
+_STREAM_STEP = 12
+#: Config fields that may differ between an interrupted run and its resumption.
+_RESUME_FREE_FIELDS = frozenset({"iterations", "data_workers", "log_interval", "precision", "mc_chunk"})
+
+StopRequest = Callable[[], bool]
+
+
+@dataclass
+class StepReport:
+    """What happened in one optimiser step.
+
+    ``iteration`` counts the steps done (1 after the first); ``losses`` holds ``total`` and the
+    active terms: ``seg`` and ``dis`` as they enter the total (``0.5 (CE + Dice)``, ``0.5 Dice(
+    T_inv(sdf), y) [+ w MSE]``), ``itc`` and ``ctc`` before the weight ``consistency_weight``.
+    ``fresh`` is False when the values were read at an earlier step (CUDA reads them only
+    every ``log_interval`` steps); ``threshold`` (nats) and ``mask_fraction`` are None without
+    the itc term. ``eta_seconds`` accounts for a time budget.
+    """
+
+    iteration: int
+    total: int
+    losses: dict[str, float]
+    lr: float
+    consistency_weight: float
+    threshold: float | None
+    mask_fraction: float | None
+    seconds_per_iteration: float
+    eta_seconds: float
+    fresh: bool = True
+    message: str = ""
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed for ``(seed, *keys)`` (any int seed)."""
+    sequence = np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, *keys])
+    return int(sequence.generate_state(1, np.uint32)[0])
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    oom_type = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(error, oom_type):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    )
+
+
+def _validate_runtime_fields(cfg: TrainConfig) -> None:
+    from napari_uamc.engine.device import PRECISIONS
+
+    if cfg.precision not in PRECISIONS:
+        raise InputError(f"Training config: precision must be one of {PRECISIONS}, not {cfg.precision!r}")
+    if not isinstance(cfg.log_interval, int) or cfg.log_interval < 1:
+        raise InputError(f"Training config: log_interval must be an integer >= 1, not {cfg.log_interval!r}")
+    if cfg.data_workers is not None and (not isinstance(cfg.data_workers, int) or cfg.data_workers < 0):
+        raise InputError(f"Training config: data_workers must be None or an integer >= 0, not {cfg.data_workers!r}")
+    if not isinstance(cfg.mc_chunk, int) or cfg.mc_chunk < 0:
+        raise InputError(f"Training config: mc_chunk must be an integer >= 0, not {cfg.mc_chunk!r}")
+
+
+def build_model(cfg: TrainConfig) -> DualTaskVNet:
+    """A freshly initialised dual-task V-Net for ``cfg`` (initialisation seeded by ``cfg.seed``)."""
+    torch.manual_seed(derived_seed(cfg.seed, _STREAM_INIT))
+    return DualTaskVNet(1, cfg.n_classes, cfg.width, cfg.norm, cfg.dropout)
+
+
+class Trainer:
+    """Semi-supervised (or supervised) training of a dual-task V-Net; see the module docstring.
+
+    ``model``: the student to start from (fine-tuning, ``--init``); None builds a fresh one.
+    ``time_budget``: seconds after which :meth:`steps` ends (fine-tuning by minutes).
+    ``should_stop``: checked before every step; True ends :meth:`steps` early.
+    Attributes the caller may read: ``student``, ``teacher``, ``iteration``, ``cfg`` (terms may
+    have been reduced, see ``notes``), ``stopped_early``, ``notes`` (messages for the user).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        labeled: Sequence[TrainingCase],
+        unlabeled: Sequence[TrainingCase] = (),
+        *,
+        model: DualTaskVNet | None = None,
+        device: str | torch.device = "auto",
+        should_stop: StopRequest | None = None,
+        time_budget: float | None = None,
+        dist_context: DistContext | None = None,
+    ) -> None:
+        _validate_runtime_fields(cfg)
+        self.labeled = list(labeled)
+        self.unlabeled = list(unlabeled)
+        self.notes: list[str] = []
+        self._check_cases(cfg)
+        if not self.unlabeled and cfg.terms & {TERM_ITC, TERM_CTC}:
+            message = (
+                "no unlabeled cases: training with the supervised terms only "
+                f"({', '.join(sorted(cfg.terms & {TERM_SEG, TERM_DIS}))})"
+            )
+            warnings.warn(message, stacklevel=2)
+            self.notes.append(message)
+            cfg = cfg.replace(terms=cfg.terms & {TERM_SEG, TERM_DIS})
+        self.cfg = cfg
+        self.terms = cfg.terms
+        self.should_stop = should_stop
+        self.time_budget = time_budget
+        self.dist = dist_context or current()
+        self.device = self._pick_device(device)
+        self.dtype = resolve_precision(cfg.precision, self.device)
+        self.memory_format = torch.channels_last_3d if cfg.channels_last else torch.contiguous_format
+
+        if model is None:
+            model = build_model(cfg)
+        self._check_model(model, cfg)
+        self.student = model.to(self.device, memory_format=self.memory_format)
+        self.student.train()
+        self.teacher = copy.deepcopy(self.student)
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.optimizer = torch.optim.SGD(
+            self.student.parameters(), lr=cfg.base_lr, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+        )
+        self._net: nn.Module = self._wrap_distributed(self.student)
+
+        self.iteration = 0
+        self.stopped_early = False
+        self.seconds = 0.0
+        self._last_good: dict[str, Any] | None = None
+        self._last_values: dict[str, float] = {}
+        self._last_mask_fraction: float | None = None
+        self._speed: float | None = None
+        self.batches = TrainingBatches(
+            self.labeled,
+            self.unlabeled if self.uses_unlabeled else [],
+            patch=cfg.patch,
+            labeled_per_batch=cfg.labeled_batch_size,
+            unlabeled_per_batch=cfg.unlabeled_batch_size if self.uses_unlabeled else 0,
+            n_classes=cfg.n_classes,
+            seed=cfg.seed,
+            rank=self.dist.rank,
+            with_sdf=TERM_DIS in self.terms and cfg.sdf_mse_weight > 0,
+        )
+
+    # ------------------------------------------------------------------------- set-up checks
+    def _check_cases(self, cfg: TrainConfig) -> None:
+        if not self.labeled:
+            raise TrainingError(
+                "the labeled set is empty: training needs at least one case with a label "
+                "(accept a label, or choose labeled cases with --labeled / --labeled-cases)"
+            )
+        for case in self.labeled:
+            if case.label is None:
+                raise TrainingError(f"case {case.name} is in the labeled set but has no label")
+            largest = int(case.label.max(initial=0))
+            if largest >= cfg.n_classes:
+                raise InputError(
+                    f"case {case.name}: label value {largest} does not fit a model with "
+                    f"{cfg.n_classes} classes (background included)"
+                )
+
+    @staticmethod
+    def _check_model(model: DualTaskVNet, cfg: TrainConfig) -> None:
+        if not isinstance(model, DualTaskVNet):
+            raise InputError(f"the model to train must be a DualTaskVNet, not {type(model).__name__}")
+        if model.n_classes != cfg.n_classes:
+            raise InputError(
+                f"the model has {model.n_classes} classes but the training config {cfg.n_classes}"
+            )
+
+    def _pick_device(self, device: str | torch.device) -> torch.device:
+        resolved = resolve_device(device)
+        if self.dist.enabled and resolved.type == "cuda":
+            return torch.device("cuda", self.dist.local_rank)
+        return resolved
+
+    def _wrap_distributed(self, module: nn.Module) -> nn.Module:
+        if not self.dist.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        uses_sdf = self.cfg.uses_sdf_head or (TERM_ITC in self.terms and self.cfg.effective_beta < 1)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        # 1x1x1 head weights have ambiguous channels-last strides; DDP warns about it every step
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        return DistributedDataParallel(
+            module, device_ids=device_ids, find_unused_parameters=not uses_sdf
+        )
+
+    # ------------------------------------------------------------------------------ properties
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether batches hold unlabeled samples (only the consistency terms use them)."""
+        return bool(self.unlabeled) and bool(self.terms & {TERM_ITC, TERM_CTC})
+
+    @property
+    def data_workers(self) -> int:
+        if self.cfg.data_workers is not None:
+            return self.cfg.data_workers
+        if self.device.type != "cuda":
+            return 0
+        cores = (os.cpu_count() or 1) // max(self.dist.world_size, 1)
+        return max(0, min(MAX_AUTO_WORKERS, cores - 1))
+
+    @property
+    def mc_chunk(self) -> int:
+        passes = self.cfg.mc_samples + (1 if self.cfg.teacher_target == "single" else 0)
+        if self.cfg.mc_chunk:
+            return min(self.cfg.mc_chunk, passes)
+        return passes if self.device.type == "cuda" else min(CPU_MC_CHUNK, passes)
+
+    def _sync_every(self) -> int:
+        return self.cfg.log_interval if self.device.type == "cuda" else 1
+
+    # ------------------------------------------------------------------------------ the loop
+    def steps(self) -> Iterator[StepReport]:
+        """Run from ``self.iteration`` to ``cfg.iterations``, yielding a report per step."""
+        started = time.perf_counter()
+        self._started = self._last_tick = started
+        self.stopped_early = False
+        loader = batch_loader(
+            self.batches,
+            range(self.iteration, self.cfg.iterations),
+            workers=self.data_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        message = "; ".join(self.notes)
+        try:
+            while self.iteration < self.cfg.iterations:
+                if self._stop_requested(started):
+                    self.stopped_early = True
+                    break
+                batch = next(loader)
+                try:
+                    report = self._step(batch)
+                except TrainingError:
+                    raise
+                except Exception as error:
+                    if _is_out_of_memory(error):
+                        raise TrainingError(self._oom_message()) from None
+                    raise
+                if message:
+                    report.message, message = message, ""
+                self.seconds = time.perf_counter() - started
+                yield report
+        finally:
+            loader.close()
+            self.seconds = time.perf_counter() - started
+
+    def _stop_requested(self, started: float) -> bool:
+        asked = bool(self.should_stop and self.should_stop())
+        if self.time_budget is not None and time.perf_counter() - started >= self.time_budget:
+            asked = True
+        if self.dist.enabled and (self.should_stop is not None or self.time_budget is not None):
+            asked = any_rank(asked, self.device)
+        return asked
+
+    def _oom_message(self) -> str:
+        cfg = self.cfg
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return (
+            f"out of memory on {self.device} with patch {'x'.join(map(str, cfg.patch))}, batch "
+            f"{cfg.batch_size} ({cfg.labeled_batch_size} labeled), width {cfg.width}, "
+            f"{cfg.mc_samples} MC samples: use a smaller --patch or --batch-size (or a smaller "
+            f"mc_chunk for the teacher passes)"
+        )
+
+    def _step(self, batch: Mapping[str, Tensor]) -> StepReport:
+        cfg = self.cfg
+        it = self.iteration
+        torch.manual_seed(derived_seed(cfg.seed, _STREAM_STEP, self.dist.rank, it))
+        lr = cfg.lr_at(it)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        label = batch["label"].to(self.device, non_blocking=True).long()
+        sdf_target = batch["sdf"].to(self.device, non_blocking=True) if "sdf" in batch else None
+        n_labeled = label.shape[0]
+        itc_on, ctc_on = TERM_ITC in self.terms, TERM_CTC in self.terms
+        weight = consistency_weight(it, cfg) if (itc_on or ctc_on) else 0.0
+        threshold = (
+            uncertainty_threshold(it, cfg.rampup_length, cfg.n_classes, cfg) if itc_on else None
+        )
+
+        self.student.train()
+        with autocast(self.device, self.dtype):
+            seg_logits, sdf = self._net(x)
+        parts = supervised_loss(
+            seg_logits[:n_labeled], sdf[:n_labeled], label, sdf_target, self.terms, cfg
+        )
+        total = parts["sup"]
+        terms: dict[str, Tensor] = {}
+        if TERM_DIS in self.terms:
+            terms[TERM_DIS] = SUPERVISED_SCALE * parts["dis_dice"] + (
+                cfg.sdf_mse_weight * parts["sdf_mse"] if "sdf_mse" in parts else 0.0
+            )
+            terms[TERM_SEG] = parts["sup"] - terms[TERM_DIS]
+        else:
+            terms[TERM_SEG] = parts["sup"]
+        mask_fraction = None
+        if itc_on or ctc_on:
+            p_student = torch.softmax(seg_logits.float(), dim=1)
+        if itc_on:
+            p_teacher, sdf_teacher, uncertainty = self._teacher_outputs(x)
+            beta = cfg.effective_beta
+            terms[TERM_ITC], mask_fraction = intra_task_consistency(
+                p_student,
+                sdf if beta < 1 else None,
+                p_teacher,
+                sdf_teacher if beta < 1 else None,
+                uncertainty,
+                threshold,
+                beta,
+            )
+            total = total + weight * terms[TERM_ITC]
+        if ctc_on:
+            terms[TERM_CTC] = cross_task_consistency(p_student, sdf, cfg.sdf_k)
+            total = total + weight * terms[TERM_CTC]
+        terms = {"total": total, **terms}
+
+        fresh = self._is_sync_step(it)
+        if fresh:
+            self._check_finite(it, terms, mask_fraction)
+            self._remember_good_state()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        update_ema(self.teacher, self.student, it, cfg.ema_alpha)
+        self.iteration = it + 1
+        return self._report(lr, weight, threshold, fresh)
+
+    def _teacher_outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(p_teacher, sdf_teacher, uncertainty)`` from the noisy teacher passes.
+
+        The passes are stacked along the batch axis (``mc_chunk`` at a time) so the teacher runs
+        a few large forwards instead of T + 1 small ones. In train mode its BatchNorm then
+        normalises with statistics over all stacked copies: the same inputs under independent
+        noise, so the same statistics in expectation.
+        """
+        cfg = self.cfg
+        single = cfg.teacher_target == "single"
+        passes = cfg.mc_samples + (1 if single else 0)
+        batch = x.shape[0]
+        prob_sum: Tensor | None = None
+        sdf_sum: Tensor | None = None
+        target_prob: Tensor | None = None
+        target_sdf: Tensor | None = None
+        self.teacher.train()
+        done = 0
+        with torch.no_grad():
+            while done < passes:
+                count = min(self.mc_chunk, passes - done)
+                inputs = x.repeat(count, 1, 1, 1, 1) if count > 1 else x
+                noise = torch.randn_like(inputs).mul_(cfg.noise_std).clamp_(-cfg.noise_clip, cfg.noise_clip)
+                inputs = (inputs + noise).contiguous(memory_format=self.memory_format)
+                with autocast(self.device, self.dtype):
+                    logits, sdf = self.teacher(inputs)
+                prob = torch.softmax(logits.float(), dim=1).unflatten(0, (count, batch))
+                sdf = sdf.float().unflatten(0, (count, batch))
+                first = 0
+                if single and done == 0:
+                    target_prob, target_sdf, first = prob[0], sdf[0], 1
+                if count > first:
+                    part = prob[first:].sum(dim=0)
+                    prob_sum = part if prob_sum is None else prob_sum + part
+                    if not single:
+                        sdf_part = sdf[first:].sum(dim=0)
+                        sdf_sum = sdf_part if sdf_sum is None else sdf_sum + sdf_part
+                done += count
+        assert prob_sum is not None
+        mean_prob = prob_sum / cfg.mc_samples
+        if target_prob is None:
+            target_prob, target_sdf = mean_prob, sdf_sum / cfg.mc_samples  # type: ignore[operator]
+        return target_prob, target_sdf, entropy(mean_prob)  # type: ignore[return-value]
+
+    def _is_sync_step(self, it: int) -> bool:
+        every = self._sync_every()
+        return (it + 1) % every == 0 or it + 1 >= self.cfg.iterations or it == 0
+
+    def _check_finite(self, it: int, terms: dict[str, Tensor], mask_fraction: Tensor | None) -> None:
+        names = list(terms)
+        stacked = [terms[name].detach().float().reshape(()) for name in names]
+        if mask_fraction is not None:
+            stacked.append(mask_fraction.detach().float().reshape(()))
+        values = torch.stack(stacked).tolist()  # the one host sync of the step
+        bad = not all(math.isfinite(v) for v in values)
+        if self.dist.enabled:
+            bad = any_rank(bad, self.device)
+        if bad:
+            shown = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, values))
+            if self._state_is_finite():
+                where = f"the model is kept as it was after iteration {self.iteration}"
+            else:
+                restored = self._restore_good_state()
+                where = (
+                    f"the model was restored to iteration {restored}, the last with a finite loss"
+                    if restored is not None else "no earlier state was kept"
+                )
+            raise TrainingError(
+                f"the loss is not finite at iteration {it + 1} ({shown}); {where}. Try a lower "
+                f"learning rate (now {self.cfg.lr_at(it):g}) or --precision float32"
+            )
+        self._last_values = dict(zip(names, values[: len(names)]))
+        self._last_mask_fraction = values[-1] if mask_fraction is not None else None
+
+    def _state_is_finite(self) -> bool:
+        tensors = [*self.student.state_dict().values(), *self.teacher.state_dict().values()]
+        return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+    def _remember_good_state(self) -> None:
+        """Keep a copy of the state that just gave a finite loss (before its update)."""
+        self._last_good = {
+            "iteration": self.iteration,
+            "student": {k: v.detach().clone() for k, v in self.student.state_dict().items()},
+            "teacher": {k: v.detach().clone() for k, v in self.teacher.state_dict().items()},
+            "optimizer": _clone_optimizer_state(self.optimizer.state_dict()),
+        }
+
+    def _restore_good_state(self) -> int | None:
+        good = self._last_good
+        if good is None:
+            return None
+        self.student.load_state_dict(good["student"])
+        self.teacher.load_state_dict(good["teacher"])
+        self.optimizer.load_state_dict(good["optimizer"])
+        self.iteration = good["iteration"]
+        return self.iteration
+
+    def _report(self, lr: float, weight: float, threshold: float | None, fresh: bool) -> StepReport:
+        now = time.perf_counter()
+        elapsed, self._last_tick = now - self._last_tick, now
+        if self.iteration <= 1 or self._speed is None:
+            self._speed = elapsed
+        else:
+            self._speed += SPEED_SMOOTHING * (elapsed - self._speed)
+        eta = self._speed * (self.cfg.iterations - self.iteration)
+        if self.time_budget is not None:
+            eta = min(eta, max(0.0, self.time_budget - (now - self._started)))
+        return StepReport(
+            iteration=self.iteration,
+            total=self.cfg.iterations,
+            losses=dict(self._last_values),
+            lr=lr,
+            consistency_weight=weight,
+            threshold=threshold,
+            mask_fraction=self._last_mask_fraction,
+            seconds_per_iteration=self._speed,
+            eta_seconds=eta,
+            fresh=fresh,
+        )
+
+    # ------------------------------------------------------------------------ state and export
+    def case_names(self) -> dict[str, list[str]]:
+        return {
+            "labeled": [c.name for c in self.labeled],
+            "unlabeled": [c.name for c in self.unlabeled],
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs; only tensors, ints and JSON strings (loads with
+        ``torch.load(..., weights_only=True)``)."""
+        optimizer = self.optimizer.state_dict()
+        return {
+            "format": TRAINER_STATE_FORMAT,
+            "format_version": TRAINER_STATE_VERSION,
+            "iteration": int(self.iteration),
+            "config_json": json.dumps(self.cfg.to_dict()),
+            "cases_json": json.dumps(self.case_names()),
+            "architecture_json": json.dumps(_architecture(self.student)),
+            "student": {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()},
+            "teacher": {k: v.detach().cpu().clone() for k, v in self.teacher.state_dict().items()},
+            "optimizer_json": json.dumps(optimizer["param_groups"]),
+            "optimizer_state": {
+                str(index): {name: value.detach().cpu().clone() for name, value in entry.items()
+                             if isinstance(value, Tensor)}
+                for index, entry in optimizer["state"].items()
+            },
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` output (same cases and architecture)."""
+        if not isinstance(state, Mapping) or state.get("format") != TRAINER_STATE_FORMAT:
+            raise TrainingError("this is not a napari-uamc training state (resume file)")
+        if int(state.get("format_version", 0)) > TRAINER_STATE_VERSION:
+            raise TrainingError("this training state was written by a newer napari-uamc")
+        saved_cases = json.loads(state["cases_json"])
+        if saved_cases != self.case_names():
+            raise TrainingError(
+                "the training state was made with other cases (labeled "
+                f"{_short(saved_cases['labeled'])}, {len(saved_cases['unlabeled'])} unlabeled) than "
+                f"this run (labeled {_short(self.case_names()['labeled'])}, "
+                f"{len(self.unlabeled)} unlabeled)"
+            )
+        saved_cfg = json.loads(state["config_json"])
+        now_cfg = self.cfg.to_dict()
+        changed = sorted(k for k in now_cfg if k not in _RESUME_FREE_FIELDS and saved_cfg.get(k) != now_cfg[k])
+        if changed:
+            warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=2)
+        try:
+            self.student.load_state_dict(state["student"])
+            self.teacher.load_state_dict(state["teacher"])
+        except RuntimeError as error:
+            raise TrainingError(
+                f"the training state does not fit this network: {str(error).splitlines()[0]}"
+            ) from None
+        groups = json.loads(state["optimizer_json"])
+        optimizer_state = {int(k): dict(v) for k, v in state["optimizer_state"].items()}
+        self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": groups})
+        self.iteration = int(state["iteration"])
+        self._last_good = None
+
+    def result_model(self, use_teacher: bool = False) -> DualTaskVNet:
+        """The trained network: the student, or the EMA teacher (the live module, not a copy)."""
+        return self.teacher if use_teacher else self.student
+
+    def history_entry(self, kind: str = "train", **extra: Any) -> dict[str, Any]:
+        """A JSON-able record of this run for :attr:`ModelMeta.history`."""
+        return {
+            "kind": kind,
+            "iterations": self.iteration,
+            "planned_iterations": self.cfg.iterations,
+            "stopped_early": self.stopped_early,
+            "seconds": round(self.seconds, 1),
+            "terms": sorted(self.terms),
+            "labeled": [c.name for c in self.labeled],
+            "unlabeled_count": len(self.unlabeled),
+            "device": str(self.device),
+            "precision": str(self.dtype).removeprefix("torch."),
+            "world_size": self.dist.world_size,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **extra,
+        }
+
+    def build_meta(
+        self,
+        *,
+        spacing: Sequence[float],
+        base: ModelMeta | None = None,
+        use_teacher: bool = False,
+        kind: str = "train",
+        **fields: Any,
+    ) -> ModelMeta:
+        """Metadata of the trained model: architecture, config, spacing, patch, history."""
+        model = self.result_model(use_teacher)
+        history = list(base.history) if base is not None else []
+        history.append(self.history_entry(kind, result="teacher" if use_teacher else "student"))
+        values: dict[str, Any] = dict(
+            spacing=tuple(float(s) for s in spacing),
+            patch=tuple(self.cfg.patch),
+            config=self.cfg.to_dict(),
+            history=history,
+        )
+        if base is not None:
+            values["class_names"] = list(base.class_names)
+        values.update(fields)
+        return ModelMeta.for_model(model, **values)
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        spacing: Sequence[float],
+        use_teacher: bool = False,
+        half: bool = False,
+        **fields: Any,
+    ) -> ModelMeta:
+        """Save the trained model with :func:`save_checkpoint`; returns its metadata.
+
+        ``fields`` go to :class:`ModelMeta` (``class_names``, ``trained_on``, ``parent``, ...).
+        """
+        meta = self.build_meta(spacing=spacing, use_teacher=use_teacher, **fields)
+        save_checkpoint(Path(path), self.result_model(use_teacher), meta, half=half)
+        return meta
+
+
+def _clone_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``optimizer.state_dict()`` whose tensors are cloned (not shared)."""
+    return {
+        "state": {
+            index: {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in entry.items()}
+            for index, entry in state["state"].items()
+        },
+        "param_groups": copy.deepcopy(state["param_groups"]),
+    }
+
+
+def _architecture(model: DualTaskVNet) -> dict[str, Any]:
+    return {
+        "in_channels": model.in_channels, "n_classes": model.n_classes, "width": model.width,
+        "norm": model.norm, "dropout": model.dropout_p,
+    }
+
+
+def _short(names: Sequence[str], shown: int = 4) -> str:
+    text = ", ".join(names[:shown])
+    return text + (f", ... ({len(names)})" if len(names) > shown else "")
+
+
+def train(
+    cfg: TrainConfig,
+    labeled_cases: Sequence[TrainingCase],
+    unlabeled_cases: Sequence[TrainingCase] = (),
+    *,
+    model: DualTaskVNet | None = None,
+    device: str | torch.device = "auto",
+    should_stop: StopRequest | None = None,
+    resume_state: Mapping[str, Any] | None = None,
+) -> Iterator[StepReport]:
+    """Train and yield a :class:`StepReport` per step (a :class:`Trainer` without the handle)."""
+    trainer = Trainer(
+        cfg, labeled_cases, unlabeled_cases, model=model, device=device, should_stop=should_stop
+    )
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    yield from trainer.steps()
+
+
+# ------------------------------------------------------------------------ BatchNorm recalibration
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    patch: Sequence[int],
+    *,
+    batch_size: int = 2,
+    patches_per_image: int = 2,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
+) -> int:
+    """Re-estimate every BatchNorm's running statistics on random patches of ``images``.
+
+    The statistics are reset and then averaged cumulatively (``momentum=None``) over all
+    patches, with dropout off (as at inference) and no gradients; the model ends in eval mode
+    on ``device``.
+    Returns the number of patches used (0 when the model has no BatchNorm).
+    """
+    from napari_uamc.engine.augment import padding_for
+
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not images:
+        return 0
+    device = torch.device(device)
+    rng = np.random.default_rng(seed & 0xFFFFFFFFFFFFFFFF)
+    crops = []
+    for image in images:
+        padded = np.pad(image, padding_for(image.shape, patch)) if any(
+            s < p for s, p in zip(image.shape, patch)) else image
+        for _ in range(patches_per_image):
+            start = [int(rng.integers(s - p + 1)) for s, p in zip(padded.shape, patch)]
+            window = tuple(slice(o, o + p) for o, p in zip(start, patch))
+            crops.append(np.ascontiguousarray(padded[window], dtype=np.float32))
+    saved_momentum = [m.momentum for m in norms]
+    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
+    model.eval()
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None
+        module.train()
+    try:
+        for start in range(0, len(crops), batch_size):
+            x = torch.from_numpy(np.stack(crops[start:start + batch_size])[:, None]).to(device)
+            with autocast(device, dtype):
+                model(x.contiguous(memory_format=memory_format))
+    finally:
+        for module, momentum in zip(norms, saved_momentum):
+            module.momentum = momentum
+        model.to(memory_format=torch.contiguous_format)
+        model.eval()
+    return len(crops)

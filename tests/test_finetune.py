@@ -1,0 +1,128 @@
+"""Fine-tuning a study (METHOD.md section 8): versions, metadata, stop, errors, ``uamc finetune``."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from napari_uamc.data.study import Study
+from napari_uamc.engine.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
+from napari_uamc.engine.config import TrainConfig
+from napari_uamc.engine.finetune import finetune_study
+from napari_uamc.engine.model import DualTaskVNet
+from napari_uamc.engine.training import StepReport
+from napari_uamc.errors import InputError, TrainingError
+
+TINY_CONFIG = TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2, precision="float32", seed=1)
+FAST = {"batch_size": 2, "labeled_batch_size": 1}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: one thread is faster, and immune to other processes on a shared CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _sphere(seed: int, shape=(24, 24, 16)):
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape).astype(np.float32)
+    centre = np.array(shape, np.float32) / 2 + rng.uniform(-2, 2, 3)
+    label = (((grid - centre[:, None, None, None]) ** 2).sum(0) < rng.uniform(4, 6) ** 2).astype(np.uint8)
+    return (label + rng.normal(0, 0.3, shape)).astype(np.float32), label
+
+
+@pytest.fixture
+def study(tmp_path):
+    root = tmp_path / "study"
+    for folder in ("imagesTr", "labelsTr"):
+        (root / folder).mkdir(parents=True)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    for index in range(3):
+        image, label = _sphere(index)
+        nib.save(nib.Nifti1Image(image, affine), str(root / "imagesTr" / f"case{index}.nii.gz"))
+        if index == 0:
+            nib.save(nib.Nifti1Image(label, affine), str(root / "labelsTr" / f"case{index}.nii.gz"))
+    return Study.open(root)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    torch.manual_seed(0)
+    model = DualTaskVNet(width=2)
+    meta = ModelMeta.for_model(model, spacing=(1.0, 1.0, 2.0), patch=(16, 16, 16),
+                               config=TINY_CONFIG.to_dict(), synthetic_only=True)
+    return save_checkpoint(tmp_path / "start.pt", model, meta)
+
+
+def test_finetune_writes_a_version_with_metadata_and_makes_it_current(study, model_file):
+    reports: list[StepReport] = []
+    messages: list[str] = []
+    result = finetune_study(
+        study, model_path=model_file, iterations=2, device="cpu", overrides=FAST,
+        on_step=reports.append, on_message=messages.append,
+    )
+    assert result.version == "v001" and result.path == study.model_path("v001")
+    assert [r.iteration for r in reports] == [1, 2]
+    assert reports[0].consistency_weight == pytest.approx(0.1)  # full weight, no ramp
+    assert reports[0].lr == pytest.approx(TINY_CONFIG.finetune_lr)
+    assert study.current_model == "v001"
+    info = json.loads(study.model_info_path("v001").read_text())
+    assert info["parent"] == str(model_file) and info["iterations"] == 2 and not info["stopped_early"]
+    assert info["cases"] == {"labeled": ["case0"], "unlabeled": ["case1", "case2"]}
+    assert set(info["training_dice"]["cases"]) == {"case0"}
+    assert 0.0 <= info["training_dice"]["mean"] <= 1.0 and "training score" in info["training_dice"]["note"]
+    assert info["settings"]["finetune"] and info["bn_recalibration_patches"] == 6
+    model, meta = load_checkpoint(result.path)
+    assert meta.version == "v001" and meta.parent == str(model_file) and not meta.synthetic_only
+    assert meta.history[-1]["kind"] == "finetune" and meta.patch == (16, 16, 16)
+    assert any("wrote model v001" in m for m in messages)
+
+    # the next fine-tune starts from the current model and keeps the EMA teacher on request
+    second = finetune_study(study, iterations=1, device="cpu", score=False,
+                            overrides={**FAST, "keep_ema": True, "bn_recalibration": False})
+    assert second.version == "v002" and second.parent == "v001" and study.current_model == "v002"
+    info = json.loads(study.model_info_path("v002").read_text())
+    assert info["result"] == "teacher (EMA)" and info["bn_recalibration_patches"] == 0
+    assert study.model_versions() == ["v001", "v002"]  # the earlier version stays
+
+
+def test_stop_request_still_writes_a_version_marked_stopped_early(study, model_file):
+    result = finetune_study(study, model_path=model_file, iterations=50, device="cpu",
+                            overrides=FAST, should_stop=lambda: True, score=False)
+    assert result.stopped_early and result.iterations == 0
+    assert json.loads(result.info_path.read_text())["stopped_early"] is True
+    assert study.current_model == result.version
+
+
+def test_minutes_budget_ends_training(study, model_file):
+    result = finetune_study(study, model_path=model_file, minutes=0.0001, device="cpu",
+                            overrides=FAST, score=False)
+    assert result.stopped_early and result.iterations <= 2
+
+
+def test_finetune_refuses_bad_requests(study, model_file):
+    with pytest.raises(InputError, match="not both"):
+        finetune_study(study, model_path=model_file, iterations=2, minutes=1)
+    study.labels_dir.joinpath("case0.nii.gz").unlink()
+    with pytest.raises(TrainingError, match="no accepted case"):
+        finetune_study(study, model_path=model_file, iterations=2)
+    assert study.current_model is None
+
+
+def test_cli_finetune(study, model_file, capsys):
+    from napari_uamc.cli import main
+
+    status = main(["finetune", str(study.root), "--model", str(model_file), "--iterations", "1",
+                   "--device", "cpu", "--batch-size", "2", "--labeled-batch-size", "1",
+                   "--no-bn-recalibration", "--no-score"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "new model v001" in out and "1 iterations" in out
+    assert Study.open(study.root).current_model == "v001"

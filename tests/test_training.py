@@ -1,0 +1,310 @@
+"""The trainer on tiny phantoms: every method and ablation row, stop, resume, errors, export,
+BatchNorm recalibration, data-parallel training (gloo, two processes), and ``uamc train``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_uamc.engine.checkpoint import load_checkpoint
+from napari_uamc.engine.config import ALL_TERMS, TrainConfig, ablation_terms, method_terms
+from napari_uamc.engine.dataset import TrainingCase
+from napari_uamc.engine.training import Trainer, recalibrate_batchnorm, train
+from napari_uamc.errors import InputError, TrainingError
+
+SHAPE = (32, 32, 24)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: one thread is faster, and immune to other processes on a shared CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+TINY = dict(width=2, patch=(16, 16, 16), iterations=2, mc_samples=2, precision="float32", seed=3)
+
+
+def sphere_case(seed: int, labeled: bool = True, shape=SHAPE) -> TrainingCase:
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape).astype(np.float32)
+    centre = np.array(shape, np.float32) / 2 + rng.uniform(-3, 3, 3)
+    radius = rng.uniform(5, 8)
+    label = (((grid - centre[:, None, None, None]) ** 2).sum(0) < radius**2).astype(np.uint8)
+    image = label + rng.normal(0, 0.3, shape)
+    return TrainingCase.from_arrays(f"case{seed}", image, label if labeled else None, (1.0, 1.0, 1.5))
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return [sphere_case(i) for i in range(2)], [sphere_case(10 + i, labeled=False) for i in range(2)]
+
+
+def _run(cfg, cases, **kwargs):
+    labeled, unlabeled = cases
+    trainer = Trainer(cfg, labeled, unlabeled, device="cpu", **kwargs)
+    return trainer, list(trainer.steps())
+
+
+@pytest.mark.parametrize(
+    "terms",
+    [method_terms("ugmcl"), method_terms("supervised")] + [ablation_terms(row) for row in range(2, 6)],
+    ids=["ugmcl", "supervised", "row2", "row3", "row4", "row5"],
+)
+def test_each_method_and_ablation_row_trains(cases, terms):
+    trainer, reports = _run(TrainConfig(**TINY, terms=terms), cases)
+    assert [r.iteration for r in reports] == [1, 2]
+    for report in reports:
+        assert set(report.losses) == {"total"} | set(terms)
+        assert all(math.isfinite(v) for v in report.losses.values())
+        assert report.total == 2 and report.lr == pytest.approx(0.01)
+        assert (report.threshold is not None) == ("itc" in terms)
+        if "itc" in terms:
+            assert 0.0 <= report.mask_fraction <= 1.0
+            assert report.threshold <= math.log(2)
+    expected_total = reports[-1].losses["seg"] + reports[-1].losses.get("dis", 0.0) + reports[-1].consistency_weight * (
+        reports[-1].losses.get("itc", 0.0) + reports[-1].losses.get("ctc", 0.0))
+    assert reports[-1].losses["total"] == pytest.approx(expected_total, rel=1e-5)
+    # the teacher follows the student: after step 0 it is an exact copy, then an EMA
+    assert any(not torch.equal(a, b) for a, b in zip(trainer.teacher.parameters(), trainer.student.parameters()))
+
+
+def test_batch_holds_unlabeled_samples_only_for_consistency_terms(cases):
+    semi = Trainer(TrainConfig(**TINY), *cases, device="cpu")
+    sup = Trainer(TrainConfig(**TINY, terms=method_terms("supervised")), *cases, device="cpu")
+    assert semi.batches[0]["image"].shape[0] == 4 and semi.batches[0]["label"].shape[0] == 2
+    assert sup.batches[0]["image"].shape[0] == 2
+
+
+def test_mc_mean_target_and_single_pass_chunks_run(cases):
+    _, reports = _run(TrainConfig(**TINY, teacher_target="mc_mean", mc_chunk=1), cases)
+    assert math.isfinite(reports[-1].losses["itc"])
+
+
+def test_bfloat16_autocast_trains(cases):
+    _, reports = _run(TrainConfig(**{**TINY, "precision": "bfloat16"}), cases)
+    assert all(math.isfinite(v) for v in reports[-1].losses.values())
+
+
+def test_schedule_and_consistency_ramp(cases):
+    cfg = TrainConfig(**{**TINY, "iterations": 3, "lr_step": 2, "lr_gamma": 0.5}, consistency_rampup=2,
+                      terms=frozenset({"seg", "ctc"}))
+    _, reports = _run(cfg, cases)
+    assert [r.lr for r in reports] == pytest.approx([0.01, 0.01, 0.005])
+    assert reports[0].consistency_weight == pytest.approx(0.1 * math.exp(-5))
+    assert reports[2].consistency_weight == pytest.approx(0.1)
+
+
+def test_should_stop_and_time_budget_end_early(cases):
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 1
+
+    trainer, reports = _run(TrainConfig(**{**TINY, "iterations": 5}), cases, should_stop=stop)
+    assert len(reports) == 1 and trainer.iteration == 1 and trainer.stopped_early
+    trainer, reports = _run(TrainConfig(**TINY), cases, time_budget=0.0)
+    assert reports == [] and trainer.stopped_early
+
+
+def test_resume_continues_exactly(cases, tmp_path):
+    cfg = TrainConfig(**{**TINY, "iterations": 4, "lr_step": 3})
+    straight, _ = _run(cfg, cases)
+
+    first = Trainer(cfg, *cases, device="cpu", should_stop=lambda: first.iteration >= 2)
+    list(first.steps())
+    assert first.iteration == 2
+    path = tmp_path / "state.pt"
+    torch.save(first.state_dict(), path)
+    state = torch.load(path, weights_only=True)
+
+    resumed = Trainer(cfg, *cases, device="cpu")
+    resumed.load_state_dict(state)
+    reports = list(resumed.steps())
+    assert [r.iteration for r in reports] == [3, 4]
+    assert reports[-1].lr == pytest.approx(0.001)
+    for model in ("student", "teacher"):
+        for (name, a), b in zip(getattr(straight, model).state_dict().items(),
+                                getattr(resumed, model).state_dict().values()):
+            assert torch.equal(a, b), f"{model} {name} differs after resuming"
+
+
+def test_resume_refuses_other_cases(cases):
+    cfg = TrainConfig(**TINY)
+    state = Trainer(cfg, *cases, device="cpu").state_dict()
+    other = Trainer(cfg, cases[0][:1], cases[1], device="cpu")
+    with pytest.raises(TrainingError, match="other cases"):
+        other.load_state_dict(state)
+    with pytest.raises(TrainingError, match="not a napari-uamc"):
+        other.load_state_dict({"format": "something else"})
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_state(cases):
+    labeled = [TrainingCase(c.name, c.image.copy(), c.label, c.spacing) for c in cases[0]]
+    trainer = Trainer(TrainConfig(**{**TINY, "iterations": 5}), labeled, cases[1], device="cpu")
+    steps = trainer.steps()
+    next(steps), next(steps)
+    for case in labeled:
+        case.image[:] = np.nan
+    with pytest.raises(TrainingError, match="not finite at iteration 3.*restored to iteration 1"):
+        next(steps)  # the NaN batch also reached the BatchNorm statistics: back to a checked state
+    assert trainer.iteration == 1
+    assert all(torch.isfinite(b).all() for b in trainer.student.buffers() if b.is_floating_point())
+    assert all(torch.isfinite(p).all() for p in trainer.student.parameters())
+
+
+def test_bad_setups_raise_clear_errors(cases):
+    with pytest.raises(TrainingError, match="labeled set is empty"):
+        Trainer(TrainConfig(**TINY), [], cases[1], device="cpu")
+    with pytest.raises(TrainingError, match="labeled set is empty"):
+        list(train(TrainConfig(**TINY), [], cases[1], device="cpu"))
+    with pytest.raises(InputError, match="does not fit"):
+        bad = TrainingCase("x", cases[0][0].image, cases[0][0].label * 3, (1.0, 1.0, 1.0))
+        Trainer(TrainConfig(**TINY), [bad], cases[1], device="cpu")
+    with pytest.raises(InputError, match="precision"):
+        Trainer(TrainConfig(**{**TINY, "precision": "half"}), *cases, device="cpu")
+
+
+def test_no_unlabeled_cases_falls_back_to_supervised_with_a_warning(cases):
+    with pytest.warns(UserWarning, match="no unlabeled cases"):
+        trainer = Trainer(TrainConfig(**TINY), cases[0], [], device="cpu")
+    assert trainer.terms == frozenset({"seg", "dis"})
+    reports = list(trainer.steps())
+    assert "no unlabeled cases" in reports[0].message
+    assert set(reports[0].losses) == {"total", "seg", "dis"}
+
+
+def test_out_of_memory_becomes_a_training_error(cases, monkeypatch):
+    trainer = Trainer(TrainConfig(**TINY), *cases, device="cpu")
+
+    def exhausted(batch):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+
+    monkeypatch.setattr(trainer, "_step", exhausted)
+    with pytest.raises(TrainingError, match="smaller --patch or --batch-size"):
+        list(trainer.steps())
+
+
+def test_export_writes_a_loadable_model_with_metadata(cases, tmp_path):
+    trainer, _ = _run(TrainConfig(**TINY), cases)
+    meta = trainer.export(tmp_path / "m.pt", spacing=(1.0, 1.0, 1.5), trained_on="spheres", synthetic_only=True)
+    model, loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.width == 2 and loaded.patch == (16, 16, 16) and loaded.spacing == (1.0, 1.0, 1.5)
+    assert loaded.synthetic_only and loaded.config["terms"] == sorted(ALL_TERMS)
+    assert loaded.history[-1]["iterations"] == 2 and loaded.history[-1]["labeled"] == ["case0", "case1"]
+    assert meta.to_dict() == loaded.to_dict()
+    for a, b in zip(model.state_dict().values(), trainer.student.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_batchnorm_recalibration_averages_over_all_patches():
+    torch.manual_seed(0)
+    from napari_uamc.engine.model import DualTaskVNet
+
+    model = DualTaskVNet(width=2)
+    images = [np.random.default_rng(i).normal(i, 1.0, (20, 18, 16)).astype(np.float32) for i in range(3)]
+    count = recalibrate_batchnorm(model, images, (16, 16, 16), batch_size=2, patches_per_image=2, seed=4)
+    assert count == 6 and not model.training
+    first = model.encoder[0][0]
+    recorded = first.norm.running_mean.clone()
+    # the same patches again: the first layer's mean over all of them, whatever came before
+    rng = np.random.default_rng(4)
+    crops = []
+    for image in images:
+        for _ in range(2):
+            start = [int(rng.integers(s - p + 1)) for s, p in zip(image.shape, (16, 16, 16))]
+            crops.append(image[tuple(slice(o, o + 16) for o in start)])
+    with torch.no_grad():
+        conv = first.conv(torch.from_numpy(np.stack(crops)[:, None]))
+    torch.testing.assert_close(recorded, conv.mean(dim=(0, 2, 3, 4)), rtol=1e-4, atol=1e-5)
+    assert first.norm.momentum == 0.1  # restored
+
+
+# ---------------------------------------------------------------------------- data parallel
+def _ddp_worker(rank: int, world_size: int, folder: str) -> None:
+    import torch.distributed as dist
+
+    from napari_uamc.engine.distributed import DistContext
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world_size)
+    try:
+        labeled = [sphere_case(i) for i in range(2)]
+        unlabeled = [sphere_case(10 + i, labeled=False) for i in range(2)]
+        cfg = TrainConfig(**{**TINY, "iterations": 3})
+        trainer = Trainer(cfg, labeled, unlabeled, device="cpu", dist_context=DistContext(rank, world_size, rank))
+        reports = list(trainer.steps())
+        torch.save(
+            {"student": dict(trainer.student.named_parameters()),
+             "teacher": dict(trainer.teacher.named_parameters()),
+             "loss": reports[0].losses["total"]},
+            f"{folder}/rank{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_data_parallel_keeps_ranks_in_sync(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0["loss"] != rank1["loss"]  # each rank saw its own batches
+    for model in ("student", "teacher"):  # BatchNorm buffers stay per rank (DDP's convention)
+        assert len(rank0[model]) > 50
+        for name, tensor in rank0[model].items():
+            torch.testing.assert_close(tensor, rank1[model][name], rtol=0, atol=1e-6, msg=name)
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _write_study(root, n_cases=4, n_labeled=2):
+    import nibabel as nib
+
+    for folder in ("imagesTr", "labelsTr"):
+        (root / folder).mkdir(parents=True)
+    for index in range(n_cases):
+        case = sphere_case(index, shape=(32, 32, 16))
+        label = case.label if case.label is not None else None
+        affine = np.diag([1.0, 1.0, 1.5, 1.0])
+        nib.save(nib.Nifti1Image(case.image, affine), str(root / "imagesTr" / f"c{index}.nii.gz"))
+        if index < n_labeled:
+            nib.save(nib.Nifti1Image(label, affine), str(root / "labelsTr" / f"c{index}.nii.gz"))
+
+
+def test_cli_train_writes_model_log_and_resume_state(tmp_path, capsys):
+    from napari_uamc.cli import main
+
+    _write_study(tmp_path / "data")
+    out = tmp_path / "model.pt"
+    common = ["train", str(tmp_path / "data"), "--out", str(out), "--patch", "16", "16", "16",
+              "--width", "2", "--mc-samples", "2", "--device", "cpu", "--precision", "float32",
+              "--log-every", "1"]
+    assert main(common + ["--iterations", "2", "--checkpoint-every", "1"]) == 0
+    model, meta = load_checkpoint(out)
+    assert meta.history[-1]["iterations"] == 2 and meta.spacing == (1.0, 1.0, 1.5)
+    assert meta.history[-1]["labeled"] == ["c0", "c1"]
+    log = (tmp_path / "model.log").read_text().splitlines()
+    assert sum(line.startswith("iter ") for line in log) == 2
+    resume = tmp_path / "model.resume.pt"
+    assert torch.load(resume, weights_only=True)["iteration"] == 2
+    assert main(common + ["--iterations", "3", "--resume", str(resume)]) == 0
+    assert load_checkpoint(out)[1].history[-1]["iterations"] == 3
+    assert "resuming at iteration 2" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "x.pt"), "--labeled", "3",
+                 "--device", "cpu"]) == 2  # c2 has no label: a clear error, exit status 2
+    assert "no label file" in capsys.readouterr().err
+
+
+def test_reports_between_host_syncs_repeat_the_last_values(cases, monkeypatch):
+    """As on CUDA: losses are read only every few steps (and at the first and last)."""
+    trainer = Trainer(TrainConfig(**{**TINY, "iterations": 4}), *cases, device="cpu")
+    monkeypatch.setattr(trainer, "_sync_every", lambda: 3)
+    reports = list(trainer.steps())
+    assert [r.fresh for r in reports] == [True, False, True, True]
+    assert reports[1].losses == reports[0].losses
+    assert reports[2].losses != reports[1].losses
