@@ -189,3 +189,51 @@ def test_clear_messages_for_bad_actions(make_napari_viewer, qtbot, tiny_study):
     # fine-tune without any accepted case
     panel.finetune()
     assert "accept at least one label" in panel.finetune_status.text()
+
+
+def test_closing_napari_during_finetune_stops_cleanly(qtbot, tiny_study):
+    import napari
+
+    viewer = napari.Viewer(show=False)  # closed by the test itself, as a person would
+    panel = UamcPanel(viewer)
+    viewer.window.add_dock_widget(panel)
+    panel.open_study(tiny_study)
+    study = panel.study
+    case = study.cases()[0]
+    label = np.zeros(study.read_image(case).shape, np.uint8)
+    label[8:20, 8:20, 4:10] = 1
+    study.accept(case, label)
+    panel.budget_unit.setCurrentText("iterations")
+    panel.budget_spin.setValue(10_000)
+    panel.finetune()
+    qtbot.waitUntil(lambda: panel.finetune_progress.value() >= 1, timeout=120_000)
+    viewer.window._qt_window.close()  # what the window's close button does
+    assert panel._finetune_stop.is_set()
+    qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=120_000)
+    reopened = Study.open(tiny_study)
+    assert reopened.model_versions() == ["v001", "v002"]
+    assert json.loads(reopened.model_info_path("v002").read_text())["stopped_early"] is True
+    leftovers = [p.name for p in reopened.models_dir.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_accept_on_a_read_only_study_keeps_the_edit(make_napari_viewer, qtbot, tiny_study, monkeypatch):
+    from napari_uamc.errors import StudyError
+
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    case = panel.case
+    image = viewer.layers[case]
+    painted = np.zeros(image.data.shape, np.uint8)
+    painted[4:8, 10:20, 10:20] = 1
+    viewer.add_labels(painted, name=case + SEGMENTATION_SUFFIX, scale=image.scale, metadata=image.metadata)
+
+    def refuse(*args, **kwargs):
+        raise StudyError(f"cannot write the label of {case}: the study folder is read-only")
+
+    monkeypatch.setattr(panel.study, "accept", refuse)
+    panel.accept()
+    assert "read-only" in panel.accept_status.text()
+    assert np.array_equal(viewer.layers[case + SEGMENTATION_SUFFIX].data, painted)
+    assert panel.study.label_path(case) is None
