@@ -237,3 +237,14 @@ def test_accept_on_a_read_only_study_keeps_the_edit(make_napari_viewer, qtbot, t
     assert "read-only" in panel.accept_status.text()
     assert np.array_equal(viewer.layers[case + SEGMENTATION_SUFFIX].data, painted)
     assert panel.study.label_path(case) is None
+
+
+def test_sample_study_layer_opens_its_study(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_UAMC_CACHE", str(tmp_path / "cache"))
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    viewer.open_sample("napari-uamc", "phantom_study")
+    assert panel.study is not None
+    assert panel.case in panel.study.cases()
+    assert panel.image_combo.currentText() == panel.case
+    assert panel.case_table.rowCount() == len(panel.study.cases())

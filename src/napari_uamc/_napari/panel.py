@@ -96,6 +96,7 @@ class UamcPanel(QWidget):
         self._relay.finetune_step.connect(self._on_finetune_step)
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_image_choices)
+        self.viewer.layers.events.inserted.connect(self._adopt_study_of_new_layer)
         self.viewer.layers.events.removed.connect(self._refresh_image_choices)
         self._refresh_image_choices()
         self._refresh_models()
@@ -305,6 +306,21 @@ class UamcPanel(QWidget):
         if current in names:
             self.image_combo.setCurrentText(current)
         self.image_combo.blockSignals(False)
+
+    def _adopt_study_of_new_layer(self, event: Any) -> None:
+        """A layer from the "Phantom study" sample (or any study image) opens its study."""
+        layer = getattr(event, "value", None)
+        meta = layer_io.uamc_metadata(layer) if layer is not None else None
+        folder = (meta or {}).get(layer_io.KEY_STUDY)
+        if not folder or self.study is not None:
+            return
+        self.open_study(folder, open_first_case=False)
+        case = meta.get(layer_io.KEY_CASE)
+        if self.study is not None and case in self.study.cases():
+            self.case = case
+            self.image_combo.setCurrentText(layer.name)
+            self._refresh_study()
+            self._refresh_history()
 
     def selected_image_layer(self) -> Any:
         name = self.image_combo.currentText()
