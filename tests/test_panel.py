@@ -248,3 +248,26 @@ def test_sample_study_layer_opens_its_study(make_napari_viewer, qtbot, tmp_path,
     assert panel.case in panel.study.cases()
     assert panel.image_combo.currentText() == panel.case
     assert panel.case_table.rowCount() == len(panel.study.cases())
+
+
+def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    study = panel.study
+    case = study.cases()[0]
+    label = np.zeros(study.read_image(case).shape, np.uint8)
+    label[8:20, 8:20, 4:10] = 1
+    study.accept(case, label)
+    panel.mc_spin.setValue(1)
+    panel.budget_unit.setCurrentText("iterations")
+    panel.budget_spin.setValue(2)
+    panel.finetune()
+    qtbot.waitUntil(lambda: "ranking refreshed" in panel.finetune_status.text(), timeout=180_000)
+    qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
+    reopened = Study.open(tiny_study)
+    assert reopened.current_model == "v002"
+    for other in reopened.unlabeled_cases():
+        info = reopened.case_info(other)
+        assert info.has_prediction and info.uncertainty is not None
+        assert info.prediction_model == "v002"

@@ -43,6 +43,7 @@ from napari_uamc._napari.tasks import (
     ModelChoice,
     SegmentOutcome,
     label_changes,
+    refresh_ranking,
     segment_image,
 )
 from napari_uamc.errors import UamcError
@@ -91,6 +92,7 @@ class UamcPanel(QWidget):
         self._finetune_worker: Any = None
         self._segment_stop = threading.Event()
         self._finetune_stop = threading.Event()
+        self._pending_refresh = False
         self._relay = _Relay()
         self._relay.segment_progress.connect(self._on_segment_progress)
         self._relay.finetune_step.connect(self._on_finetune_step)
@@ -257,6 +259,9 @@ class UamcPanel(QWidget):
         row.addWidget(self.finetune_button)
         row.addWidget(self.finetune_stop_button)
         layout.addLayout(row)
+        self.refresh_check = QCheckBox("Afterwards, re-segment unaccepted cases to refresh the ranking")
+        self.refresh_check.setChecked(True)
+        layout.addWidget(self.refresh_check)
         self.finetune_progress = QProgressBar()
         layout.addWidget(self.finetune_progress)
         self.finetune_status = QLabel("")
@@ -843,11 +848,48 @@ class UamcPanel(QWidget):
             self.study.refresh()
         self._refresh_models()
         self._refresh_study()
+        if self.refresh_check.isChecked() and not getattr(result, "stopped_early", False):
+            self._pending_refresh = True
+
+    def refresh_uncertainty_ranking(self) -> None:
+        """Re-segment the unaccepted cases with the current model to refresh "Next case"."""
+        from napari.qt.threading import create_worker
+
+        if self.study is None or self._finetune_worker is not None:
+            return
+        model = self.selected_model()
+        self._finetune_stop.clear()
+        self.finetune_status.setText(f"refreshing the uncertainty ranking with {model.label}…")
+        worker = create_worker(
+            refresh_ranking,
+            self.study,
+            model,
+            mc_samples=self.mc_spin.value(),
+            device=self.device_combo.currentText(),
+            progress=self._relay.segment_progress.emit,
+            should_stop=self._finetune_stop.is_set,
+            _start_thread=False,
+        )
+        worker.returned.connect(
+            lambda cases: self.finetune_status.setText(
+                f"uncertainty ranking refreshed on {len(cases)} cases with {model.label}"
+            )
+        )
+        worker.errored.connect(lambda error: self._on_worker_error(error, self.finetune_status))
+        worker.finished.connect(self._on_finetune_finished)
+        worker.finished.connect(self._refresh_study)
+        self._finetune_worker = worker
+        self.finetune_button.setEnabled(False)
+        self.finetune_stop_button.setEnabled(True)
+        worker.start()
 
     def _on_finetune_finished(self) -> None:
         self._finetune_worker = None
         self.finetune_button.setEnabled(True)
         self.finetune_stop_button.setEnabled(False)
+        if self._pending_refresh:
+            self._pending_refresh = False
+            self.refresh_uncertainty_ranking()
 
     def _refresh_versions(self) -> None:
         self.versions_list.clear()

@@ -131,3 +131,32 @@ def label_changes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     changes[(before != 0) & (after == 0)] = 2
     changes[(before != 0) & (after != 0) & (before != after)] = 3
     return changes
+
+
+def refresh_ranking(
+    study: Any,
+    model: ModelChoice,
+    *,
+    mc_samples: int = 8,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[str]:
+    """Segment every unaccepted case with ``model`` so the uncertainty ranking is current.
+
+    Saves each prediction and uncertainty score in the study; returns the cases done (all of
+    them unless stopped).
+    """
+    cases = study.unlabeled_cases()
+    done: list[str] = []
+    for index, case in enumerate(cases):
+        if should_stop is not None and should_stop():
+            break
+        if progress is not None:
+            progress(index, len(cases))
+        segment_image(study.read_image(case), model, mc_samples=mc_samples, device=device,
+                      study=study, case=case, should_stop=should_stop)
+        done.append(case)
+    if progress is not None:
+        progress(len(done), len(cases))
+    return done
