@@ -20,6 +20,10 @@ DEMO_SHAPE = (96, 96, 48)
 DEMO_DOMAIN = "B"  # a domain the packaged model has not seen: the loop has something to fix
 
 
+#: Window size of the headless screenshot (pixels).
+SCREENSHOT_SIZE = (1600, 1000)
+
+
 def ensure_demo_study(path: Path) -> Path:
     """Create the demo phantom study at ``path`` unless it is already there."""
     from napari_uamc.data.phantoms import write_phantom_study
@@ -61,13 +65,15 @@ def _wait_for(condition, timeout: float) -> bool:
 def run_screenshot(study: Path, screenshot: Path, *, segment: bool = True) -> Path:
     """Open the demo, optionally run Segment, save a window screenshot, close."""
     viewer, panel = open_viewer(study, show=True)
+    viewer.window._qt_window.resize(*SCREENSHOT_SIZE)
     _wait_for(lambda: False, 1.0)
     if segment:
         panel.segment()
         if not _wait_for(lambda: panel._segment_worker is None, 600):
             print("segmentation did not finish in time", file=sys.stderr)
         print(panel.segment_status.text().replace("<b>", "").replace("</b>", ""), flush=True)
-        _wait_for(lambda: False, 1.0)
+    viewer.reset_view()
+    _wait_for(lambda: False, 1.0)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(screenshot), canvas_only=False)
     viewer.close()

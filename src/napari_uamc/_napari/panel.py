@@ -54,6 +54,8 @@ SDF_SUFFIX = " SDF"
 UNCERTAINTY_SUFFIX = " uncertainty"
 DISAGREEMENT_SUFFIX = " disagreement"
 CHANGES_SUFFIX = " changes"
+#: Uncertainty below this fraction of ln 2 shows black, so the MRI is not tinted where the model is sure.
+UNCERTAINTY_DISPLAY_FLOOR = 0.05
 #: Fine-tune budget defaults (CPU-sized; the engine's defaults decide the rest).
 DEFAULT_FINETUNE_MINUTES = 3
 DEFAULT_FINETUNE_ITERATIONS = 200
@@ -116,6 +118,7 @@ class UamcPanel(QWidget):
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -617,7 +620,8 @@ class UamcPanel(QWidget):
         u_layer.blending = "additive"
         u_layer.opacity = 0.8
         top = float(np.percentile(uncertainty, 99.9)) if uncertainty.size else 0.0
-        u_layer.contrast_limits = (0.0, max(top, 0.05 * math.log(2)))
+        floor = UNCERTAINTY_DISPLAY_FLOOR * math.log(2)  # near-certain voxels stay black (no tint)
+        u_layer.contrast_limits = (floor, max(top, 2 * floor))
 
     def _set_segmentation(
         self, image: str, volume: Any, label: np.ndarray, *, baseline: np.ndarray | None
