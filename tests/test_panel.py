@@ -271,3 +271,20 @@ def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
         info = reopened.case_info(other)
         assert info.has_prediction and info.uncertainty is not None
         assert info.prediction_model == "v002"
+
+
+def test_opening_another_study_keeps_the_draft_of_the_first(make_napari_viewer, qtbot, tiny_study, tmp_path):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    first = panel.case
+    image = viewer.layers[first]
+    painted = np.zeros(image.data.shape, np.uint8)
+    painted[3:6, 5:12, 5:12] = 1
+    viewer.add_labels(painted, name=first + SEGMENTATION_SUFFIX, scale=image.scale, metadata=image.metadata)
+    other = write_phantom_study(tmp_path / "other", cases=1, seed=9, shape=SHAPE, labeled=0)
+    panel.open_study(other)
+    assert panel.case in Study.open(other).cases()
+    assert first not in viewer.layers
+    draft = Study.open(tiny_study).read_draft(first)
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))

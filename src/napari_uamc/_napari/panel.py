@@ -380,10 +380,12 @@ class UamcPanel(QWidget):
         from napari_uamc.data.study import Study
 
         try:
-            self.study = Study.open(path)
+            study = Study.open(path)
         except UamcError as error:
             self._error(str(error), self.study_label)
             return
+        self._close_case()
+        self.study = study
         self._refresh_study()
         self._refresh_models()
         if open_first_case and self.study.cases():
@@ -454,10 +456,7 @@ class UamcPanel(QWidget):
         study = self.study
         if study is None:
             return
-        self._keep_draft()
-        for name in [layer.name for layer in self.viewer.layers]:
-            if self.case is not None and name.startswith(self.case):
-                self.viewer.layers.remove(name)
+        self._close_case()
         try:
             volume = study.read_image(case)
             prediction = study.read_prediction(case)
@@ -484,6 +483,16 @@ class UamcPanel(QWidget):
         self._refresh_history()
         self._refresh_study()
         self.viewer.reset_view()
+
+    def _close_case(self) -> None:
+        """Keep unaccepted edits of the case on screen as a draft, then remove its layers."""
+        if self.case is None:
+            return
+        self._keep_draft()
+        for name in [layer.name for layer in self.viewer.layers]:
+            if name == self.case or name.startswith(self.case + " "):
+                self.viewer.layers.remove(name)
+        self.case = None
 
     def _keep_draft(self) -> None:
         """Save the on-screen edits of the current case as a draft if they differ from what was saved."""
@@ -691,7 +700,8 @@ class UamcPanel(QWidget):
         step = list(self.viewer.dims.point)
         step[-3:] = world
         self.viewer.dims.point = step
-        self.viewer.camera.center = tuple(world[-2:]) if self.viewer.dims.ndisplay == 2 else tuple(world)
+        camera = _camera(self.viewer)
+        camera.center = tuple(world[-2:]) if self.viewer.dims.ndisplay == 2 else tuple(world)
 
     # ------------------------------------------------------------------ accept
     def _segmentation_layer(self) -> Any:
@@ -953,6 +963,12 @@ class UamcPanel(QWidget):
             if worker is not None:
                 worker.quit()
                 worker.await_workers(msecs=timeout_ms) if hasattr(worker, "await_workers") else None
+
+
+def _camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
 
 
 def _read_version_info(study: Any, version: str) -> dict[str, Any]:
