@@ -288,3 +288,82 @@ def test_opening_another_study_keeps_the_draft_of_the_first(make_napari_viewer, 
     assert first not in viewer.layers
     draft = Study.open(tiny_study).read_draft(first)
     assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+
+
+def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    panel.mc_spin.setValue(2)
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    region_items = [panel.regions_list.item(i) for i in range(panel.regions_list.count())]
+    region_items = [item for item in region_items if item.data(256) is not None]
+    if not region_items:  # a random tiny model may be sure everywhere: force a region
+        pytest.skip("the random model produced no uncertain region")
+    region = region_items[0].data(256)
+    panel._jump_to_region(region_items[0])
+    image = viewer.layers[panel.case]
+    shape = layer_io.layer_data_to_canonical(image.data).shape
+    expected_slice = layer_io.displayed_index(region.centre_voxel, shape)[0]
+    assert viewer.dims.point[0] == pytest.approx(expected_slice * image.scale[0], abs=image.scale[0])
+
+
+def test_create_study_from_layers_and_restore(make_napari_viewer, qtbot, tmp_path):
+    from napari_uamc.data.phantoms import make_phantom
+    from napari_uamc.data.volume import Volume
+
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    for seed in (1, 2):
+        case = make_phantom(seed, shape=SHAPE)
+        volume = Volume(case.image, case.affine, name=f"scan{seed}")
+        data, kwargs, _ = layer_io.image_layer_tuple(volume, name=f"scan{seed}")
+        viewer.add_image(data, **kwargs)
+    panel.create_study_from_layers(tmp_path / "new")
+    assert panel.study is not None
+    assert panel.study.cases() == ["scan1", "scan2"]
+    panel.open_case("scan1")
+    image = viewer.layers["scan1"]
+    first = np.zeros(image.data.shape, np.uint8)
+    first[2:6, 4:10, 4:10] = 1
+    viewer.add_labels(first, name="scan1" + SEGMENTATION_SUFFIX, scale=image.scale, metadata=image.metadata)
+    panel.image_combo.setCurrentText("scan1")
+    panel.accept()
+    second = first.copy()
+    second[2:6, 4:6, 4:6] = 0
+    viewer.layers["scan1" + SEGMENTATION_SUFFIX].data = second
+    panel.accept()
+    assert panel.history_list.count() == 1
+    panel.history_list.setCurrentRow(0)
+    panel.restore_selected()
+    assert np.array_equal(panel.study.read_label("scan1").array, layer_io.layer_data_to_canonical(first))
+    assert np.array_equal(viewer.layers["scan1" + SEGMENTATION_SUFFIX].data, first)
+
+
+def test_bad_layers_and_models(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    # a 4D series
+    viewer.add_image(np.zeros((3, 16, 32, 32), np.float32), name="series")
+    panel.image_combo.setCurrentText("series")
+    panel.segment()
+    assert "4D series of 3 volumes" in panel.segment_status.text()
+    # a Labels layer that does not match its image
+    case = panel.case
+    panel.image_combo.setCurrentText(case)
+    viewer.add_labels(np.ones((4, 4, 4), np.uint8), name=case + SEGMENTATION_SUFFIX)
+    panel.accept()
+    assert "shape" in panel.accept_status.text()
+    # a model with the wrong number of input channels
+    model = DualTaskVNet(in_channels=2, width=2)
+    meta = ModelMeta.for_model(model, patch=SHAPE)
+    study = panel.study
+    save_checkpoint(study.model_path("v002"), model, meta)
+    panel._refresh_models()
+    panel.model_combo.setCurrentIndex(panel.model_combo.count() - 1)
+    assert panel.selected_model().version == "v002"
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    assert "channel" in panel.segment_status.text()

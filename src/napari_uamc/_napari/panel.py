@@ -543,6 +543,7 @@ class UamcPanel(QWidget):
             study=self.study if case else None,
             case=case,
             _start_thread=False,
+            _ignore_errors=True,  # errors are shown by _on_worker_error
         )
         worker.returned.connect(lambda outcome: self._on_segmented(layer.name, volume, outcome))
         worker.errored.connect(lambda error: self._on_worker_error(error, self.segment_status))
@@ -831,6 +832,7 @@ class UamcPanel(QWidget):
             should_stop=self._finetune_stop.is_set,
             on_step=self._relay.finetune_step.emit,
             _start_thread=False,
+            _ignore_errors=True,  # errors are shown by _on_worker_error
             **budget,
         )
         worker.returned.connect(self._on_finetuned)
@@ -883,6 +885,7 @@ class UamcPanel(QWidget):
             progress=self._relay.segment_progress.emit,
             should_stop=self._finetune_stop.is_set,
             _start_thread=False,
+            _ignore_errors=True,  # errors are shown by _on_worker_error
         )
         worker.returned.connect(
             lambda cases: self.finetune_status.setText(
