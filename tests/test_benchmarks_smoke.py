@@ -1,0 +1,143 @@
+"""The benchmark scripts' smoke modes run, cache per run, resume, and write only their sections."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+OTHER_SECTION = "<!-- BEGIN inference -->\nkept as it is\n<!-- END inference -->"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def common():
+    return _load("_common")
+
+
+def _run_files(cache: Path, bench: str) -> dict[str, float]:
+    """Cached run files of ``bench`` and their modification times."""
+    return {p.name: p.stat().st_mtime_ns for p in (cache / bench).glob("*/*.json")
+            if p.name != "config.json"}
+
+
+# ------------------------------------------------------------------------------- _common
+def test_write_section_replaces_its_own_section_and_keeps_others(common, tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Title\n\n{OTHER_SECTION}\n")
+    common.write_section(doc, "loop", "first")
+    common.write_section(doc, "loop", "second")
+    text = doc.read_text()
+    assert OTHER_SECTION in text and text.startswith("# Title")
+    assert "second" in text and "first" not in text
+    assert text.count("<!-- BEGIN loop -->") == 1
+
+
+def test_write_section_creates_the_file_and_refuses_a_broken_section(common, tmp_path):
+    doc = tmp_path / "new" / "benchmarks.md"
+    common.write_section(doc, "ablation", "table")
+    assert "<!-- BEGIN ablation -->\ntable\n<!-- END ablation -->" in doc.read_text()
+    doc.write_text("<!-- BEGIN ablation -->\nno end marker\n")
+    with pytest.raises(ValueError, match="no <!-- END ablation -->"):
+        common.write_section(doc, "ablation", "table")
+    with pytest.raises(ValueError, match="section name"):
+        common.write_section(doc, "bad name", "table")
+
+
+def test_result_cache_keys_by_config_and_ignores_damaged_files(common, tmp_path):
+    cache = common.ResultCache(tmp_path, "bench", {"iterations": 300})
+    other = common.ResultCache(tmp_path, "bench", {"iterations": 301})
+    assert cache.folder != other.folder
+    assert cache.get("row1_seed0") is None
+    cache.put("row1_seed0", {"dice": 0.9})
+    assert cache.get("row1_seed0") == {"dice": 0.9}
+    assert json.loads((cache.folder / "config.json").read_text()) == {"iterations": 300}
+    cache.path("row2_seed0").write_text("{half a fi")
+    assert cache.get("row2_seed0") is None
+    assert set(cache.runs()) == {"row1_seed0"}
+    with pytest.raises(ValueError, match="run name"):
+        cache.put("../escape", {})
+
+
+def test_numbers_and_tables(common):
+    assert common.mean_sd([1.0, 3.0, None]) == (2.0, pytest.approx(2 ** 0.5), 2)
+    assert common.mean_sd([None]) == (None, None, 0)
+    assert common.fmt_mean_sd([0.5, 0.7], 100) == "60.0 ± 14.1"
+    assert common.fmt_mean_sd([0.5], 100) == "50.0"
+    assert common.fmt_mean_sd([], 100) == "n/a"
+    assert common.fmt_range([3, 1, 2], 1, 0) == "1-3"
+    table = common.markdown_table(["a", "b"], [[1, "x|y"]])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | x\\|y |"]
+    assert common.fmt_seconds(3725) == "1 h 02 min"
+
+
+# ---------------------------------------------------------------------------- the scripts
+def test_ablation_smoke_runs_caches_resumes_and_writes(tmp_path):
+    ablation = _load("bench_ablation")
+    cache, doc = tmp_path / "cache", tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\n{OTHER_SECTION}\n")
+    assert ablation.main(["--smoke", "--cache-dir", str(cache), "--write", str(doc)]) == 0
+    runs = _run_files(cache, "ablation")
+    assert set(runs) == {f"row{r}_seed0.json" for r in ablation.ROW_NAMES}
+    result = json.loads(next((cache / "ablation").glob("*/row6_seed0.json")).read_text())
+    assert result["terms"] == ["ctc", "dis", "itc", "seg"] and result["iterations"] == 2
+    assert set(result["metrics"]["mean"]) == {"dice", "jaccard", "hd95", "asd"}
+    text = doc.read_text()
+    assert OTHER_SECTION in text and "<!-- BEGIN ablation-smoke -->" in text
+    assert "(6) all terms (UG-MCL)" in text and "--smoke" in text
+
+    assert ablation.main(["--smoke", "--cache-dir", str(cache), "--rows", "1,6"]) == 0
+    assert _run_files(cache, "ablation") == runs  # resumed: nothing retrained
+
+
+def test_ablation_rejects_unknown_rows(tmp_path):
+    ablation = _load("bench_ablation")
+    with pytest.raises(SystemExit, match="unknown row"):
+        ablation.main(["--smoke", "--cache-dir", str(tmp_path), "--rows", "1,7"])
+
+
+def test_loop_smoke_runs_caches_resumes_and_writes(tmp_path):
+    loop = _load("bench_loop")
+    cache, doc = tmp_path / "cache", tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\n{OTHER_SECTION}\n")
+    assert loop.main(["--smoke", "--cache-dir", str(cache), "--write", str(doc)]) == 0
+    runs = _run_files(cache, "loop")
+    assert "before_seed0.json" in runs
+    assert "ugmcl-ema-bn_k1_random_noreplay_seed0.json" in runs
+    replayed = json.loads(next((cache / "loop").glob("*/sup-ema-bn_k1_uncertainty_replay_seed0.json")).read_text())
+    assert len(replayed["replay"]) == 1 and len(replayed["corrected"]) == 1
+    assert set(replayed["dice_after"]) == set(replayed["dice_before"])
+    assert replayed["corrected"][0] not in replayed["dice_after"]  # scored only uncorrected cases
+    before = json.loads(next((cache / "loop").glob("*/before_seed0.json")).read_text())
+    ranked = sorted(before["uncertainty_B"], key=lambda n: -before["uncertainty_B"][n])
+    assert replayed["corrected"] == ranked[:1]  # the most uncertain case is corrected first
+    text = doc.read_text()
+    assert OTHER_SECTION in text and "<!-- BEGIN loop-smoke -->" in text
+    assert "supervised + EMA + BN recalibration (baseline)" in text
+
+    assert loop.main(["--smoke", "--cache-dir", str(cache), "--cached"]) == 0
+    assert _run_files(cache, "loop") == runs
+
+    # a replaced starting model: --cached reports the runs of the model they were measured with
+    measured = json.loads(next((cache / "loop").glob("*/config.json")).read_text())
+    now = loop.Setup(**{**measured, "shape": tuple(measured["shape"]), "model_sha": "replaced"})
+    assert loop._latest_cached_setup(cache, now).model_sha == measured["model_sha"]
+
+
+def test_loop_rejects_k_that_leaves_nothing_to_score(tmp_path):
+    loop = _load("bench_loop")
+    with pytest.raises(SystemExit, match="no uncorrected case"):
+        loop.main(["--smoke", "--cache-dir", str(tmp_path), "--k", "3"])
+    with pytest.raises(SystemExit, match="unknown variant"):
+        loop.main(["--smoke", "--cache-dir", str(tmp_path), "--variants", "nope"])
