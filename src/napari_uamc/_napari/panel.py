@@ -971,10 +971,11 @@ class UamcPanel(QWidget):
         """Stop running work and wait for it, so no model or label is left half-written."""
         self._segment_stop.set()
         self._finetune_stop.set()
-        for worker in (self._segment_worker, self._finetune_worker):
-            if worker is not None:
-                worker.quit()
-                worker.await_workers(msecs=timeout_ms) if hasattr(worker, "await_workers") else None
+        workers = [w for w in (self._segment_worker, self._finetune_worker) if w is not None]
+        for worker in workers:
+            worker.quit()
+        if workers:  # a class method of napari's workers: waits for every running one
+            type(workers[0]).await_workers(msecs=timeout_ms)
 
 
 def _camera(viewer: Any) -> Any:
