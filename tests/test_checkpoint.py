@@ -105,6 +105,14 @@ def test_saving_is_atomic_and_replaces(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
+def test_the_same_model_gives_the_same_bytes(tmp_path: Path) -> None:
+    model = tiny_model()
+    meta = tiny_meta(model)
+    first = save_checkpoint(tmp_path / "a.pt", model, meta)
+    second = save_checkpoint(tmp_path / "b.pt", model, meta)
+    assert first.read_bytes() == second.read_bytes()  # no temp or file name inside the archive
+
+
 def test_meta_must_describe_the_model(tmp_path: Path) -> None:
     model = tiny_model()
     meta = ModelMeta.for_model(model, width=4)

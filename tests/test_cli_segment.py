@@ -10,20 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import save_tiny_model
+
 from napari_uamc.cli import main
 from napari_uamc.cli.segment import DEFAULT_MODEL_NOTICE
 from napari_uamc.engine import checkpoint
-from napari_uamc.engine.checkpoint import ModelMeta, save_checkpoint
-from napari_uamc.engine.model import DualTaskVNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP waits when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -34,13 +27,6 @@ def leave_malloc_alone(monkeypatch):
     monkeypatch.setattr(device, "keep_freed_memory", lambda: False)
 
 
-def write_model(path: Path, **model_args) -> Path:
-    torch.manual_seed(0)
-    model = DualTaskVNet(width=2, **model_args).eval()
-    meta = ModelMeta.for_model(model, spacing=(1.0, 1.0, 1.0), patch=(16, 16, 16))
-    return save_checkpoint(path, model, meta)
-
-
 def write_image(path: Path, shape=(20, 18, 12), spacing=(1.0, 1.0, 1.5)) -> Path:
     data = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     nib.save(nib.Nifti1Image(data, np.diag([*spacing, 1.0])), str(path))
@@ -49,7 +35,7 @@ def write_image(path: Path, shape=(20, 18, 12), spacing=(1.0, 1.0, 1.5)) -> Path
 
 @pytest.fixture()
 def model_file(tmp_path: Path) -> Path:
-    return write_model(tmp_path / "tiny.pt")
+    return save_tiny_model(tmp_path / "tiny.pt")
 
 
 def test_segment_writes_three_files_per_image(tmp_path: Path, model_file: Path, capsys) -> None:
@@ -116,7 +102,7 @@ def test_missing_input_and_cuda_unavailable(tmp_path, model_file, capsys) -> Non
 
 def test_model_that_does_not_fit(tmp_path, capsys) -> None:
     image = write_image(tmp_path / "a.nii.gz")
-    two_channel = write_model(tmp_path / "two.pt", in_channels=2)
+    two_channel = save_tiny_model(tmp_path / "two.pt", in_channels=2)
     assert main(["segment", str(image), "--model", str(two_channel), "--out", str(tmp_path / "o")]) == 2
     assert "input channels" in capsys.readouterr().err
 
@@ -146,3 +132,10 @@ def test_tiles_layout_option(tmp_path, model_file, capsys) -> None:
     assert (out / "a_uncertainty.nii.gz").exists()
     with pytest.raises(SystemExit):
         main(args + ["--windows", "diagonal"])
+
+
+def test_cli_precision_choices_are_the_engines() -> None:
+    from napari_uamc.cli._options import PRECISIONS
+    from napari_uamc.engine.device import PRECISIONS as ENGINE_PRECISIONS
+
+    assert PRECISIONS == ENGINE_PRECISIONS

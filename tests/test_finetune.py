@@ -7,35 +7,20 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
+
+from _helpers import noisy_sphere, save_tiny_model
 
 from napari_uamc.data.study import Study
-from napari_uamc.engine.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
+from napari_uamc.engine.checkpoint import load_checkpoint
 from napari_uamc.engine.config import TrainConfig
 from napari_uamc.engine.finetune import finetune_study
-from napari_uamc.engine.model import DualTaskVNet
 from napari_uamc.engine.training import StepReport
 from napari_uamc.errors import InputError, TrainingError
 
 TINY_CONFIG = TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2, precision="float32", seed=1)
 FAST = {"batch_size": 2, "labeled_batch_size": 1}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster, and immune to other processes on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _sphere(seed: int, shape=(24, 24, 16)):
-    rng = np.random.default_rng(seed)
-    grid = np.indices(shape).astype(np.float32)
-    centre = np.array(shape, np.float32) / 2 + rng.uniform(-2, 2, 3)
-    label = (((grid - centre[:, None, None, None]) ** 2).sum(0) < rng.uniform(4, 6) ** 2).astype(np.uint8)
-    return (label + rng.normal(0, 0.3, shape)).astype(np.float32), label
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
@@ -45,7 +30,7 @@ def study(tmp_path):
         (root / folder).mkdir(parents=True)
     affine = np.diag([1.0, 1.0, 2.0, 1.0])
     for index in range(3):
-        image, label = _sphere(index)
+        image, label = noisy_sphere(index, (24, 24, 16), shift=2, radius=(4, 6))
         nib.save(nib.Nifti1Image(image, affine), str(root / "imagesTr" / f"case{index}.nii.gz"))
         if index == 0:
             nib.save(nib.Nifti1Image(label, affine), str(root / "labelsTr" / f"case{index}.nii.gz"))
@@ -54,11 +39,8 @@ def study(tmp_path):
 
 @pytest.fixture
 def model_file(tmp_path):
-    torch.manual_seed(0)
-    model = DualTaskVNet(width=2)
-    meta = ModelMeta.for_model(model, spacing=(1.0, 1.0, 2.0), patch=(16, 16, 16),
-                               config=TINY_CONFIG.to_dict(), synthetic_only=True)
-    return save_checkpoint(tmp_path / "start.pt", model, meta)
+    return save_tiny_model(tmp_path / "start.pt", spacing=(1.0, 1.0, 2.0),
+                           config=TINY_CONFIG.to_dict(), synthetic_only=True)
 
 
 def test_finetune_writes_a_version_with_metadata_and_makes_it_current(study, model_file):

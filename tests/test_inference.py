@@ -41,14 +41,8 @@ from napari_uamc.errors import CheckpointError, InputError
 
 PATCH = (16, 16, 16)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP waits when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 #: float32, plain memory layout: exact comparisons with a direct forward pass.
 EXACT = dict(precision="float32", channels_last=False, device="cpu")
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import noisy_sphere
+
 from napari_uamc.engine.checkpoint import load_checkpoint
 from napari_uamc.engine.config import ALL_TERMS, TrainConfig, ablation_terms, method_terms
 from napari_uamc.engine.dataset import TrainingCase
@@ -17,24 +19,13 @@ from napari_uamc.errors import InputError, TrainingError
 
 SHAPE = (32, 32, 24)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster, and immune to other processes on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 TINY = dict(width=2, patch=(16, 16, 16), iterations=2, mc_samples=2, precision="float32", seed=3)
 
 
 def sphere_case(seed: int, labeled: bool = True, shape=SHAPE) -> TrainingCase:
-    rng = np.random.default_rng(seed)
-    grid = np.indices(shape).astype(np.float32)
-    centre = np.array(shape, np.float32) / 2 + rng.uniform(-3, 3, 3)
-    radius = rng.uniform(5, 8)
-    label = (((grid - centre[:, None, None, None]) ** 2).sum(0) < radius**2).astype(np.uint8)
-    image = label + rng.normal(0, 0.3, shape)
+    image, label = noisy_sphere(seed, shape, shift=3, radius=(5, 8))
     return TrainingCase.from_arrays(f"case{seed}", image, label if labeled else None, (1.0, 1.0, 1.5))
 
 

@@ -41,6 +41,7 @@ from napari_uamc._napari.loss_curve import LossCurve
 from napari_uamc._napari.tasks import (
     DEFAULT_MODEL_LABEL,
     ModelChoice,
+    finetune_in_child,
     SegmentOutcome,
     label_changes,
     refresh_ranking,
@@ -811,8 +812,6 @@ class UamcPanel(QWidget):
         """Fine-tune the selected model on the study in a background worker."""
         from napari.qt.threading import create_worker
 
-        from napari_uamc.engine.finetune import finetune_study
-
         if self._finetune_worker is not None:
             self._info("a fine-tune is already running")
             return
@@ -834,7 +833,7 @@ class UamcPanel(QWidget):
             self._error(str(error), self.finetune_status)
             return
         worker = create_worker(
-            finetune_study,
+            finetune_in_child,  # trains in a child process: see its docstring
             self.study.root,
             model_path=model_path,
             device=self.device_combo.currentText(),

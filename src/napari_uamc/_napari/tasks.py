@@ -160,3 +160,98 @@ def refresh_ranking(
     if progress is not None:
         progress(len(done), len(cases))
     return done
+
+
+#: Seconds between checks of the stop request and of the child's health while it trains.
+CHILD_POLL_SECONDS = 0.2
+#: Seconds a stopped child may take to save its model before it is terminated.
+CHILD_EXIT_SECONDS = 120.0
+
+
+def _finetune_child_main(study_root: str, options: dict[str, Any], queue: Any, stop: Any) -> None:
+    """Body of the fine-tune child process: run the engine's fine-tune, report through ``queue``."""
+    from napari_uamc.engine.finetune import finetune_study
+    from napari_uamc.errors import UamcError
+
+    try:
+        result = finetune_study(
+            study_root,
+            should_stop=stop.is_set,
+            on_step=lambda report: queue.put(("step", report)),
+            on_message=lambda text: queue.put(("message", text)),
+            **options,
+        )
+    except BaseException as error:  # noqa: BLE001 - every failure must reach the parent
+        queue.put(("error", (type(error).__name__, str(error), isinstance(error, UamcError))))
+        return
+    queue.put(("done", result))
+
+
+def finetune_in_child(
+    study_root: str | Path,
+    *,
+    on_step: Callable[[Any], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **options: Any,
+) -> Any:
+    """Run :func:`napari_uamc.engine.finetune.finetune_study` in a child process.
+
+    Measured on 2 cores, torch trains about 25 % slower when called from any thread other
+    than a process's main thread (docs/benchmarks.md), so the plugin trains in a child process
+    whose main thread does the work; this thread only relays reports and the stop request.
+    Returns the engine's ``FinetuneResult``; engine errors come back as the same message.
+    """
+    import multiprocessing
+    import queue as queue_module
+
+    from napari_uamc.errors import TrainingError, UamcError
+
+    context = multiprocessing.get_context("spawn")
+    reports = context.Queue()
+    stop = context.Event()
+    child = context.Process(
+        target=_finetune_child_main, args=(str(study_root), options, reports, stop),
+        name="napari-uamc-finetune", daemon=True,
+    )
+    child.start()
+    stop_asked_at: float | None = None
+    try:
+        while True:
+            if should_stop is not None and should_stop() and stop_asked_at is None:
+                stop.set()
+                stop_asked_at = _now()
+            try:
+                kind, payload = reports.get(timeout=CHILD_POLL_SECONDS)
+            except queue_module.Empty:
+                if not child.is_alive():
+                    raise TrainingError(
+                        f"the fine-tune process ended unexpectedly (exit code {child.exitcode}); "
+                        "no new model version was written"
+                    ) from None
+                if stop_asked_at is not None and _now() - stop_asked_at > CHILD_EXIT_SECONDS:
+                    child.terminate()
+                    raise TrainingError("the fine-tune did not stop in time and was terminated") from None
+                continue
+            if kind == "step" and on_step is not None:
+                on_step(payload)
+            elif kind == "message" and on_message is not None:
+                on_message(payload)
+            elif kind == "done":
+                return payload
+            elif kind == "error":
+                name, message, user_error = payload
+                if user_error:  # the engine's own message, written for the person
+                    raise UamcError(message)
+                raise TrainingError(f"the fine-tune failed: {name}: {message}")
+    finally:
+        child.join(timeout=CHILD_EXIT_SECONDS)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()

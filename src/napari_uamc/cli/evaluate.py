@@ -8,15 +8,13 @@ and the JSON format: docs/metrics.md.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from napari_uamc import _atomic
 from napari_uamc.errors import GridMismatchError, InputError, UamcError
 
 if TYPE_CHECKING:
@@ -258,21 +256,8 @@ def build_report(
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-        )
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        _atomic.write_json_atomic(path, data, parents=True)
     except OSError as error:
         raise UamcError(f"{path}: could not write the JSON results ({error})") from error
 

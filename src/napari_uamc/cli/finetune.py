@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from napari_uamc.cli._options import add_device_option, add_precision_option
+
 DESCRIPTION = """\
 Fine-tune the study's current model (or --model, or the packaged default) on the study: every
 case with an accepted label in labelsTr/ is labeled, every other case unlabeled (UG-MCL
@@ -26,9 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--iterations", type=int, metavar="K", help="train for K steps")
     budget.add_argument("--minutes", type=float, metavar="M",
                         help="train for M minutes (default 3 when neither is given)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
-                        help="arithmetic: auto (bfloat16 where the hardware has it, default)")
+    add_device_option(parser)
+    add_precision_option(parser)
     parser.add_argument("--method", choices=("ugmcl", "supervised"),
                         help="ugmcl: all loss terms; supervised: CE + Dice on the accepted cases "
                              "(default: the terms the model was trained with)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_uamc.cli._options import XYZ, add_int_option, integer
 from napari_uamc.data.phantoms import (
     DEFAULT_SHAPE,
     DOMAINS,
@@ -24,21 +25,8 @@ non-identity affine. Every case's label goes to groundTruth/, the first K to lab
 accepted labels). The same seed always gives the same study."""
 
 
-def _integer(minimum: int, what: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, not {value}")
-        return value
-
-    return parse
-
-
 def _size(text: str) -> int:
-    value = _integer(MIN_SIZE, "each shape size")(text)
+    value = integer(MIN_SIZE, "each shape size")(text)
     if value > MAX_SIZE:
         raise argparse.ArgumentTypeError(f"each shape size must be at most {MAX_SIZE}, not {value}")
     return value
@@ -61,23 +49,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "out", metavar="OUT", type=Path, help="study folder to write (new or empty)"
     )
-    parser.add_argument(
-        "--cases",
-        metavar="N",
-        type=_integer(1, "--cases"),
-        required=True,
+    add_int_option(
+        parser, "--cases", minimum=1, metavar="N", required=True,
         help="number of cases to make (at least 1)",
     )
-    parser.add_argument(
-        "--seed",
-        metavar="S",
-        type=_integer(0, "--seed"),
-        default=0,
+    add_int_option(
+        parser, "--seed", minimum=0, metavar="S", default=0,
         help="study seed (non-negative); case i uses a seed derived from S and i (default: 0)",
     )
     parser.add_argument(
         "--shape",
-        metavar=("X", "Y", "Z"),
+        metavar=XYZ,
         nargs=3,
         type=_size,
         default=list(DEFAULT_SHAPE),
@@ -85,11 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             MIN_SIZE, MAX_SIZE, *DEFAULT_SHAPE
         ),
     )
-    parser.add_argument(
-        "--labeled",
-        metavar="K",
-        type=_integer(0, "--labeled"),
-        default=None,
+    add_int_option(
+        parser, "--labeled", minimum=0, metavar="K", default=None,
         help="how many of the first cases get their label in labelsTr/, 0 to N (default: all)",
     )
     parser.add_argument(

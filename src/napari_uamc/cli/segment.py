@@ -6,6 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_uamc.cli._options import (
+    XYZ,
+    add_device_option,
+    add_int_option,
+    add_precision_option,
+)
 from napari_uamc.engine.windows import DEFAULT_OVERLAP, LAYOUTS
 from napari_uamc.errors import InputError
 
@@ -38,19 +44,6 @@ def _overlap(text: str) -> float:
     return value
 
 
-def _integer(minimum: int, what: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, not {value}")
-        return value
-
-    return parse
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -79,10 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="napari-uamc model file (default: the packaged model, trained on synthetic phantoms)",
     )
-    parser.add_argument(
+    add_int_option(
+        parser,
         "--mc-samples",
+        minimum=0,
         metavar="T",
-        type=_integer(0, "--mc-samples"),
         default=8,
         help="MC-dropout samples per voxel for the uncertainty (default 8; 0 skips it and "
         "writes zeros)",
@@ -103,26 +97,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--overlap, as in the paper (default), or 'tiles': the volume in a few large windows "
         "(fastest; the network is fully convolutional). The MC samples always use large tiles.",
     )
-    parser.add_argument(
+    add_int_option(
+        parser,
         "--patch",
-        metavar=("X", "Y", "Z"),
+        minimum=16,
+        metavar=XYZ,
         nargs=3,
-        type=_integer(16, "--patch"),
         default=None,
         help="window size in voxels, multiples of 16 (default: the model's training patch)",
     )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps (default auto)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "float32", "bfloat16"),
-        default="auto",
-        help="arithmetic: auto uses bfloat16 where the hardware runs it natively (recent CPUs, "
-        "CUDA), else float32 (default auto)",
-    )
+    add_device_option(parser)
+    add_precision_option(parser, default="auto")
     parser.add_argument(
         "--largest-component",
         action="store_true",
@@ -137,10 +122,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="voxel size of .h5 inputs, which store none: one number or three (x y z) "
         "(default 1 mm; the LA 2018 data is 0.625)",
     )
-    parser.add_argument(
+    add_int_option(
+        parser,
         "--threads",
+        minimum=1,
         metavar="N",
-        type=_integer(1, "--threads"),
         default=None,
         help="CPU threads for PyTorch (default: PyTorch's choice, usually all cores)",
     )

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_uamc.cli._options import XYZ, add_device_option, add_precision_option
+
 #: Default number of steps between resumable training states.
 DEFAULT_CHECKPOINT_EVERY = 500
 RESUME_SUFFIX = ".resume.pt"
@@ -47,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="loss terms instead of --method, e.g. seg,dis,ctc (any of seg, dis, itc, ctc; "
                              "the paper's ablation rows)")
     parser.add_argument("--iterations", type=int, metavar="K", help="optimiser steps (default 6000)")
-    parser.add_argument("--patch", type=int, nargs=3, metavar=("X", "Y", "Z"),
+    parser.add_argument("--patch", type=int, nargs=3, metavar=XYZ,
                         help="training patch in voxels, multiples of 16 (default 112 112 80)")
     parser.add_argument("--width", type=int, metavar="F", help="V-Net width F (default 16)")
     parser.add_argument("--batch-size", type=int, metavar="B", help="patches per step (default 4)")
@@ -57,9 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mc-samples", type=int, metavar="T",
                         help="teacher MC-dropout passes for the uncertainty (default 8)")
     parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 1337)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
-                        help="arithmetic: auto (bfloat16 where the hardware has it, default)")
+    add_device_option(parser)
+    add_precision_option(parser)
     parser.add_argument("--workers", type=int, metavar="N",
                         help="processes building batches (default: 0 on CPU, up to 8 on CUDA)")
     parser.add_argument("--spacing", type=float, nargs="+", metavar="MM",
@@ -120,22 +121,6 @@ def _class_names(data: Path, n_classes: int) -> list[str] | None:
     return names
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    import os
-    import tempfile
-
-    import torch
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _log_line(report) -> str:
     losses = " ".join(f"{k} {v:.5f}" for k, v in report.losses.items())
     extra = ""
@@ -153,6 +138,7 @@ def _log_line(report) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from napari_uamc._atomic import atomic_path
     from napari_uamc.cli._progress import ProgressBar
     from napari_uamc.engine import distributed
     from napari_uamc.engine.checkpoint import load_checkpoint
@@ -221,7 +207,8 @@ def run(args: argparse.Namespace) -> int:
             if main:
                 extra = {"data_json": json.dumps({"data": str(data), "labeled": args.labeled,
                                                   "labeled_cases": args.labeled_cases})}
-                _atomic_torch_save({**trainer.state_dict(), **extra}, resume_path)
+                with atomic_path(resume_path) as temp, open(temp, "wb") as handle:
+                    torch.save({**trainer.state_dict(), **extra}, handle)
 
         out.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "a") if main else None

@@ -13,12 +13,12 @@ import gzip
 import json
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from napari_uamc._atomic import atomic_path
 from napari_uamc.errors import StudyError, UamcError
 
 try:  # POSIX advisory locks; elsewhere only the threads of one process are serialised
@@ -36,45 +36,11 @@ OS_ERROR_HINTS = {
 }
 
 
-def fsync_folder(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (best effort: not every platform allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Any]:
-    """Yield a binary file object that replaces ``path`` atomically once the block succeeds."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    fsync_folder(path.parent)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (NaN refused), atomically."""
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    with atomic_output(path) as handle:
-        handle.write(text.encode("utf-8"))
-
-
 def atomic_copy(source: Path, target: Path, *, compress: bool = False) -> None:
     """Copy ``source`` to ``target`` byte for byte (gzip-wrapped when ``compress``), atomically."""
-    with open(source, "rb") as reader, atomic_output(target) as writer:
-        if compress:
-            with gzip.GzipFile(fileobj=writer, mode="wb", mtime=0) as gz:
+    with open(source, "rb") as reader, atomic_path(target) as temp, open(temp, "wb") as writer:
+        if compress:  # no file name in the gzip header: the same bytes whatever the temp name
+            with gzip.GzipFile(filename="", fileobj=writer, mode="wb", mtime=0) as gz:
                 shutil.copyfileobj(reader, gz)
         else:
             shutil.copyfileobj(reader, writer)

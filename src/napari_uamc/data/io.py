@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_uamc._atomic import atomic_path
 from napari_uamc.data.volume import Volume, canonicalize
 from napari_uamc.errors import GridMismatchError, InputError, UamcError
 
@@ -456,45 +456,15 @@ def _nifti_for_source(data: np.ndarray, like: Volume) -> Any:
     return image
 
 
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _fsync_directory(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible on every platform; the data itself is synced
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _save_atomically(image: Any, path: Path) -> None:
     """Write to a hidden temp file next to ``path``, fsync, then rename over ``path``."""
     import nibabel as nib
 
-    stem = path.name[: -len(OUTPUT_SUFFIX)]
-    temp = path.with_name(f".{stem}.tmp-{secrets.token_hex(4)}{OUTPUT_SUFFIX}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        nib.save(image, str(temp))
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        with atomic_path(path, suffix=OUTPUT_SUFFIX, parents=True) as temp:
+            nib.save(image, str(temp))
     except OSError as exc:
-        _remove_quietly(temp)
         raise UamcError(f"{path}: could not be written ({exc})") from exc
-    except BaseException:
-        _remove_quietly(temp)
-        raise
-    _fsync_directory(path.parent)
 
 
 def write_volume(

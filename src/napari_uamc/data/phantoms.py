@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from napari_uamc._atomic import atomic_path
 from napari_uamc.errors import InputError, StudyError
 
 __all__ = [
@@ -620,19 +621,15 @@ def make_phantom(
 
 
 def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    """Write a NIfTI file atomically (temporary file in the same folder, then rename)."""
+    """Write a NIfTI file atomically (temporary file in the same folder, fsync, rename)."""
     import nibabel as nib
 
     image = nib.Nifti1Image(array, affine)
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")
-    temporary = path.with_name(f".{path.name[: -len('.nii.gz')]}.tmp{os.getpid()}.nii.gz")
-    try:
+    with atomic_path(path, suffix=".nii.gz") as temporary:
         nib.save(image, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_case(case: PhantomCase, study: Path, *, labeled: bool) -> None:

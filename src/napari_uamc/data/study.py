@@ -40,11 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_uamc._atomic import fsync_folder, write_json_atomic
 from napari_uamc.data._study_files import (
     InterProcessLock,
     atomic_copy,
-    atomic_write_json,
-    fsync_folder,
     os_cause,
     os_failure,
     read_json,
@@ -1063,7 +1062,7 @@ class Study:
         data.update({key: value for key, value in old.items() if key not in data})
         if data != existing:
             with writing("write", self.dataset_path):
-                atomic_write_json(self.dataset_path, data)
+                write_json_atomic(self.dataset_path, data)
 
     # ---------------------------------------------------------------------------- state
 
@@ -1109,7 +1108,7 @@ class Study:
     def _write_state(self, state: dict[str, Any]) -> None:
         with writing("write", self.state_path, "the state was not changed"):
             self.tool_dir.mkdir(exist_ok=True)
-            atomic_write_json(self.state_path, state)
+            write_json_atomic(self.state_path, state)
 
     @contextlib.contextmanager
     def _editing_state(self) -> Iterator[dict[str, Any]]:

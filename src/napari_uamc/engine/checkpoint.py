@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from typing import Any
 
 import torch
 
+from napari_uamc._atomic import atomic_path
 from napari_uamc.engine.model import DualTaskVNet
 from napari_uamc.errors import CheckpointError
 
@@ -165,17 +165,9 @@ def save_checkpoint(
         "meta_json": meta.to_json(),
         "state_dict": state,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    # a file object, not a name: torch would name the archive's records after the temp file
+    with atomic_path(path, parents=True) as temp, open(temp, "wb") as handle:
+        torch.save(payload, handle)
     return path
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_uamc._atomic import write_text_atomic
 from napari_uamc.data.metrics import dice
 from napari_uamc.data.study import Study
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
@@ -105,20 +105,6 @@ def _read_case(study: Study, name: str, meta: ModelMeta, labeled: bool, toleranc
             label = resample(label, spacing, meta.spacing, order=0)
         spacing = tuple(n * s / m for n, s, m in zip(volume.shape, spacing, shape))
     return TrainingCase(name, image, None if label is None else label.astype(np.uint8), spacing)
-
-
-def _write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device: str) -> dict[str, float]:
@@ -278,7 +264,7 @@ def finetune_study(
         "notes": list(trainer.notes),
     }
     info_path = study.model_info_path(version)
-    _write_json_atomically(info_path, info)
+    write_text_atomic(info_path, json.dumps(info, indent=1, sort_keys=True), parents=True)
     study.current_model = version
     say(f"wrote model {version} ({path})")
     return FinetuneResult(

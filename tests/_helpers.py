@@ -1,0 +1,51 @@
+"""Builders shared by the torch tests: a noisy sphere case and a tiny model file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+#: The smallest window the tiny V-Net takes.
+TINY_PATCH = (16, 16, 16)
+#: Feature width of the tiny test networks.
+TINY_WIDTH = 2
+#: Standard deviation of the Gaussian noise added to a sphere's label to make its image.
+SPHERE_NOISE = 0.3
+
+
+def noisy_sphere(
+    seed: int, shape: Sequence[int], *, shift: float, radius: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ball label (uint8) and its image: the label plus Gaussian noise, as float32.
+
+    The ball's centre is the grid's centre moved by up to ``shift`` voxels along each axis; its
+    radius is drawn from ``radius`` (low, high). The same seed gives the same arrays.
+    """
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape).astype(np.float32)
+    centre = np.array(shape, np.float32) / 2 + rng.uniform(-shift, shift, 3)
+    ball_radius = rng.uniform(*radius)
+    label = (((grid - centre[:, None, None, None]) ** 2).sum(0) < ball_radius**2).astype(np.uint8)
+    image = (label + rng.normal(0, SPHERE_NOISE, shape)).astype(np.float32)
+    return image, label
+
+
+def save_tiny_model(
+    path: Path,
+    *,
+    in_channels: int = 1,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    **meta_fields,
+) -> Path:
+    """Save a width-2 dual-task V-Net (weights of torch seed 0) for a 16^3 patch to ``path``."""
+    import torch
+
+    from napari_uamc.engine.checkpoint import ModelMeta, save_checkpoint
+    from napari_uamc.engine.model import DualTaskVNet
+
+    torch.manual_seed(0)
+    model = DualTaskVNet(in_channels=in_channels, width=TINY_WIDTH).eval()
+    meta = ModelMeta.for_model(model, spacing=spacing, patch=TINY_PATCH, **meta_fields)
+    return save_checkpoint(path, model, meta)
