@@ -205,11 +205,12 @@ def test_patch_sized_volume_equals_a_direct_forward(model, meta) -> None:
 
 def test_uncertainty_range_and_label_independent_of_sampling(model, meta) -> None:
     volume = random_volume((40, 18, 17), seed=4)
-    plain = segment_volume(model, meta, volume, InferenceConfig(mc_samples=0, **EXACT))
-    sampled = segment_volume(model, meta, volume, InferenceConfig(mc_samples=4, **EXACT))
-    cover = segment_volume(model, meta, volume, InferenceConfig(mc_samples=2, mc_windows="cover", **EXACT))
+    sliding = dict(EXACT, windows="sliding")  # several deterministic windows
+    plain = segment_volume(model, meta, volume, InferenceConfig(mc_samples=0, **sliding))
+    sampled = segment_volume(model, meta, volume, InferenceConfig(mc_samples=4, **sliding))
+    cover = segment_volume(model, meta, volume, InferenceConfig(mc_samples=2, mc_windows="cover", **sliding))
     every = segment_volume(
-        model, meta, volume, InferenceConfig(mc_samples=3, mc_windows="all", mc_batch=2, **EXACT)
+        model, meta, volume, InferenceConfig(mc_samples=3, mc_windows="all", mc_batch=2, **sliding)
     )
     for result in (sampled, cover, every):
         assert np.array_equal(plain.label, result.label)
@@ -308,7 +309,7 @@ def test_progress_and_stop_request(model, meta) -> None:
         return len(asked) > 2
 
     with pytest.raises(Cancelled, match="stopped at"):
-        segment_volume(model, meta, volume, InferenceConfig(mc_samples=0), should_stop=stop_after_two)
+        segment_volume(model, meta, volume, InferenceConfig(mc_samples=0, windows="sliding"), should_stop=stop_after_two)
     assert not model.training
 
 

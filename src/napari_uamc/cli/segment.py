@@ -87,15 +87,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=_overlap,
         default=None,
         help="overlap of neighbouring sliding windows as a fraction of the window, in [0, 1) "
-        f"(default {DEFAULT_OVERLAP:g}; more is slower and smoother)",
+        f"(default {DEFAULT_OVERLAP:g}; more is slower and smoother); implies --windows sliding",
     )
     parser.add_argument(
         "--windows",
         choices=LAYOUTS,
-        default="sliding",
-        help="deterministic pass (label, SDF): 'sliding' windows of the training patch with "
-        "--overlap, as in the paper (default), or 'tiles': the volume in a few large windows "
-        "(fastest; the network is fully convolutional). The MC samples always use large tiles.",
+        default=None,
+        help="deterministic pass (label, SDF): 'tiles' (default): the volume in a few large "
+        "windows (fastest; the network is fully convolutional; agrees with the paper's test at "
+        "least as well as sliding windows, docs/benchmarks.md), or 'sliding' windows of the "
+        "training patch with --overlap, as in the paper (the default when --overlap is given). "
+        "The MC samples always use large tiles.",
     )
     add_int_option(
         parser,
@@ -172,8 +174,11 @@ def run(args: argparse.Namespace) -> int:
         device=str(device),
         precision=args.precision,
         largest_component=args.largest_component,
-        windows=args.windows,
     )
+    if args.windows is not None:
+        config_fields["windows"] = args.windows
+    elif args.overlap is not None:  # an overlap only means something for sliding windows
+        config_fields["windows"] = "sliding"
     if args.overlap is not None:
         config_fields["overlap"] = args.overlap
     if args.patch is not None:

@@ -94,7 +94,7 @@ class InferenceConfig:
     """
 
     mc_samples: int = 8  # T MC-dropout samples per voxel (0: no uncertainty, zeros)
-    windows: str = "sliding"  # deterministic pass layout: "sliding" | "tiles"
+    windows: str = "tiles"  # deterministic pass layout: "tiles" | "sliding" (docs/benchmarks.md)
     overlap: float = DEFAULT_OVERLAP  # sliding-window overlap, fraction of the patch, in [0, 1)
     stride: tuple[int, int, int] | None = None  # explicit sliding step (overrides overlap)
     patch: tuple[int, int, int] | None = None  # sliding window; None: the model's training patch
