@@ -89,7 +89,7 @@ def test_schedule_and_consistency_ramp(cases):
     assert reports[2].consistency_weight == pytest.approx(0.1)
 
 
-def test_should_stop_and_time_budget_end_early(cases):
+def test_should_stop_ends_early_and_a_spent_time_budget_ends_normally(cases):
     calls = []
 
     def stop() -> bool:
@@ -99,7 +99,8 @@ def test_should_stop_and_time_budget_end_early(cases):
     trainer, reports = _run(TrainConfig(**{**TINY, "iterations": 5}), cases, should_stop=stop)
     assert len(reports) == 1 and trainer.iteration == 1 and trainer.stopped_early
     trainer, reports = _run(TrainConfig(**TINY), cases, time_budget=0.0)
-    assert reports == [] and trainer.stopped_early
+    assert reports == [] and trainer.iteration == 0
+    assert not trainer.stopped_early  # the budget was the plan: the version is not "stopped early"
 
 
 def test_resume_continues_exactly(cases, tmp_path):

@@ -301,8 +301,9 @@ class Trainer:
         message = "; ".join(self.notes)
         try:
             while self.iteration < self.cfg.iterations:
-                if self._stop_requested(started):
-                    self.stopped_early = True
+                reason = self._stop_reason(started)
+                if reason is not None:
+                    self.stopped_early = reason == "stop"  # a spent time budget is a normal end
                     break
                 batch = next(loader)
                 try:
@@ -321,13 +322,15 @@ class Trainer:
             loader.close()
             self.seconds = time.perf_counter() - started
 
-    def _stop_requested(self, started: float) -> bool:
+    def _stop_reason(self, started: float) -> str | None:
+        """``"stop"`` when the caller asked to stop, ``"budget"`` when the time budget is spent."""
         asked = bool(self.should_stop and self.should_stop())
-        if self.time_budget is not None and time.perf_counter() - started >= self.time_budget:
-            asked = True
-        if self.dist.enabled and (self.should_stop is not None or self.time_budget is not None):
+        spent = self.time_budget is not None and time.perf_counter() - started >= self.time_budget
+        if self.dist.enabled and self.should_stop is not None:
             asked = any_rank(asked, self.device)
-        return asked
+        if self.dist.enabled and self.time_budget is not None:
+            spent = any_rank(spent, self.device)
+        return "stop" if asked else "budget" if spent else None
 
     def _oom_message(self) -> str:
         cfg = self.cfg
