@@ -48,6 +48,15 @@ def _wait(qtbot, panel, attribute, timeout=60_000):
     qtbot.waitUntil(lambda: getattr(panel, attribute) is None, timeout=timeout)
 
 
+def _paint_box(viewer, case, box):
+    """Add a ``<case> segmentation`` Labels layer on the case's image with ``box`` painted 1."""
+    image = viewer.layers[case]
+    painted = np.zeros(image.data.shape, np.uint8)
+    painted[box] = 1
+    viewer.add_labels(painted, name=case + SEGMENTATION_SUFFIX, scale=image.scale, metadata=image.metadata)
+    return painted
+
+
 def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     viewer = make_napari_viewer()
     panel = UamcPanel(viewer)
@@ -222,10 +231,7 @@ def test_accept_on_a_read_only_study_keeps_the_edit(make_napari_viewer, qtbot, t
     panel = UamcPanel(viewer)
     panel.open_study(tiny_study)
     case = panel.case
-    image = viewer.layers[case]
-    painted = np.zeros(image.data.shape, np.uint8)
-    painted[4:8, 10:20, 10:20] = 1
-    viewer.add_labels(painted, name=case + SEGMENTATION_SUFFIX, scale=image.scale, metadata=image.metadata)
+    painted = _paint_box(viewer, case, np.s_[4:8, 10:20, 10:20])
 
     def refuse(*args, **kwargs):
         raise StudyError(f"cannot write the label of {case}: the study folder is read-only")
@@ -276,10 +282,7 @@ def test_opening_another_study_keeps_the_draft_of_the_first(make_napari_viewer, 
     panel = UamcPanel(viewer)
     panel.open_study(tiny_study)
     first = panel.case
-    image = viewer.layers[first]
-    painted = np.zeros(image.data.shape, np.uint8)
-    painted[3:6, 5:12, 5:12] = 1
-    viewer.add_labels(painted, name=first + SEGMENTATION_SUFFIX, scale=image.scale, metadata=image.metadata)
+    painted = _paint_box(viewer, first, np.s_[3:6, 5:12, 5:12])
     other = write_phantom_study(tmp_path / "other", cases=1, seed=9, shape=SHAPE, labeled=0)
     panel.open_study(other)
     assert panel.case in Study.open(other).cases()
@@ -322,10 +325,7 @@ def test_create_study_from_layers_and_restore(make_napari_viewer, qtbot, tmp_pat
     assert panel.study is not None
     assert panel.study.cases() == ["scan1", "scan2"]
     panel.open_case("scan1")
-    image = viewer.layers["scan1"]
-    first = np.zeros(image.data.shape, np.uint8)
-    first[2:6, 4:10, 4:10] = 1
-    viewer.add_labels(first, name="scan1" + SEGMENTATION_SUFFIX, scale=image.scale, metadata=image.metadata)
+    first = _paint_box(viewer, "scan1", np.s_[2:6, 4:10, 4:10])
     panel.image_combo.setCurrentText("scan1")
     panel.accept()
     second = first.copy()
