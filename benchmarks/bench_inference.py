@@ -157,7 +157,7 @@ def main() -> None:
     reference = None
     if args.reference:
         ref_cfg = InferenceConfig(
-            mc_samples=0, stride=PAPER_STRIDE, patch=PAPER_PATCH, weighting="uniform",
+            mc_samples=0, windows="sliding", stride=PAPER_STRIDE, patch=PAPER_PATCH, weighting="uniform",
             precision="float32", channels_last=False, device=args.device,
         )
         started = time.perf_counter()

@@ -67,20 +67,21 @@ GOALS = {"segment_required": 30.0, "segment_stretch": 10.0, "iteration_required"
 
 #: Inference layouts of the speed table: name -> InferenceConfig overrides.
 SPEED_CONFIGS: dict[str, dict[str, Any]] = {
-    "uamc segment default": {},
-    "uamc segment --windows tiles": {"windows": "tiles"},
+    "uamc segment --windows sliding": {"windows": "sliding"},
+    "uamc segment default, tiles": {"windows": "tiles"},
 }
-#: Layouts of the agreement table.
+#: Layouts of the agreement table (explicit, so a change of the engine's default changes no row).
+SLIDING = {"windows": "sliding"}
 AGREEMENT_CONFIGS: dict[str, dict[str, Any]] = {
-    "default: sliding 0.5, MC on tiles": {},
-    "sliding 0.25": {"overlap": 0.25},
-    "--windows tiles": {"windows": "tiles"},
-    "sliding 0.5, uniform weights": {"weighting": "uniform"},
-    "sliding 0.75": {"overlap": 0.75},
-    "default in float32": {"precision": "float32"},
-    "MC on covering windows": {"mc_windows": "cover"},
+    "sliding 0.5, MC on tiles": dict(SLIDING),
+    "sliding 0.25": {**SLIDING, "overlap": 0.25},
+    "tiles, the default": {"windows": "tiles"},
+    "sliding 0.5, uniform weights": {**SLIDING, "weighting": "uniform"},
+    "sliding 0.75": {**SLIDING, "overlap": 0.75},
+    "sliding 0.5 in float32": {**SLIDING, "precision": "float32"},
+    "MC on covering windows": {**SLIDING, "mc_windows": "cover"},
     "MC on covering windows, mc_only_foreground_windows": {
-        "mc_windows": "cover", "mc_only_foreground_windows": True},
+        **SLIDING, "mc_windows": "cover", "mc_only_foreground_windows": True},
 }
 COVER, SKIP = "MC on covering windows", "MC on covering windows, mc_only_foreground_windows"
 #: Row names that the tables find by prefix (the cache stores rows by name, in any order).

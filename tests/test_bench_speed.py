@@ -50,7 +50,7 @@ def test_plain_paper_test_matches_the_engines_reference_layout():
     assert windows == 4 * 3 * 2
     volume = Volume(image, np.eye(4))
     meta = ModelMeta.for_model(model, patch=(16, 16, 16), spacing=volume.spacing)
-    cfg = InferenceConfig(mc_samples=0, stride=(8, 8, 4), weighting="uniform", precision="float32",
+    cfg = InferenceConfig(mc_samples=0, windows="sliding", stride=(8, 8, 4), weighting="uniform", precision="float32",
                           fuse=False, channels_last=False, device="cpu", keep_probabilities=True)
     engine = segment_volume(model, meta, volume, cfg)
     assert engine.info["windows"] == windows
@@ -98,8 +98,8 @@ def test_smoke_run_caches_and_writes_its_section(tmp_path):
     assert bench_speed.main([*args, "--write", str(doc)]) == 0
     text = doc.read_text()
     assert "other text" in text and text.count("<!-- BEGIN speed -->") == 1
-    assert "| --windows tiles |" in text and "| paper test |" in text  # agreement table
-    assert "| uamc segment default (T=2) |" in text  # speed table: one subprocess per row
+    assert "| tiles, the default |" in text and "| paper test |" in text  # agreement table
+    assert "| uamc segment default, tiles (T=2) |" in text  # speed table: one subprocess per row
     assert "--write" not in text.split("\n")[5]  # the command shown is the measuring one
     assert bench_speed.main([*args, "--cached", "--write", str(doc)]) == 0
     assert doc.read_text() == text  # from the cache: nothing measured again
