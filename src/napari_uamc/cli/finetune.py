@@ -45,9 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="keep the BatchNorm statistics of training")
     result = parser.add_mutually_exclusive_group()
     result.add_argument("--keep-ema", dest="keep_ema", action="store_true", default=None,
-                        help="keep the EMA teacher as the new model")
+                        help="keep the EMA teacher as the new model (default; measured best, docs/benchmarks.md)")
     result.add_argument("--keep-student", dest="keep_ema", action="store_false",
-                        help="keep the student as the new model (default)")
+                        help="keep the student as the new model")
     parser.add_argument("--no-score", action="store_true",
                         help="skip the training Dice on the accepted cases")
     parser.set_defaults(func=run)
