@@ -531,3 +531,22 @@ def test_corrupt_dataset_json_is_rebuilt_and_newer_state_refused(study: Study) -
     study.state_path.write_text(json.dumps(state))
     with pytest.raises(StudyError, match="newer"):
         Study.open(study.root)
+
+
+def test_model_version_reservation_skips_names_claimed_by_another_writer(tmp_path):
+    root = tmp_path / "reserve"
+    (root / "imagesTr").mkdir(parents=True)
+    study = Study.open(root)
+    first = study.reserve_model_version()
+    assert first == "v001" and study.model_info_path("v001").is_file()
+    assert study.model_versions() == []  # a reservation is not a model yet
+    real_next = study.next_model_version
+    calls = []
+
+    def stale_next() -> str:  # another process read the folder before v002 was claimed
+        calls.append(1)
+        return "v002" if len(calls) == 1 else real_next()
+
+    study.model_info_path("v002").write_text("{}")  # ...and claimed v002 first
+    study.next_model_version = stale_next
+    assert study.reserve_model_version() == "v003"

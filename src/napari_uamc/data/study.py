@@ -933,6 +933,25 @@ class Study:
         numbers = [_model_number(version) for version in on_disk]
         return f"v{max(numbers, default=0) + 1:0{MODEL_VERSION_DIGITS}d}"
 
+    def reserve_model_version(self) -> str:
+        """Claim the next version name for a new model, safely against concurrent writers.
+
+        Creates ``v<NNN>.json`` exclusively (a placeholder the writer replaces with the real
+        metadata); a name another process claimed first is skipped. A placeholder left by a
+        crashed writer only uses up its number: versions are listed by their ``.pt`` files.
+        """
+        self._require_writable()
+        with writing("reserve a model version in", self.models_dir):
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                version = self.next_model_version()
+                try:
+                    with open(self.model_info_path(version), "x", encoding="utf-8") as handle:
+                        handle.write('{"status": "being written"}\n')
+                except FileExistsError:
+                    continue
+                return version
+
     def _model_versions_on_disk(self, suffixes: set[str]) -> set[str]:
         if not self.models_dir.is_dir():
             return set()

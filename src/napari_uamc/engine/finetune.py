@@ -221,7 +221,7 @@ def finetune_study(
         )
     result_model.eval()
 
-    version = study.next_model_version()
+    version = study.reserve_model_version()  # no other writer can take this name now
     path = study.model_path(version)
     new_meta = trainer.build_meta(
         spacing=meta.spacing,
