@@ -248,16 +248,7 @@ def _index_names(
 
 def _integer_label_array(label: np.ndarray | Volume, image: Volume, what: str) -> np.ndarray:
     """Check that ``label`` is a non-negative integer map on ``image``'s canonical grid."""
-    if isinstance(label, Volume):
-        image.require_same_grid(label)
-        array = label.array
-    else:
-        array = np.asarray(label)
-    if array.shape != image.shape:
-        raise GridMismatchError(
-            f"{what} has shape {array.shape} but the image {image.name} has shape {image.shape} "
-            "(canonical i, j, k order): they must be on the same voxel grid"
-        )
+    array = _array_on_grid(label, image, what)
     if array.dtype == np.bool_:
         return array.astype(np.uint8)
     if array.dtype.kind == "f":
@@ -1289,7 +1280,8 @@ def _describe_source(item: Any) -> str:
     return f"volume {item.name!r}" if isinstance(item, Volume) else str(item)
 
 
-def _float_map(value: np.ndarray | Volume, image: Volume, what: str) -> np.ndarray:
+def _array_on_grid(value: np.ndarray | Volume, image: Volume, what: str) -> np.ndarray:
+    """The array of ``value``, refused (GridMismatchError) unless it lies on ``image``'s grid."""
     if isinstance(value, Volume):
         image.require_same_grid(value)
         array = value.array
@@ -1297,8 +1289,14 @@ def _float_map(value: np.ndarray | Volume, image: Volume, what: str) -> np.ndarr
         array = np.asarray(value)
     if array.shape != image.shape:
         raise GridMismatchError(
-            f"{what} has shape {array.shape} but the image {image.name} has shape {image.shape}"
+            f"{what} has shape {array.shape} but the image {image.name} has shape {image.shape} "
+            "(canonical i, j, k order): they must be on the same voxel grid"
         )
+    return array
+
+
+def _float_map(value: np.ndarray | Volume, image: Volume, what: str) -> np.ndarray:
+    array = _array_on_grid(value, image, what)
     if array.dtype.kind not in "fiub":
         raise InputError(f"{what} has dtype {array.dtype}; expected numbers")
     if not np.all(np.isfinite(array)):
