@@ -2,8 +2,8 @@
 
 Needs only torch and numpy (the GPU machine has no nibabel and no napari). It imports, from
 napari_uamc, only torch-only modules at start (``engine.model``); the engine's trainer and
-``segment_volume`` are timed as well when they import there (they need scipy today), and
-otherwise their rows say why they were skipped. Run from the repository root, no install needed:
+``segment_volume`` are timed as well (the engine imports scipy lazily), and a row whose import
+fails says why it was skipped. Run from the repository root, no install needed:
 
     python benchmarks/gpu_bench.py                       # CUDA, paper sizes, about 2-3 minutes
     python benchmarks/gpu_bench.py --device cpu --smoke  # seconds; what the test runs
@@ -501,9 +501,10 @@ workers included), with and without `cudnn.benchmark`; and the inference of a 28
 volume (`uamc segment`'s default with T = 8, `--windows tiles`, the default with all T samples
 in one batch, and the paper's stride-18/4 float32 test in plain PyTorch). It
 reports iterations per second, the projected time of the paper's 6000 iterations (goal: under
-10 minutes on one H100), peak GPU memory, and the card's name. The engine's rows need scipy on
-the GPU machine (through `engine.sdf`, `engine.preprocess` and `engine.inference`); without it
-they are skipped with that reason and the plain rows still run. `--device cpu --smoke` runs the
+10 minutes on one H100), peak GPU memory, and the card's name. The engine imports scipy only
+inside the functions that need it (none of which the timed paths call), so its rows run with
+torch and numpy alone; should an import still fail, the row says why and the plain rows still
+run. `--device cpu --smoke` runs the
 same code at tiny sizes in seconds (`tests/test_benchmarks_gpu_smoke.py`).
 """
 

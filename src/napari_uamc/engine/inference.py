@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
-from scipy.special import expit
 
 from napari_uamc.data.volume import Volume
 from napari_uamc.engine.checkpoint import ModelMeta, check_meta_fits
@@ -146,6 +144,11 @@ class InferenceConfig:
             raise InputError(f"resample_tolerance must be >= 0, not {self.resample_tolerance!r}")
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow warnings (tanh form), as float32."""
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -227,6 +230,8 @@ def keep_largest_components(label: np.ndarray, n_classes: int) -> np.ndarray:
     structure = np.ones((3, 3, 3), dtype=bool)
     for c in range(1, n_classes):
         mask = label == c
+        from scipy import ndimage  # lazily: only for the optional largest-component step
+
         components, count = ndimage.label(mask, structure=structure)
         if count > 1:
             sizes = np.bincount(components.ravel())
@@ -286,7 +291,7 @@ def segment_volume(
     if cfg.largest_component:
         label = keep_largest_components(label, meta.n_classes)
     sdf_k = float(meta.config.get("sdf_k", DEFAULT_SDF_K))
-    disagreement = np.abs(probabilities[1:] - expit(-sdf_k * sdf)).max(axis=0).astype(np.float32)
+    disagreement = np.abs(probabilities[1:] - _sigmoid(-sdf_k * sdf)).max(axis=0).astype(np.float32)
     finished = time.perf_counter()
 
     return SegmentationResult(

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from napari_uamc.errors import InputError
 
@@ -67,6 +66,8 @@ def resample_to_shape(array: np.ndarray, shape: Sequence[int], order: int) -> np
         return array.copy()
     factors = [n / o for n, o in zip(shape, array.shape)]
     output_dtype = array.dtype if order == 0 else np.float32
+    from scipy import ndimage  # lazily: keeps the engine importable with torch + numpy only
+
     out = ndimage.zoom(
         array if order == 0 else array.astype(np.float32, copy=False),
         factors,

@@ -12,7 +12,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from napari_uamc.errors import InputError
 
@@ -20,7 +19,10 @@ from napari_uamc.errors import InputError
 DEFAULT_SDF_K = 1500.0
 OUTSIDE = 1.0
 INSIDE = -1.0
-_SIX_NEIGHBOURS = ndimage.generate_binary_structure(3, 1)
+_SIX_NEIGHBOURS = np.array(  # the 6-connected 3x3x3 structure (ndimage.generate_binary_structure(3, 1))
+    [[[0, 0, 0], [0, 1, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 1, 0], [0, 0, 0]]],
+    dtype=bool,
+)
 
 
 def _check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
@@ -35,6 +37,8 @@ def _check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
 
 def inner_boundary(mask: np.ndarray) -> np.ndarray:
     """Foreground voxels with a 6-neighbour in background (the array border is not background)."""
+    from scipy import ndimage  # lazily: the GPU benchmark imports this module without scipy
+
     eroded = ndimage.binary_erosion(mask, structure=_SIX_NEIGHBOURS, border_value=1)
     return mask & ~eroded
 
@@ -52,6 +56,8 @@ def _inside_distance(foreground: np.ndarray, sampling: tuple[float, float, float
         slice(max(int(idx[0]) - 1, 0), min(int(idx[-1]) + 2, n))
         for idx, n in zip(nonzero, foreground.shape)
     )
+    from scipy import ndimage
+
     inside = np.zeros(foreground.shape, dtype=np.float64)
     inside[box] = ndimage.distance_transform_edt(foreground[box], sampling=sampling)
     return inside
@@ -73,6 +79,8 @@ def signed_distance_target(
         return np.full(mask.shape, OUTSIDE, dtype=np.float32)
     if foreground.all():
         return np.full(mask.shape, INSIDE, dtype=np.float32)
+
+    from scipy import ndimage
 
     outside = ndimage.distance_transform_edt(~foreground, sampling=sampling)
     inside = _inside_distance(foreground, sampling)
