@@ -152,6 +152,19 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: 
     return statistics.median(rates)
 
 
+
+def rate_row(per_iteration: list[float], timed_iterations: int, device) -> dict:
+    """Speed of a timed training loop: median s/it over blocks, it/s, the paper's 6000 its, memory."""
+    seconds = statistics.median(per_iteration)
+    return {
+        "seconds_per_iteration": seconds,
+        "iterations_per_second": 1.0 / seconds,
+        "projected_6000_minutes": seconds * PAPER_ITERATIONS / 60.0,
+        "block_seconds_per_iteration": per_iteration,
+        "timed_iterations": timed_iterations,
+        "peak_gpu_memory_gb": peak_gb(device),
+    }
+
 def median_block_seconds(step: Callable[[], Any], device: torch.device, sizes: Sizes, per_block: int) -> dict[str, Any]:
     """Warm up, then time ``sizes.blocks`` blocks of ``per_block`` steps between device syncs."""
     for _ in range(sizes.warmup):
@@ -165,15 +178,7 @@ def median_block_seconds(step: Callable[[], Any], device: torch.device, sizes: S
             step()
         sync(device)
         per_iteration.append((time.perf_counter() - started) / per_block)
-    seconds = statistics.median(per_iteration)
-    return {
-        "seconds_per_iteration": seconds,
-        "iterations_per_second": 1.0 / seconds,
-        "projected_6000_minutes": seconds * PAPER_ITERATIONS / 60.0,
-        "block_seconds_per_iteration": per_iteration,
-        "timed_iterations": sizes.blocks * per_block,
-        "peak_gpu_memory_gb": peak_gb(device),
-    }
+    return rate_row(per_iteration, sizes.blocks * per_block, device)
 
 
 def build_pair(sizes: Sizes, device: torch.device, channels_last: bool) -> tuple[DualTaskVNet, DualTaskVNet]:
@@ -260,15 +265,9 @@ def engine_training(sizes: Sizes, device: torch.device, cudnn_benchmark: bool = 
     split = trainer_split(trainer, steps, device)
     steps.close()
     torch.backends.cudnn.benchmark = False
-    seconds = statistics.median(per_iteration)
     return {
         **split,
-        "seconds_per_iteration": seconds,
-        "iterations_per_second": 1.0 / seconds,
-        "projected_6000_minutes": seconds * PAPER_ITERATIONS / 60.0,
-        "block_seconds_per_iteration": per_iteration,
-        "timed_iterations": sizes.blocks * per_block,
-        "peak_gpu_memory_gb": peak_gb(device),
+        **rate_row(per_iteration, sizes.blocks * per_block, device),
         "precision": str(trainer.dtype).removeprefix("torch."),
         "data_workers": trainer.data_workers,
         "mc_chunk": trainer.mc_chunk,
