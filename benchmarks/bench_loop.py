@@ -46,6 +46,8 @@ import _common as common  # noqa: E402
 BENCH = "loop"
 SUPERVISED_TERMS = ("dis", "seg")
 ALL_TERMS = ("ctc", "dis", "itc", "seg")
+#: The packaged default model's own terms (DTC): consistency without the teacher's T passes.
+DTC_TERMS = ("ctc", "dis", "seg")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ VARIANTS: dict[str, Variant] = {
     "ugmcl-ema-bn": _variant("UG-MCL + EMA + BN recalibration", ALL_TERMS, True, True),
     "ugmcl-l1-ema-bn": _variant("UG-MCL, lambda 1, + EMA + BN recalibration", ALL_TERMS, True, True,
                                 consistency=1.0),
+    "dtc-ema-bn": _variant("seg + dis + ctc (DTC) + EMA + BN recalibration", DTC_TERMS, True, True),
+    "ugmcl-t2-ema-bn": _variant("UG-MCL, T = 2, + EMA + BN recalibration", ALL_TERMS, True, True,
+                                mc_samples=2),
     "sup-ema-bn-lr01": _variant("supervised + EMA + BN recalibration, lr 0.01", SUPERVISED_TERMS, True,
                                 True, finetune_lr=0.01),
     "ugmcl-ema-bn-lr01": _variant("UG-MCL + EMA + BN recalibration, lr 0.01", ALL_TERMS, True, True,
@@ -89,8 +94,9 @@ class Experiment:
 
 EXPERIMENTS: dict[str, Experiment] = {
     "methods": Experiment("methods", ("sup", BASELINE, "ugmcl", SEMI), None, "uncertainty", False),
-    "knobs": Experiment("knobs", ("sup-bn", "ugmcl-bn", "ugmcl-l1-ema-bn", "sup-ema-bn-lr01",
-                                  "ugmcl-ema-bn-lr01"), (2,), "uncertainty", False),
+    "knobs": Experiment("knobs", ("sup-bn", "ugmcl-bn", "dtc-ema-bn", "ugmcl-t2-ema-bn",
+                                  "ugmcl-l1-ema-bn", "sup-ema-bn-lr01", "ugmcl-ema-bn-lr01"),
+                        (2,), "uncertainty", False),
     "order": Experiment("order", (BASELINE, SEMI), None, "random", False),
     "replay": Experiment("replay", (BASELINE, SEMI), (2,), "uncertainty", True),
 }

@@ -101,6 +101,22 @@ def test_ablation_smoke_runs_caches_resumes_and_writes(tmp_path):
     assert _run_files(cache, "ablation") == runs  # resumed: nothing retrained
 
 
+def test_trace_repeats_the_ablation_run_and_scores_three_models(tmp_path):
+    ablation, trace = _load("bench_ablation"), _load("trace_ablation_run")
+    cache = tmp_path / "cache"
+    assert ablation.main(["--smoke", "--cache-dir", str(cache), "--rows", "3"]) == 0
+    assert trace.main(["--smoke", "--cache-dir", str(cache), "--row", "3", "--seed", "0"]) == 0
+    cached = json.loads(next((cache / "ablation").glob("*/row3_seed0.json")).read_text())
+    traced = json.loads(next((cache / "ablation-trace").glob("*/row3_seed0_every1.json")).read_text())
+    points = traced["points"]
+    assert [p["iteration"] for p in points] == [1, 2]
+    for point in points:
+        for model in ("student", "teacher", "student_bn_recalibrated"):
+            assert 0.0 <= point[model] <= 1.0
+    # same data, config and seed: the traced student is the cached run's model
+    assert points[-1]["student"] == pytest.approx(cached["metrics"]["mean"]["dice"], abs=1e-9)
+
+
 def test_ablation_rejects_unknown_rows(tmp_path):
     ablation = _load("bench_ablation")
     with pytest.raises(SystemExit, match="unknown row"):

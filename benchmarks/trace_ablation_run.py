@@ -1,0 +1,94 @@
+"""Trace one ablation run: test Dice during training, for the student, the EMA teacher and the
+student with BatchNorm statistics re-estimated on the training images.
+
+Made to find out why some ablation runs end far below others with the same training loss (rows 3
+and 5 of seed 0 in docs/benchmarks.md): is the model bad, or only its BatchNorm statistics, or
+does the EMA teacher do better; and when during training does it happen. Same data, config and
+seeds as ``bench_ablation.py``, so the traced run repeats the cached one. Prints a table and
+writes the trace as JSON beside the ablation cache (``.bench-cache/ablation-trace/``).
+
+    python benchmarks/trace_ablation_run.py --row 3 --seed 0 --every 50 --threads 1
+    python benchmarks/trace_ablation_run.py --smoke      # seconds; what CI runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common  # noqa: E402
+import bench_ablation as ablation  # noqa: E402
+
+BENCH = "ablation-trace"
+
+
+def _test_dice(model, meta, test_dir: Path, device: str) -> float:
+    return float(ablation.evaluate(model, meta, test_dir, device)["mean"]["dice"])
+
+
+def trace(setup: ablation.Setup, row: str, seed: int, every: int, cache_root: Path) -> list[dict[str, Any]]:
+    """Train ``row``/``seed`` as bench_ablation does, scoring the three models every ``every`` steps."""
+    from napari_uamc.engine.dataset import load_cases_from_folder
+    from napari_uamc.engine.training import Trainer, recalibrate_batchnorm
+
+    train_dir, test_dir = ablation._data(cache_root, setup, seed)
+    upper = row == ablation.UPPER
+    split = load_cases_from_folder(train_dir, labeled=None if upper else setup.labeled)
+    unlabeled = [] if upper else split.unlabeled
+    cfg = ablation._train_config(setup, row, seed)
+    trainer = Trainer(cfg, split.labeled, unlabeled, device=setup.device)
+    meta = trainer.build_meta(spacing=split.spacing, trained_on=str(train_dir), synthetic_only=True)
+    images = [case.image for case in split.labeled + unlabeled]
+    points: list[dict[str, Any]] = []
+    for report in trainer.steps():
+        if report.iteration % every and report.iteration != cfg.iterations:
+            continue
+        recalibrated = copy.deepcopy(trainer.student)
+        recalibrate_batchnorm(recalibrated, images, cfg.patch, batch_size=cfg.batch_size, seed=seed,
+                              device=trainer.device, dtype=trainer.dtype, channels_last=cfg.channels_last)
+        point = {
+            "iteration": report.iteration,
+            "loss": {k: round(v, 5) for k, v in report.losses.items()},
+            "mask_fraction": report.mask_fraction,
+            "student": _test_dice(trainer.student, meta, test_dir, setup.device),
+            "teacher": _test_dice(trainer.teacher, meta, test_dir, setup.device),
+            "student_bn_recalibrated": _test_dice(recalibrated, meta, test_dir, setup.device),
+        }
+        trainer.student.train()
+        points.append(point)
+        print(f"  {report.iteration:5d}  loss {report.losses.get('total', float('nan')):.4f}  Dice student "
+              f"{point['student']:.3f}  teacher {point['teacher']:.3f}  student+BN recal "
+              f"{point['student_bn_recalibrated']:.3f}", flush=True)
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--row", default="3", choices=ablation.ROW_NAMES)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--every", type=int, default=50, help="steps between scorings")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, 2 iterations (seconds)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (use 1 on a busy machine)")
+    parser.add_argument("--cache-dir", type=Path, default=common.DEFAULT_CACHE_DIR)
+    args = parser.parse_args(argv)
+    common.set_threads(args.threads if args.threads is not None else (1 if args.smoke else None))
+    setup = ablation.PRESETS["smoke" if args.smoke else "default"]
+    every = 1 if args.smoke else args.every
+    print(f"trace of ablation row {args.row} seed {args.seed}, scored every {every} steps", flush=True)
+    points = trace(setup, args.row, args.seed, every, args.cache_dir)
+    cache = common.ResultCache(args.cache_dir, BENCH, setup.to_dict())
+    cache.put(f"row{args.row}_seed{args.seed}_every{every}", {
+        "row": args.row, "seed": args.seed, "points": points, "command": common.command_line(argv),
+        "machine": common.machine_info(setup.device), "finished": common.utc_now(),
+    })
+    print(f"written to {cache.path(f'row{args.row}_seed{args.seed}_every{every}')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
