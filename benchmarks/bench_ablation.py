@@ -206,6 +206,8 @@ def build_report(setup: Setup, cache: common.ResultCache, rows: list[str], seeds
             ROW_LABELS[row],
             len(results),
             common.fmt_mean_sd(_metric(results, "dice"), 100),
+            _median(_metric(results, "dice"), 100),
+            " ".join(f"{100 * r['metrics']['mean']['dice']:.0f}" for r in results),
             common.fmt_mean_sd(_metric(results, "jaccard"), 100),
             common.fmt_mean_sd(_metric(results, "hd95"), 1, 2) + (f" ({undefined} n/a)" if undefined else ""),
             common.fmt_mean_sd(_metric(results, "asd"), 1, 2),
@@ -215,9 +217,18 @@ def build_report(setup: Setup, cache: common.ResultCache, rows: list[str], seeds
             common.fmt_range([r["seconds"] / 60 for r in results], 1, 1),
         ])
     table = common.markdown_table(
-        ["row", "seeds", "Dice %", "Jaccard %", "HD95 mm", "ASD mm", "paper Dice %", "iterations",
+        ["row", "seeds", "Dice %", "median Dice %", "Dice % per seed", "Jaccard %", "HD95 mm", "ASD mm", "paper Dice %", "iterations",
          "s/it", "minutes per run"], table_rows)
     return table, _findings(by_row, seeds, found)
+
+
+def _median(values: list[float | None], scale: float) -> str:
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return "n/a"
+    middle = len(known) // 2
+    median = known[middle] if len(known) % 2 else (known[middle - 1] + known[middle]) / 2
+    return f"{scale * median:.1f}"
 
 
 def _paired(by_row: dict[str, list[dict]], a: str, b: str) -> list[float]:
@@ -234,8 +245,10 @@ def _findings(by_row: dict[str, list[dict]], seeds: list[int], found: dict[str, 
         diffs = _paired(by_row, row, "1")
         if diffs:
             mean = sum(diffs) / len(diffs)
+            wins = sum(d > 0 for d in diffs)
             lines.append(f"- {ROW_LABELS[row]} minus (1), paired by seed: {mean * 100:+.1f} Dice points "
-                         f"(per seed {', '.join(f'{d * 100:+.1f}' for d in diffs)}).")
+                         f"(per seed {', '.join(f'{d * 100:+.1f}' for d in diffs)}; better in {wins} of "
+                         f"{len(diffs)} seeds).")
     low = common.mean_sd(_metric(by_row.get("1", []), "dice"))[0]
     full = common.mean_sd(_metric(by_row.get("6", []), "dice"))[0]
     high = common.mean_sd(_metric(by_row.get(UPPER, []), "dice"))[0]

@@ -337,8 +337,8 @@ def build_tables(found: dict[str, dict], runs: list[tuple]) -> tuple[str, list[s
     return "\n\n".join(sections), _findings(found)
 
 
-def _paired(found: dict[str, dict], a: tuple, b: tuple) -> list[float]:
-    """Dice-after differences of run family a minus b, matched by k and seed.
+def _paired(found: dict[str, dict], a: tuple, b: tuple, key: str = "dice_after") -> list[float]:
+    """Differences of ``key`` (a Dice after) of run family a minus b, matched by k and seed.
 
     a and b are (variant, order, replay); each is matched over every (k, seed) both ran."""
     out = []
@@ -348,8 +348,8 @@ def _paired(found: dict[str, dict], a: tuple, b: tuple) -> list[float]:
         if (result["variant"], result["order"], bool(result["replay"])) != a:
             continue
         other = found.get(run_name(b[0], result["k"], b[1], b[2], result["seed"]))
-        if other and "dice_after" in other:
-            out.append(_run_mean(result, "dice_after") - _run_mean(other, "dice_after"))
+        if other and key in other:
+            out.append(_run_mean(result, key) - _run_mean(other, key))
     return out
 
 
@@ -364,20 +364,26 @@ def _describe_diff(text: str, diffs: list[float]) -> str | None:
 def _findings(found: dict[str, dict]) -> list[str]:
     lines = []
     done = {n: r for n, r in found.items() if "dice_after" in r}
-    for text, a, b in (
+    for text, a, b, key in (
         ("UG-MCL + EMA + BN minus supervised + EMA + BN (the baseline)",
-         (SEMI, "uncertainty", False), (BASELINE, "uncertainty", False)),
+         (SEMI, "uncertainty", False), (BASELINE, "uncertainty", False), "dice_after"),
         ("UG-MCL minus supervised (no EMA, no recalibration)",
-         ("ugmcl", "uncertainty", False), ("sup", "uncertainty", False)),
+         ("ugmcl", "uncertainty", False), ("sup", "uncertainty", False), "dice_after"),
         ("EMA + BN recalibration minus none, supervised",
-         (BASELINE, "uncertainty", False), ("sup", "uncertainty", False)),
+         (BASELINE, "uncertainty", False), ("sup", "uncertainty", False), "dice_after"),
         ("Correcting the most uncertain cases first minus a random order (baseline fine-tune)",
-         (BASELINE, "uncertainty", False), (BASELINE, "random", False)),
-        ("Same, UG-MCL + EMA + BN", (SEMI, "uncertainty", False), (SEMI, "random", False)),
+         (BASELINE, "uncertainty", False), (BASELINE, "random", False), "dice_after"),
+        ("Same, UG-MCL + EMA + BN", (SEMI, "uncertainty", False), (SEMI, "random", False), "dice_after"),
         ("Replaying domain-A cases minus none, baseline, on domain B",
-         (BASELINE, "uncertainty", True), (BASELINE, "uncertainty", False)),
+         (BASELINE, "uncertainty", True), (BASELINE, "uncertainty", False), "dice_after"),
+        ("Same, UG-MCL + EMA + BN, on domain B",
+         (SEMI, "uncertainty", True), (SEMI, "uncertainty", False), "dice_after"),
+        ("Replaying domain-A cases minus none, baseline, on domain A (forgetting)",
+         (BASELINE, "uncertainty", True), (BASELINE, "uncertainty", False), "dice_A_after"),
+        ("EMA + BN recalibration minus none, supervised, on domain A (forgetting)",
+         (BASELINE, "uncertainty", False), ("sup", "uncertainty", False), "dice_A_after"),
     ):
-        line = _describe_diff(text, _paired(done, a, b))
+        line = _describe_diff(text, _paired(done, a, b, key))
         if line:
             lines.append(line)
     # the best fine-tune at k = 2 (every variant runs there), uncertainty order, no replay
