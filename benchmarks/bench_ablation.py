@@ -290,8 +290,13 @@ def document(setup: Setup, preset: str, cache: common.ResultCache, rows: list[st
     schedule = "constant here" if setup.lr_step >= setup.iterations else "the paper's step"
     ramp = "the whole run" if setup.consistency_rampup is None else f"{setup.consistency_rampup} steps"
     limit = "" if setup.max_minutes is None else f", training stopped after {setup.max_minutes:g} min"
+    base = dataclasses.replace(PRESETS[preset], device=setup.device)
+    changed = {k: v for k, v in setup.to_dict().items() if base.to_dict()[k] != v}
+    title = "## Semi-supervised ablation on phantoms (paper Tables 1 and 3)"
+    if changed:
+        title += ", changed: " + ", ".join(f"{k} {v}" for k, v in changed.items())
     lines = [
-        "## Semi-supervised ablation on phantoms (paper Tables 1 and 3)",
+        title,
         "",
         f"Written by `benchmarks/bench_ablation.py` ({preset} configuration, cache key `{cache.key}`), "
         f"{common.utc_now()}.",

@@ -386,17 +386,29 @@ def _findings(found: dict[str, dict]) -> list[str]:
         line = _describe_diff(text, _paired(done, a, b, key))
         if line:
             lines.append(line)
-    # the best fine-tune at k = 2 (every variant runs there), uncertainty order, no replay
-    at_k2: dict[str, list[float]] = {}
-    for result in done.values():
-        if result["k"] == 2 and result["order"] == "uncertainty" and not result["replay"]:
-            at_k2.setdefault(result["variant"], []).append(_run_mean(result, "dice_after"))
-    if at_k2:
-        ranked = sorted(at_k2, key=lambda v: -_mean(at_k2[v]))
-        lines.append("- Ranking at k = 2 (mean Dice after, seeds): " + "; ".join(
-            f"{VARIANTS[v].label} {_mean(at_k2[v]):.3f} ({len(at_k2[v])})" for v in ranked) + ".")
-        lines.append(f"- Best measured combination: {VARIANTS[ranked[0]].label}, overrides "
-                     f"`{VARIANTS[ranked[0]].overrides}`.")
+    # every variant against the baseline at k = 2 (every variant runs there), paired by seed: the
+    # seeds' studies differ much in difficulty, so unpaired means would rank the seeds, not the
+    # fine-tunes
+    versus: dict[str, list[float]] = {}
+    for variant in VARIANTS:
+        if variant == BASELINE:
+            continue
+        k2 = [r for r in done.values() if r["variant"] == variant and r["k"] == 2
+              and r["order"] == "uncertainty" and not r["replay"]]
+        k2_diffs = [_run_mean(r, "dice_after") - _run_mean(other, "dice_after") for r in k2
+                    if (other := done.get(run_name(BASELINE, 2, "uncertainty", False, r["seed"])))]
+        if k2_diffs:
+            versus[variant] = k2_diffs
+    if versus:
+        ranked = sorted(versus, key=lambda v: -_mean(versus[v]))
+        lines.append(f"- Each fine-tune minus the baseline ({VARIANTS[BASELINE].label}) at k = 2, paired by "
+                     "seed (mean Dice difference, seeds): " + "; ".join(
+                         f"{VARIANTS[v].label} {_mean(versus[v]):+.3f} ({len(versus[v])})" for v in ranked) + ".")
+        better = [v for v in ranked if _mean(versus[v]) > 0]
+        best = better[0] if better else BASELINE
+        lines.append(f"- Best measured combination: {VARIANTS[best].label}, overrides "
+                     f"`{VARIANTS[best].overrides}`"
+                     + ("" if better else " (no other fine-tune beat it on average)") + ".")
     forget = [(_run_mean(r, "dice_A_before"), _run_mean(r, "dice_A_after"), bool(r["replay"]))
               for r in done.values()]
     plain = [(b, a) for b, a, rep in forget if not rep]

@@ -100,6 +100,13 @@ def test_ablation_smoke_runs_caches_resumes_and_writes(tmp_path):
     assert ablation.main(["--smoke", "--cache-dir", str(cache), "--rows", "1,6"]) == 0
     assert _run_files(cache, "ablation") == runs  # resumed: nothing retrained
 
+    # another configuration gets its own section, whose title says what changed
+    assert ablation.main(["--smoke", "--cache-dir", str(cache), "--rows", "1", "--lr-step", "5",
+                          "--write", str(doc)]) == 0
+    text = doc.read_text()
+    assert "<!-- BEGIN ablation-smoke -->" in text
+    assert "(Tables 1 and 3), changed: lr_step 5" in text
+
 
 def test_trace_repeats_the_ablation_run_and_scores_three_models(tmp_path):
     ablation, trace = _load("bench_ablation"), _load("trace_ablation_run")
@@ -115,6 +122,15 @@ def test_trace_repeats_the_ablation_run_and_scores_three_models(tmp_path):
             assert 0.0 <= point[model] <= 1.0
     # same data, config and seed: the traced student is the cached run's model
     assert points[-1]["student"] == pytest.approx(cached["metrics"]["mean"]["dice"], abs=1e-9)
+
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\n{OTHER_SECTION}\n")
+    assert trace.main(["--smoke", "--cache-dir", str(cache), "--cached", "--write", str(doc)]) == 0
+    text = doc.read_text()
+    assert OTHER_SECTION in text and "<!-- BEGIN ablation-trace-smoke -->" in text
+    assert f"| 2 | {points[-1]['loss']['total']:.3f} | {points[-1]['student']:.3f} |" in text
+    with pytest.raises(SystemExit, match="no cached trace"):
+        trace.main(["--smoke", "--cache-dir", str(cache), "--cached", "--row", "6"])
 
 
 def test_ablation_rejects_unknown_rows(tmp_path):

@@ -18,7 +18,7 @@ from napari_uamc.engine.training import StepReport
 from napari_uamc.errors import InputError, TrainingError
 
 TINY_CONFIG = TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2, precision="float32", seed=1)
-FAST = {"batch_size": 2, "labeled_batch_size": 1}
+FAST = {"batch_size": 2, "labeled_batch_size": 2}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,7 +52,7 @@ def test_finetune_writes_a_version_with_metadata_and_makes_it_current(study, mod
     )
     assert result.version == "v001" and result.path == study.model_path("v001")
     assert [r.iteration for r in reports] == [1, 2]
-    assert reports[0].consistency_weight == pytest.approx(0.1)  # full weight, no ramp
+    assert reports[0].consistency_weight == 0.0  # default terms seg + dis: no consistency
     assert reports[0].lr == pytest.approx(TINY_CONFIG.finetune_lr)
     assert study.current_model == "v001"
     info = json.loads(study.model_info_path("v001").read_text())
@@ -61,17 +61,24 @@ def test_finetune_writes_a_version_with_metadata_and_makes_it_current(study, mod
     assert set(info["training_dice"]["cases"]) == {"case0"}
     assert 0.0 <= info["training_dice"]["mean"] <= 1.0 and "training score" in info["training_dice"]["note"]
     assert info["settings"]["finetune"] and info["bn_recalibration_patches"] == 6
+    assert sorted(info["settings"]["terms"]) == ["dis", "seg"]  # the measured default
+    assert info["result"] == "teacher (EMA)"
     model, meta = load_checkpoint(result.path)
     assert meta.version == "v001" and meta.parent == str(model_file) and not meta.synthetic_only
     assert meta.history[-1]["kind"] == "finetune" and meta.patch == (16, 16, 16)
     assert any("wrote model v001" in m for m in messages)
 
-    # the next fine-tune starts from the current model and keeps the EMA teacher on request
-    second = finetune_study(study, iterations=1, device="cpu", score=False,
-                            overrides={**FAST, "keep_ema": True, "bn_recalibration": False})
+    # the next fine-tune starts from the current model; UG-MCL terms on request, at full weight
+    reports.clear()
+    second = finetune_study(study, iterations=1, device="cpu", score=False, on_step=reports.append,
+                            overrides={**FAST, "labeled_batch_size": 1, "terms": ["seg", "dis", "itc", "ctc"],
+                                       "keep_ema": False, "bn_recalibration": False})
     assert second.version == "v002" and second.parent == "v001" and study.current_model == "v002"
+    assert reports[0].consistency_weight == pytest.approx(0.1)  # full weight, no ramp
+    assert reports[0].mask_fraction is not None
     info = json.loads(study.model_info_path("v002").read_text())
-    assert info["result"] == "teacher (EMA)" and info["bn_recalibration_patches"] == 0
+    assert info["result"] != "teacher (EMA)" and info["bn_recalibration_patches"] == 0
+    assert sorted(info["settings"]["terms"]) == ["ctc", "dis", "itc", "seg"]
     assert study.model_versions() == ["v001", "v002"]  # the earlier version stays
 
 
@@ -99,13 +106,30 @@ def test_finetune_refuses_bad_requests(study, model_file):
     assert study.current_model is None
 
 
+def test_a_batch_batchnorm_cannot_train_on_is_refused_clearly(study, model_file):
+    # supervised terms put only the labeled patches in a batch; 1 patch of 16^3 leaves BatchNorm
+    # one value per channel at the bottleneck, which torch refuses deep inside the forward
+    with pytest.raises(InputError, match="BatchNorm cannot train on a batch of 1 patch of 16x16x16"):
+        finetune_study(study, model_path=model_file, iterations=1, device="cpu",
+                       overrides={"batch_size": 2, "labeled_batch_size": 1})
+    assert study.current_model is None and study.model_versions() == []
+
+
 def test_cli_finetune(study, model_file, capsys):
     from napari_uamc.cli import main
 
     status = main(["finetune", str(study.root), "--model", str(model_file), "--iterations", "1",
-                   "--device", "cpu", "--batch-size", "2", "--labeled-batch-size", "1",
+                   "--device", "cpu", "--batch-size", "2", "--labeled-batch-size", "2",
                    "--no-bn-recalibration", "--no-score"])
     assert status == 0
     out = capsys.readouterr().out
     assert "new model v001" in out and "1 iterations" in out
     assert Study.open(study.root).current_model == "v001"
+    info = json.loads(study.model_info_path("v001").read_text())
+    assert sorted(info["settings"]["terms"]) == ["dis", "seg"]
+
+    assert main(["finetune", str(study.root), "--iterations", "1", "--device", "cpu",
+                 "--batch-size", "2", "--labeled-batch-size", "1", "--method", "ugmcl",
+                 "--no-bn-recalibration", "--no-score"]) == 0
+    info = json.loads(study.model_info_path("v002").read_text())
+    assert sorted(info["settings"]["terms"]) == ["ctc", "dis", "itc", "seg"]

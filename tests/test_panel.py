@@ -266,11 +266,15 @@ def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
     panel.mc_spin.setValue(1)
     panel.budget_unit.setCurrentText("iterations")
     panel.budget_spin.setValue(2)
+    assert panel.finetune_method.currentIndex() == 0  # the measured default
+    panel.finetune_method.setCurrentText("UG-MCL consistency (slower steps)")
     panel.finetune()
     qtbot.waitUntil(lambda: "ranking refreshed" in panel.finetune_status.text(), timeout=180_000)
     qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
     reopened = Study.open(tiny_study)
     assert reopened.current_model == "v002"
+    info = json.loads(reopened.model_info_path("v002").read_text())
+    assert sorted(info["settings"]["terms"]) == ["ctc", "dis", "itc", "seg"]
     for other in reopened.unlabeled_cases():
         info = reopened.case_info(other)
         assert info.has_prediction and info.uncertainty is not None

@@ -47,6 +47,7 @@ from napari_uamc._napari.tasks import (
     refresh_ranking,
     segment_image,
 )
+from napari_uamc.engine.config import method_terms
 from napari_uamc.errors import UamcError
 
 #: Suffixes of the layers the panel makes for an image called ``<image>``.
@@ -60,6 +61,11 @@ UNCERTAINTY_DISPLAY_FLOOR = 0.05
 #: Fine-tune budget defaults (CPU-sized; the engine's defaults decide the rest).
 DEFAULT_FINETUNE_MINUTES = 3
 DEFAULT_FINETUNE_ITERATIONS = 200
+#: Fine-tune methods offered: label -> engine overrides (None: the engine's measured defaults).
+FINETUNE_METHODS: dict[str, dict | None] = {
+    "Supervised + BatchNorm recalibration": None,
+    "UG-MCL consistency (slower steps)": {"terms": sorted(method_terms("ugmcl"))},
+}
 #: Score key under which the honest accept Dice of a model version is stored per case.
 ACCEPT_DICE_PREFIX = "accept_dice:"
 DEFAULT_VERSION_KEY = "default"
@@ -255,11 +261,20 @@ class UamcPanel(QWidget):
         budget_row.addWidget(self.budget_spin)
         budget_row.addWidget(self.budget_unit)
         form.addRow("Budget", budget_row)
+        self.finetune_method = QComboBox()
+        self.finetune_method.addItems(list(FINETUNE_METHODS))
+        self.finetune_method.setToolTip(
+            "Supervised + BatchNorm recalibration (default): accepted cases train both heads; the other "
+            "study cases re-estimate the normalisation statistics. Measured best on a CPU budget.\n"
+            "UG-MCL consistency: the other cases also train through the mean-teacher and cross-task "
+            "consistency; each step costs 5-8x more (docs/benchmarks.md)."
+        )
+        form.addRow("Method", self.finetune_method)
         layout.addLayout(form)
         row = QHBoxLayout()
         self.finetune_button = QPushButton("Fine-tune")
         self.finetune_button.setToolTip(
-            "Semi-supervised fine-tune: accepted cases are labeled, the other study cases unlabeled"
+            "Fine-tune on the study: accepted cases are labeled, the other study cases unlabeled"
         )
         self.finetune_button.clicked.connect(self.finetune)
         self.finetune_stop_button = QPushButton("Stop")
@@ -822,7 +837,10 @@ class UamcPanel(QWidget):
             self._error("accept at least one label before fine-tuning", self.finetune_status)
             return
         model = self.selected_model()
-        budget = {self.budget_unit.currentText(): self.budget_spin.value()}
+        options: dict = {self.budget_unit.currentText(): self.budget_spin.value()}
+        overrides = FINETUNE_METHODS[self.finetune_method.currentText()]
+        if overrides is not None:
+            options["overrides"] = dict(overrides)
         self._finetune_stop.clear()
         self.loss_curve.clear()
         self.finetune_progress.setValue(0)
@@ -841,7 +859,7 @@ class UamcPanel(QWidget):
             on_step=self._relay.finetune_step.emit,
             _start_thread=False,
             _ignore_errors=True,  # errors are shown by _on_worker_error
-            **budget,
+            **options,
         )
         worker.returned.connect(self._on_finetuned)
         worker.errored.connect(lambda error: self._on_worker_error(error, self.finetune_status))

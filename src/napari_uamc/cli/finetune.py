@@ -9,8 +9,11 @@ from napari_uamc.cli._options import add_device_option, add_precision_option
 
 DESCRIPTION = """\
 Fine-tune the study's current model (or --model, or the packaged default) on the study: every
-case with an accepted label in labelsTr/ is labeled, every other case unlabeled (UG-MCL
-consistency at full weight from the first step, lower learning rate). Writes a new model version
+case with an accepted label in labelsTr/ is labeled, every other case unlabeled, lower learning
+rate. By default the accepted cases train both heads (seg + dis terms) and the other cases
+re-estimate the BatchNorm statistics after training: this measured best in docs/benchmarks.md.
+--method ugmcl adds UG-MCL's consistency on the other cases (full weight from the first step;
+each step costs 5-8x more). Writes a new model version
 STUDY/.uamc/models/vNNN.pt + vNNN.json (parent, cases used, settings, training Dice on the
 accepted cases) and makes it the study's current model. Ctrl-C stops early and still writes the
 version, marked stopped_early."""
@@ -31,8 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_device_option(parser)
     add_precision_option(parser)
     parser.add_argument("--method", choices=("ugmcl", "supervised"),
-                        help="ugmcl: all loss terms; supervised: CE + Dice on the accepted cases "
-                             "(default: the terms the model was trained with)")
+                        help="ugmcl: all loss terms (UG-MCL consistency on the other cases); "
+                             "supervised: CE + Dice of the segmentation head only (default: seg,dis)")
     parser.add_argument("--terms", metavar="LIST", help="loss terms, e.g. seg,dis,itc,ctc (overrides --method)")
     parser.add_argument("--lr", type=float, help="learning rate of the fine-tune (default 0.001)")
     parser.add_argument("--batch-size", type=int, metavar="B", help="patches per step")

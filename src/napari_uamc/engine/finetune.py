@@ -1,10 +1,12 @@
 """Fine-tuning in the annotation loop (METHOD.md section 8): one function for CLI and plugin.
 
 :func:`finetune_study` starts student and teacher from the study's current model (or a given
-one, or the packaged default), trains with every accepted case labeled and the other cases
-unlabeled, consistency at full weight from the first step, a lower learning rate
-(``TrainConfig.finetune_lr``), for a number of iterations or minutes; optionally re-estimates the
-BatchNorm statistics on patches of all the study's images and/or keeps the EMA teacher; then
+one, or the packaged default), trains on every accepted case, with a lower learning rate
+(``TrainConfig.finetune_lr``), for a number of iterations or minutes. The other cases of the
+study are the unlabeled data: by default (:data:`FINETUNE_DEFAULTS`, measured best) they
+re-estimate the BatchNorm statistics after training; with consistency terms (``terms`` with
+``itc``/``ctc``, the CLI's ``--method ugmcl``) they also feed UG-MCL's consistency, at full weight
+from the first step. By default the EMA teacher is kept as the result. Then it
 writes ``.uamc/models/vNNN.pt`` + ``vNNN.json`` and makes it the study's current model. A stop
 request ends training early and still writes the version (marked ``stopped_early``). It prints
 nothing: progress goes to the ``on_step`` and ``on_message`` callbacks.
@@ -27,7 +29,7 @@ from napari_uamc._atomic import write_text_atomic
 from napari_uamc.data.metrics import dice
 from napari_uamc.data.study import Study
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
-from napari_uamc.engine.config import PATCH_MULTIPLE, TrainConfig
+from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.preprocess import needs_resampling, resample, resampled_shape, zscore
 from napari_uamc.engine.training import StepReport, Trainer, recalibrate_batchnorm
@@ -37,11 +39,18 @@ from napari_uamc.errors import InputError, TrainingError
 DEFAULT_MINUTES = 3.0
 #: Iteration cap of a run budgeted in minutes.
 MAX_ITERATIONS_BY_TIME = 100_000
-#: Fine-tune choices that differ from a training run's config (METHOD.md section 8; the
-#: benchmarks in docs/benchmarks.md decide these defaults). Keeping the EMA teacher and
-#: recalibrating BatchNorm on the study's images gave the best Dice on the uncorrected cases and
-#: the least forgetting in bench_loop (and in the prototype of issue 5).
-FINETUNE_DEFAULTS: dict[str, Any] = {"bn_recalibration": True, "keep_ema": True}
+#: Fine-tune choices that differ from a training run's config (METHOD.md section 8), decided by
+#: bench_loop (docs/benchmarks.md, "Correct-and-retrain loop"): under a fixed CPU budget,
+#: supervised seg + dis terms, keeping the EMA teacher and recalibrating BatchNorm on all the
+#: study's images gave the best Dice on the uncorrected cases and the least forgetting. UG-MCL's
+#: consistency terms cost 5-8x more per step (the teacher's T + 1 passes) and scored lower in the
+#: same time; DTC's cross-task term (the packaged model's own terms) also scored lower and forgot
+#: more. ``overrides={"terms": ...}`` (``--method ugmcl``) brings them back.
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "terms": ABLATION_ROWS[2],  # seg + dis
+    "bn_recalibration": True,
+    "keep_ema": True,
+}
 #: Random patches per study image for the BatchNorm recalibration.
 RECALIBRATION_PATCHES_PER_IMAGE = 2
 

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from napari_uamc.engine.checkpoint import ModelMeta, save_checkpoint
-from napari_uamc.engine.config import TERM_CTC, TERM_DIS, TERM_ITC, TERM_SEG, TrainConfig
+from napari_uamc.engine.config import PATCH_MULTIPLE, TERM_CTC, TERM_DIS, TERM_ITC, TERM_SEG, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.device import autocast, resolve_device, resolve_precision
 from napari_uamc.engine.distributed import DistContext, any_rank, current
@@ -176,6 +176,7 @@ class Trainer:
             cfg = cfg.replace(terms=cfg.terms & {TERM_SEG, TERM_DIS})
         self.cfg = cfg
         self.terms = cfg.terms
+        self._check_batchnorm_batch(cfg)
         self.should_stop = should_stop
         self.time_budget = time_budget
         self.dist = dist_context or current()
@@ -232,6 +233,18 @@ class Trainer:
                     f"case {case.name}: label value {largest} does not fit a model with "
                     f"{cfg.n_classes} classes (background included)"
                 )
+
+    def _check_batchnorm_batch(self, cfg: TrainConfig) -> None:
+        """Refuse a batch that BatchNorm cannot train on: one patch whose bottleneck is one voxel."""
+        batch = cfg.batch_size if self.uses_unlabeled else cfg.labeled_batch_size
+        bottleneck = math.prod(p // PATCH_MULTIPLE for p in cfg.patch)
+        if cfg.norm == "batch" and batch * bottleneck == 1:
+            raise InputError(
+                f"BatchNorm cannot train on a batch of 1 patch of {'x'.join(map(str, cfg.patch))} "
+                f"(its bottleneck is one voxel): use at least 2 "
+                f"{'patches per step' if self.uses_unlabeled else 'labeled patches per step'} "
+                f"(--labeled-batch-size) or a larger patch"
+            )
 
     @staticmethod
     def _check_model(model: DualTaskVNet, cfg: TrainConfig) -> None:
