@@ -406,7 +406,7 @@ def _findings(found: dict[str, dict]) -> list[str]:
                          f"{VARIANTS[v].label} {_mean(versus[v]):+.3f} ({len(versus[v])})" for v in ranked) + ".")
         better = [v for v in ranked if _mean(versus[v]) > 0]
         best = better[0] if better else BASELINE
-        lines.append(f"- Best measured combination: {VARIANTS[best].label}, overrides "
+        lines.append(f"- Best on the uncorrected cases alone (forgetting not weighed): {VARIANTS[best].label}, overrides "
                      f"`{VARIANTS[best].overrides}`"
                      + ("" if better else " (no other fine-tune beat it on average)") + ".")
     forget = [(_run_mean(r, "dice_A_before"), _run_mean(r, "dice_A_after"), bool(r["replay"]))

@@ -105,7 +105,7 @@ def test_ablation_smoke_runs_caches_resumes_and_writes(tmp_path):
                           "--write", str(doc)]) == 0
     text = doc.read_text()
     assert "<!-- BEGIN ablation-smoke -->" in text
-    assert "(Tables 1 and 3), changed: lr_step 5" in text
+    assert "(paper Tables 1 and 3), changed: lr_step 5" in text
 
 
 def test_trace_repeats_the_ablation_run_and_scores_three_models(tmp_path):
