@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from napari_uamc.engine.config import TrainConfig
@@ -145,19 +146,35 @@ def evaluate(model, meta, test_study: Path, device: str) -> dict[str, Any]:
     }
 
 
-def run_one(setup: Setup, row: str, seed: int, cache_root: Path) -> dict[str, Any]:
-    """Train row ``row`` with ``seed`` from scratch and score it on the test study."""
+class RunParts(NamedTuple):
+    """What one run trains and scores with: its trainer, data split and studies."""
+
+    trainer: Any
+    split: Any
+    unlabeled: list
+    train_dir: Path
+    test_dir: Path
+
+
+def prepare_run(setup: Setup, row: str, seed: int, cache_root: Path) -> RunParts:
+    """The data and the untrained :class:`Trainer` of row ``row`` with ``seed`` (used by the trace too)."""
     from napari_uamc.engine.dataset import load_cases_from_folder
     from napari_uamc.engine.training import Trainer
 
-    clock = common.Stopwatch()
     train_dir, test_dir = _data(cache_root, setup, seed)
     split = load_cases_from_folder(train_dir, labeled=None if row == UPPER else setup.labeled)
     unlabeled = [] if row == UPPER else split.unlabeled
-    cfg = _train_config(setup, row, seed)
-    load_start = common.load_average()
-    trainer = Trainer(cfg, split.labeled, unlabeled, device=setup.device,
+    trainer = Trainer(_train_config(setup, row, seed), split.labeled, unlabeled, device=setup.device,
                       time_budget=None if setup.max_minutes is None else 60.0 * setup.max_minutes)
+    return RunParts(trainer, split, unlabeled, train_dir, test_dir)
+
+
+def run_one(setup: Setup, row: str, seed: int, cache_root: Path) -> dict[str, Any]:
+    """Train row ``row`` with ``seed`` from scratch and score it on the test study."""
+    clock = common.Stopwatch()
+    trainer, split, unlabeled, train_dir, test_dir = prepare_run(setup, row, seed, cache_root)
+    load_start = common.load_average()
+    cfg = trainer.cfg
     tail: list[Any] = []
     for report in trainer.steps():
         tail = (tail + [report])[-PRINT_EVERY:]
@@ -224,12 +241,8 @@ def build_report(setup: Setup, cache: common.ResultCache, rows: list[str], seeds
 
 
 def _median(values: list[float | None], scale: float) -> str:
-    known = sorted(v for v in values if v is not None)
-    if not known:
-        return "n/a"
-    middle = len(known) // 2
-    median = known[middle] if len(known) % 2 else (known[middle - 1] + known[middle]) / 2
-    return f"{scale * median:.1f}"
+    known = [v for v in values if v is not None]
+    return f"{scale * statistics.median(known):.1f}" if known else "n/a"
 
 
 def _paired(by_row: dict[str, list[dict]], a: str, b: str) -> list[float]:

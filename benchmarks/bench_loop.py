@@ -337,15 +337,19 @@ def build_tables(found: dict[str, dict], runs: list[tuple]) -> tuple[str, list[s
     return "\n\n".join(sections), _findings(found)
 
 
-def _paired(found: dict[str, dict], a: tuple, b: tuple, key: str = "dice_after") -> list[float]:
+def _paired(found: dict[str, dict], a: tuple, b: tuple, key: str = "dice_after",
+            k: int | None = None) -> list[float]:
     """Differences of ``key`` (a Dice after) of run family a minus b, matched by k and seed.
 
-    a and b are (variant, order, replay); each is matched over every (k, seed) both ran."""
+    a and b are (variant, order, replay); each is matched over every (k, seed) both ran, or
+    over the seeds at ``k`` only."""
     out = []
     for name, result in found.items():
         if "dice_after" not in result:
             continue
         if (result["variant"], result["order"], bool(result["replay"])) != a:
+            continue
+        if k is not None and result["k"] != k:
             continue
         other = found.get(run_name(b[0], result["k"], b[1], b[2], result["seed"]))
         if other and key in other:
@@ -389,16 +393,9 @@ def _findings(found: dict[str, dict]) -> list[str]:
     # every variant against the baseline at k = 2 (every variant runs there), paired by seed: the
     # seeds' studies differ much in difficulty, so unpaired means would rank the seeds, not the
     # fine-tunes
-    versus: dict[str, list[float]] = {}
-    for variant in VARIANTS:
-        if variant == BASELINE:
-            continue
-        k2 = [r for r in done.values() if r["variant"] == variant and r["k"] == 2
-              and r["order"] == "uncertainty" and not r["replay"]]
-        k2_diffs = [_run_mean(r, "dice_after") - _run_mean(other, "dice_after") for r in k2
-                    if (other := done.get(run_name(BASELINE, 2, "uncertainty", False, r["seed"])))]
-        if k2_diffs:
-            versus[variant] = k2_diffs
+    versus = {variant: diffs for variant in VARIANTS if variant != BASELINE
+              if (diffs := _paired(done, (variant, "uncertainty", False), (BASELINE, "uncertainty", False),
+                                   k=2))}
     if versus:
         ranked = sorted(versus, key=lambda v: -_mean(versus[v]))
         lines.append(f"- Each fine-tune minus the baseline ({VARIANTS[BASELINE].label}) at k = 2, paired by "

@@ -165,6 +165,7 @@ def rate_row(per_iteration: list[float], timed_iterations: int, device) -> dict:
         "peak_gpu_memory_gb": peak_gb(device),
     }
 
+
 def median_block_seconds(step: Callable[[], Any], device: torch.device, sizes: Sizes, per_block: int) -> dict[str, Any]:
     """Warm up, then time ``sizes.blocks`` blocks of ``per_block`` steps between device syncs."""
     for _ in range(sizes.warmup):
@@ -251,23 +252,13 @@ def engine_training(sizes: Sizes, device: torch.device, cudnn_benchmark: bool = 
     torch.backends.cudnn.benchmark = cudnn_benchmark
     trainer = Trainer(cfg, cases[: sizes.batch], cases[sizes.batch:], device=device)
     steps = trainer.steps()
-    for _ in range(sizes.warmup):
-        next(steps)
-    sync(device)
-    reset_peak(device)
-    per_iteration = []
-    for _ in range(sizes.blocks):
-        started = time.perf_counter()
-        for _ in range(per_block):
-            next(steps)
-        sync(device)
-        per_iteration.append((time.perf_counter() - started) / per_block)
+    rate = median_block_seconds(lambda: next(steps), device, sizes, per_block)
     split = trainer_split(trainer, steps, device)
     steps.close()
     torch.backends.cudnn.benchmark = False
     return {
         **split,
-        **rate_row(per_iteration, sizes.blocks * per_block, device),
+        **rate,
         "precision": str(trainer.dtype).removeprefix("torch."),
         "data_workers": trainer.data_workers,
         "mc_chunk": trainer.mc_chunk,

@@ -34,15 +34,10 @@ def _test_dice(model, meta, test_dir: Path, device: str) -> float:
 
 def trace(setup: ablation.Setup, row: str, seed: int, every: int, cache_root: Path) -> list[dict[str, Any]]:
     """Train ``row``/``seed`` as bench_ablation does, scoring the three models every ``every`` steps."""
-    from napari_uamc.engine.dataset import load_cases_from_folder
-    from napari_uamc.engine.training import Trainer, recalibrate_batchnorm
+    from napari_uamc.engine.training import recalibrate_batchnorm
 
-    train_dir, test_dir = ablation._data(cache_root, setup, seed)
-    upper = row == ablation.UPPER
-    split = load_cases_from_folder(train_dir, labeled=None if upper else setup.labeled)
-    unlabeled = [] if upper else split.unlabeled
-    cfg = ablation._train_config(setup, row, seed)
-    trainer = Trainer(cfg, split.labeled, unlabeled, device=setup.device)
+    trainer, split, unlabeled, train_dir, test_dir = ablation.prepare_run(setup, row, seed, cache_root)
+    cfg = trainer.cfg
     meta = trainer.build_meta(spacing=split.spacing, trained_on=str(train_dir), synthetic_only=True)
     images = [case.image for case in split.labeled + unlabeled]
     points: list[dict[str, Any]] = []
@@ -60,7 +55,6 @@ def trace(setup: ablation.Setup, row: str, seed: int, every: int, cache_root: Pa
             "teacher": _test_dice(trainer.teacher, meta, test_dir, setup.device),
             "student_bn_recalibrated": _test_dice(recalibrated, meta, test_dir, setup.device),
         }
-        trainer.student.train()
         points.append(point)
         print(f"  {report.iteration:5d}  loss {report.losses.get('total', float('nan')):.4f}  Dice student "
               f"{point['student']:.3f}  teacher {point['teacher']:.3f}  student+BN recal "
