@@ -49,3 +49,25 @@ def save_tiny_model(
     model = DualTaskVNet(in_channels=in_channels, width=TINY_WIDTH).eval()
     meta = ModelMeta.for_model(model, spacing=spacing, patch=TINY_PATCH, **meta_fields)
     return save_checkpoint(path, model, meta)
+
+
+# ----------------------------------------------------------------------------- real LA scans
+#: The real LA 2018 scans, beside the clone (../shared/data/la2018); never copied into git.
+LA2018 = Path(__file__).resolve().parents[2] / "shared" / "data" / "la2018"
+
+
+def la2018_cases() -> list[str]:
+    """Case names of the real scans in train.list order."""
+    return [line.strip() for line in (LA2018 / "train.list").read_text().splitlines() if line.strip()]
+
+
+def _requires_la2018():
+    import pytest
+
+    return pytest.mark.skipif(
+        not (LA2018 / "train.list").is_file(),
+        reason=f"the real LA 2018 scans are not at {LA2018} (shared/data/la2018 beside the clone)",
+    )
+
+
+requires_la2018 = _requires_la2018()

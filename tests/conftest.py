@@ -19,3 +19,29 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fixed_cpu_precision(tmp_path_factory) -> Iterator[None]:
+    """The suite's own cache folder, with ``auto`` precision fixed to the CPU's bfloat16 flag.
+
+    ``auto`` normally times float32 against bfloat16 once per machine; a timing can come out
+    either way on a loaded machine, so the tests pin it (the measurement has its own tests).
+    Set in ``os.environ`` so the subprocesses that tests start see the same folder.
+    """
+    import json
+    import os
+
+    from napari_uamc._cache import CACHE_ENV
+    from napari_uamc.engine.device import PRECISION_CACHE_FILE, cpu_supports_bfloat16, machine_key
+
+    folder = tmp_path_factory.mktemp("uamc-cache")
+    choice = "bfloat16" if cpu_supports_bfloat16() else "float32"
+    (folder / PRECISION_CACHE_FILE).write_text(json.dumps({machine_key(): {"choice": choice}}))
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous

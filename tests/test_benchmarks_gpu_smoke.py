@@ -44,9 +44,14 @@ def torch_only_report(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("gpu") / "report.json"
     command = [sys.executable, "-c", LAUNCHER, str(SCRIPT), ",".join(BLOCKED),
                "--device", "cpu", "--smoke", "--json", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(out.read_text())
+
+
+def _why(row: dict) -> str:
+    """What a row without timings says instead (its skip reason or error and traceback)."""
+    return str(row.get("skipped") or row.get("error")) + "\n" + str(row.get("traceback", ""))
 
 
 def test_runs_with_only_torch_and_numpy(torch_only_report):
@@ -54,6 +59,7 @@ def test_runs_with_only_torch_and_numpy(torch_only_report):
     plain = training["plain bf16 channels-last, teacher stacked"]
     naive = training["plain float32, one teacher pass per forward (naive)"]
     for row in (plain, naive):
+        assert "seconds_per_iteration" in row, _why(row)
         assert row["seconds_per_iteration"] > 0
         assert row["iterations_per_second"] == pytest.approx(1 / row["seconds_per_iteration"])
         assert row["projected_6000_minutes"] == pytest.approx(row["seconds_per_iteration"] * 100)
@@ -61,13 +67,15 @@ def test_runs_with_only_torch_and_numpy(torch_only_report):
     assert training["flops"]["flops_per_iteration"] > 0
     # the engine imports scipy lazily: its trainer runs with only torch and numpy
     engine = training["engine Trainer (uamc train defaults)"]
-    assert "skipped" not in engine and engine["iterations_per_second"] > 0
+    assert "iterations_per_second" in engine, _why(engine)
+    assert engine["iterations_per_second"] > 0
     inference = torch_only_report["inference"]
     reference = inference["paper stride 12/12/8 float32, plain PyTorch"]
     # 40x36x20 padded to >= 16: starts every 12 (x: 0,12,24; y: 0,12,20; z: 0,4) -> 3*3*2
     assert reference["windows"] == 18 and reference["seconds"] > 0
     segment = inference["uamc segment default (T=2)"]
-    assert "skipped" not in segment and segment["seconds"] > 0
+    assert "seconds" in segment, _why(segment)
+    assert segment["seconds"] > 0
     assert torch_only_report["machine"]["card"].startswith("CPU")
     assert torch_only_report["matmul"]["float32"]["tflops"] > 0
 

@@ -93,6 +93,18 @@ def test_resampling_shapes_and_round_trip() -> None:
         resample(array, (1, 0, 1), (1, 1, 1))
 
 
+@pytest.mark.parametrize(("source", "target"), [((40, 36, 24), (20, 18, 12)), ((17, 21, 9), (30, 11, 14))])
+def test_linear_resampling_samples_the_same_points_as_scipy_zoom(source, target) -> None:
+    from scipy import ndimage
+
+    array = np.random.default_rng(2).normal(size=source).astype(np.float32)
+    expected = ndimage.zoom(array, [t / s for t, s in zip(target, source)], order=1, mode="nearest",
+                            grid_mode=True)
+    assert np.allclose(resample_to_shape(array, target, order=1), expected, atol=1e-5)
+    both = resample_to_shape(np.stack([array, -array]), target, order=1)
+    assert np.allclose(both[1], -expected, atol=1e-5)
+
+
 def test_needs_resampling_tolerance() -> None:
     assert not needs_resampling((1.05, 1.0, 0.95), (1.0, 1.0, 1.0))
     assert needs_resampling((1.0, 1.0, 1.2), (1.0, 1.0, 1.0))

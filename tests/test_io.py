@@ -224,6 +224,14 @@ def test_h5_case_without_label_defaults_to_1mm(tmp_path):
         read_label(tmp_path / "la.h5", volume)
 
 
+def test_research_layout_h5_defaults_to_the_la_2018_spacing(tmp_path):
+    (tmp_path / "CASE").mkdir()
+    volume, _ = read_h5_case(_save_h5(tmp_path / "CASE" / "mri_norm2.h5", _random_image()))
+    assert volume.spacing == pytest.approx((0.625,) * 3)  # the LA 2018 scans' voxel size
+    volume, _ = read_h5_case(tmp_path / "CASE" / "mri_norm2.h5", spacing=1.5)
+    assert volume.spacing == pytest.approx((1.5,) * 3)
+
+
 def test_h5_bad_spacing_refused(tmp_path):
     path = _save_h5(tmp_path / "la.h5", _random_image())
     with pytest.raises(InputError, match=r'la\.h5.*strictly positive.*"\(0, 0, 0\)"'):
@@ -399,8 +407,9 @@ def test_write_refuses_wrong_suffix_and_wrong_shape(tmp_path, image):
         ("imagesTr/la_001_0000.nii.gz", False, "la_001"),
         ("la_001.nii", False, "la_001"),
         ("LA_001.NRRD", False, "LA_001"),
-        ("lgemri.nhdr", False, "lgemri"),
-        ("2018_UTAH_MICCAI/abc/mri_norm2.h5", False, "mri_norm2"),
+        ("lgemri_scan.nhdr", False, "lgemri_scan"),
+        ("CASE1/lgemri.nhdr", False, "CASE1"),  # a research layout's per-case file: the folder names it
+        ("2018_UTAH_MICCAI/abc/mri_norm2.h5", False, "abc"),
         ("pred/la_001_seg.nii.gz", True, "la_001"),
         ("pred/la_001_seg.nii.gz", False, "la_001_seg"),
         ("la.001.nii.gz", False, "la.001"),

@@ -169,10 +169,11 @@ def test_reader_nrrd_lps(tmp_path: Path) -> None:
         "space directions": np.diag([0.625, 0.625, 2.5]),
         "space origin": np.array([-10.0, 20.0, 5.0]),
     }
-    path = tmp_path / "lgemri.nrrd"
+    (tmp_path / "CASE1").mkdir()
+    path = tmp_path / "CASE1" / "lgemri.nrrd"
     nrrd.write(str(path), array, header, index_order="F")
     (data, kwargs, layer_type), = read_layers(str(path))
-    assert layer_type == "image" and kwargs["name"] == "lgemri"
+    assert layer_type == "image" and kwargs["name"] == "CASE1"  # the challenge's case folder
     assert data.shape == (4, 5, 6)
     assert np.allclose(kwargs["scale"], (2.5, 0.625, 0.625))
     # LPS -> RAS flips x and y: source voxel (0, 0, z) is the most right/anterior = top-left.

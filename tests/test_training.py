@@ -300,3 +300,29 @@ def test_reports_between_host_syncs_repeat_the_last_values(cases, monkeypatch):
     assert [r.fresh for r in reports] == [True, False, True, True]
     assert reports[1].losses == reports[0].losses
     assert reports[2].losses != reports[1].losses
+
+
+def test_cases_resampled_to_a_target_spacing(tmp_path):
+    import h5py
+
+    from napari_uamc.engine.dataset import load_cases_from_folder
+    from napari_uamc.engine.preprocess import resample_label
+
+    image, label = noisy_sphere(0, (40, 36, 24), shift=2, radius=(8, 9))
+    (tmp_path / "a").mkdir()
+    with h5py.File(tmp_path / "a" / "mri_norm2.h5", "w") as handle:
+        handle["image"], handle["label"] = image, label
+    native = load_cases_from_folder(tmp_path, h5_spacing=0.625).labeled[0]
+    coarse = load_cases_from_folder(tmp_path, h5_spacing=0.625, target_spacing=(1.25,) * 3).labeled[0]
+    assert native.image.shape == (40, 36, 24) and coarse.image.shape == (20, 18, 12)
+    assert coarse.spacing == pytest.approx((1.25,) * 3)
+    assert set(np.unique(coarse.label)) == {0, 1}
+    # the ball keeps its physical volume within 10 % (8 fine voxels = 1 coarse voxel; a coarse
+    # voxel half inside goes to the background, which shrinks a radius-8 ball by about 7 %)
+    assert coarse.label.sum() * 8 == pytest.approx(native.label.sum(), rel=0.1)
+    assert abs(float(coarse.image.mean())) < 1e-4  # z-scored after resampling
+    # class-wise linear resampling: a three-class map keeps every class, no value is invented
+    three = label.copy()
+    three[:, :18][label[:, :18] == 1] = 2
+    small = resample_label(three, (20, 18, 12))
+    assert set(np.unique(small)) == {0, 1, 2}

@@ -55,7 +55,7 @@ def read_layers(path: PathOrPaths) -> list[LayerDataTuple]:
 
 def read_file(path: Path, spacing: tuple[float, float, float] | None = None) -> list[LayerDataTuple]:
     """Layers of one file: the image (or a label map), plus the ``.h5`` label if present."""
-    from napari_uamc.data.io import case_name, read_h5_case, read_volume
+    from napari_uamc.data.io import PER_CASE_FOLDER_STEMS, case_name, read_h5_case, read_volume
 
     case = case_name(path)
     if str(path).lower().endswith(".h5"):
@@ -66,7 +66,9 @@ def read_file(path: Path, spacing: tuple[float, float, float] | None = None) -> 
         return layers
     volume = read_volume(path, spacing=spacing)
     if _looks_like_label(path, volume.array):
-        return [label_layer_tuple(volume, name=_stem(path), case=case)]
+        generic = _stem(path).lower() in PER_CASE_FOLDER_STEMS  # e.g. <case>/laendo.nrrd
+        name = case + H5_LABEL_LAYER_SUFFIX if generic else _stem(path)
+        return [label_layer_tuple(volume, name=name, case=case)]
     return [image_layer_tuple(volume, name=case, case=case)]
 
 
@@ -81,8 +83,10 @@ def _stem(path: Path) -> str:
 
 def _looks_like_label(path: Path, array: Any) -> bool:
     """True for integer maps stored where labels live (study label folders, ``*_seg`` files)."""
+    from napari_uamc.data.io import PER_CASE_LABEL_STEMS
+
     in_label_folder = path.parent.name in LABEL_FOLDERS
-    named_as_label = _stem(path).endswith(LABEL_STEM_SUFFIXES)
+    named_as_label = _stem(path).endswith(LABEL_STEM_SUFFIXES) or _stem(path).lower() in PER_CASE_LABEL_STEMS
     if not (in_label_folder or named_as_label):
         return False
     array = np.asarray(array)

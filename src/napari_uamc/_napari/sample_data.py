@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from napari_uamc._cache import CACHE_ENV, cache_folder  # noqa: F401 (CACHE_ENV: re-exported)
 from napari_uamc._napari.layers import (
     KEY_STUDY,
     META_KEY,
@@ -38,8 +39,6 @@ class SampleSettings:
 SAMPLE = SampleSettings()
 #: Folder name of the sample study under the plugin's cache folder.
 SAMPLE_STUDY_FOLDER = "sample-study"
-#: Environment variable that overrides the plugin's cache folder.
-CACHE_ENV = "NAPARI_UAMC_CACHE"
 #: Folder of a study's images and the metadata file that marks a complete study.
 IMAGES_FOLDER = "imagesTr"
 DATASET_FILE = "dataset.json"
@@ -58,15 +57,6 @@ def phantom_case(settings: SampleSettings = SAMPLE) -> list[LayerDataTuple]:
         image_layer_tuple(image, name=case.name, case=case.name),
         label_layer_tuple(label, name=label.name, case=case.name),
     ]
-
-
-def cache_folder() -> Path:
-    """The plugin's cache folder: ``$NAPARI_UAMC_CACHE``, else ``$XDG_CACHE_HOME/napari-uamc``."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "napari-uamc"
 
 
 def sample_study_path(settings: SampleSettings = SAMPLE) -> Path:

@@ -14,7 +14,9 @@ from napari_uamc import __version__
 from napari_uamc.errors import UamcError
 
 #: Sub-command modules, in the order ``uamc --help`` lists them.
-COMMANDS = ("phantoms", "train", "segment", "finetune", "evaluate")
+#: Modules whose name differs from their command (``import`` is a Python keyword).
+MODULES = {"import": "import_"}
+COMMANDS = ("import", "phantoms", "train", "segment", "finetune", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
-        importlib.import_module(f"napari_uamc.cli.{name}").add_parser(subparsers)
+        importlib.import_module(f"napari_uamc.cli.{MODULES.get(name, name)}").add_parser(subparsers)
     return parser
 
 

@@ -65,6 +65,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="processes building batches (default: 0 on CPU, up to 8 on CUDA)")
     parser.add_argument("--spacing", type=float, nargs="+", metavar="MM",
                         help="voxel spacing of .h5 files (one or three numbers, default 1 mm)")
+    parser.add_argument("--target-spacing", type=float, nargs="+", metavar="MM",
+                        help="resample every case to this spacing before training (one or three numbers, "
+                             "mm); the model records it, and segment resamples inputs to it")
+    parser.add_argument("--lr-step", type=int, metavar="K",
+                        help="multiply the learning rate by 0.1 every K steps (default 2500)")
     parser.add_argument("--init", metavar="MODEL.pt", help="start from this model's weights")
     parser.add_argument("--resume", metavar="CKPT",
                         help="continue an interrupted run from its MODEL.resume.pt (same DATA and split)")
@@ -91,7 +96,7 @@ def _config_changes(args: argparse.Namespace) -> dict[str, Any]:
         "iterations": args.iterations, "width": args.width, "batch_size": args.batch_size,
         "labeled_batch_size": args.labeled_batch_size, "lr": args.lr, "mc_samples": args.mc_samples,
         "seed": args.seed, "precision": args.precision, "data_workers": args.workers,
-        "log_interval": args.log_every,
+        "log_interval": args.log_every, "lr_step": args.lr_step,
     }
     changes.update({k: v for k, v in simple.items() if v is not None})
     if args.patch:
@@ -99,15 +104,17 @@ def _config_changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-def _h5_spacing(values: list[float] | None):
+def _spacing_option(values: list[float] | None, option: str = "--spacing"):
     from napari_uamc.errors import InputError
 
     if values is None:
         return None
     if len(values) == 1:
-        return (values[0],) * 3
+        values = values * 3
     if len(values) != 3:
-        raise InputError(f"--spacing takes one or three numbers, not {len(values)}")
+        raise InputError(f"{option} takes one or three numbers, not {len(values)}")
+    if not all(v > 0 for v in values):
+        raise InputError(f"{option} must be positive (mm), not {' '.join(map(str, values))}")
     return tuple(values)
 
 
@@ -164,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda text: print(text, file=sys.stderr)) if main else (lambda text: None)
     try:
         split = load_cases_from_folder(
-            data, labeled=args.labeled, labeled_names=args.labeled_cases, h5_spacing=_h5_spacing(args.spacing)
+            data, labeled=args.labeled, labeled_names=args.labeled_cases, h5_spacing=_spacing_option(args.spacing),
+            target_spacing=_spacing_option(args.target_spacing, "--target-spacing"),
         )
         say(f"{len(split.labeled)} labeled and {len(split.unlabeled)} unlabeled cases from {data}")
         odd = [c.name for c in split.labeled + split.unlabeled if needs_resampling(c.spacing, split.spacing)]

@@ -46,6 +46,16 @@ OUTPUT_SUFFIX = ".nii.gz"
 CHANNEL_SUFFIX = "_0000"
 #: Suffix of a prediction file (``case_seg.nii.gz``), stripped on request.
 SEGMENTATION_SUFFIX = "_seg"
+#: File names (without suffix) that research layouts give every case alike, one case per folder:
+#: the LA research code's ``<CASE>/mri_norm2.h5`` and the LA 2018 challenge's
+#: ``<CASE>/lgemri.nrrd`` + ``<CASE>/laendo.nrrd``. Such a file's case is its folder's name.
+PER_CASE_FOLDER_STEMS = frozenset({"mri_norm2", "lgemri", "laendo"})
+#: Those of :data:`PER_CASE_FOLDER_STEMS` that hold a label map (the challenge's atrium mask).
+PER_CASE_LABEL_STEMS = frozenset({"laendo"})
+#: The research code's LA file (``<CASE>/mri_norm2.h5``) holds LA 2018 scans, acquired at this
+#: voxel size (mm): it is the default spacing of such a file instead of 1 mm.
+LA_H5_FILE = "mri_norm2.h5"
+LA_H5_SPACING_MM = 0.625
 #: Voxel size (mm) assumed where a file carries none (``.h5``, NRRD without spacing).
 DEFAULT_SPACING_MM = 1.0
 #: Number of spatial axes of every volume.
@@ -95,13 +105,20 @@ def case_name(path: str | os.PathLike[str], *, strip_seg: bool = False) -> str:
     """The case a file belongs to: its name without the format suffix and ``_0000``.
 
     ``case_name("imagesTr/la_001_0000.nii.gz") == "la_001"``; with ``strip_seg=True`` a
-    prediction ``la_001_seg.nii.gz`` also maps to ``la_001``.
+    prediction ``la_001_seg.nii.gz`` also maps to ``la_001``. A file that a research layout names
+    the same in every case folder (:data:`PER_CASE_FOLDER_STEMS`) takes its folder's name:
+    ``case_name("0RZDK210BSMWAA6467LU/mri_norm2.h5") == "0RZDK210BSMWAA6467LU"``, so two such
+    files never share a case name (or an output name).
     """
     path = Path(path)
     name = path.name
     suffix = _matching_suffix(path)
     if suffix is not None:
         name = name[: -len(suffix)]
+    if name.lower() in PER_CASE_FOLDER_STEMS:
+        folder = Path(os.path.abspath(path)).parent.name
+        if folder:
+            return folder
     if strip_seg and name.endswith(SEGMENTATION_SUFFIX):
         name = name[: -len(SEGMENTATION_SUFFIX)]
     if name.endswith(CHANNEL_SUFFIX):
@@ -241,6 +258,8 @@ def _read_nrrd(path: Path) -> _RawVolume:
 def _read_h5(path: Path, key: str, spacing: SpacingLike | None) -> _RawVolume:
     import h5py
 
+    if spacing is None and path.name.lower() == LA_H5_FILE:
+        spacing = LA_H5_SPACING_MM
     steps = _spacing_tuple(spacing, f"{path}")
     with h5py.File(path, "r") as handle:
         dataset = handle.get(key)

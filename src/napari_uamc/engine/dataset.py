@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_uamc.data.io import case_name, read_h5_case, read_label, read_volume
-from napari_uamc.engine.preprocess import zscore
+from napari_uamc.engine.preprocess import needs_resampling, resample_label, resample_to_shape, resampled_shape, zscore
 from napari_uamc.errors import InputError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr")
@@ -204,13 +204,17 @@ def _h5_index(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _to_case(name: str, image, label) -> TrainingCase:  # Volume, Volume | None
-    return TrainingCase(
-        name,
-        zscore(image.array),
-        None if label is None else _label_uint8(label.array, name),
-        image.spacing,
-    )
+def _to_case(name: str, image, label, target_spacing=None) -> TrainingCase:  # Volume, Volume | None
+    array = image.array
+    label_array = None if label is None else _label_uint8(label.array, name)
+    spacing = image.spacing
+    if target_spacing is not None and needs_resampling(spacing, target_spacing):
+        shape = resampled_shape(array.shape, spacing, target_spacing)
+        array = resample_to_shape(array, shape, order=1)
+        if label_array is not None:
+            label_array = resample_label(label_array, shape)
+        spacing = tuple(e * s / n for e, s, n in zip(image.array.shape, image.spacing, shape))
+    return TrainingCase(name, zscore(array), label_array, spacing)
 
 
 def load_cases_from_folder(
@@ -219,12 +223,15 @@ def load_cases_from_folder(
     labeled: int | None = None,
     labeled_names: Sequence[str] | str | os.PathLike[str] | None = None,
     h5_spacing: float | Sequence[float] | None = None,
+    target_spacing: Sequence[float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> CaseSplit:
     """Read a training folder (module docstring) into labeled and unlabeled cases.
 
-    ``labeled_names`` is a list of case names or the path of a list file. ``progress(done,
-    total)`` is called after each case is read.
+    ``labeled_names`` is a list of case names or the path of a list file. ``target_spacing``
+    (mm, three numbers) resamples every case whose spacing differs from it by more than 10 %
+    (images linearly, labels class by class), so a model can train coarser than its data.
+    ``progress(done, total)`` is called after each case is read.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -270,7 +277,7 @@ def load_cases_from_folder(
         else:
             image = read_volume(images[name])
             label = read_label(labels[name], image) if wants_label else None
-        cases[name] = _to_case(name, image, label if wants_label else None)
+        cases[name] = _to_case(name, image, label if wants_label else None, target_spacing)
         if progress is not None:
             progress(done, total)
     return CaseSplit(

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -283,10 +284,11 @@ def segment_volume(
     )
     networked = time.perf_counter()
 
-    if resampled:
-        probabilities = resample_to_shape(probabilities, volume.shape, order=1)
-        sdf = resample_to_shape(sdf, volume.shape, order=1)
-        uncertainty = resample_to_shape(uncertainty, volume.shape, order=1)
+    if resampled:  # every map back onto the input grid in one multi-threaded call
+        stacked = resample_to_shape(np.concatenate([probabilities, sdf, uncertainty[None]]), volume.shape, order=1)
+        classes = probabilities.shape[0]
+        probabilities, sdf, uncertainty = stacked[:classes], stacked[classes:-1], stacked[-1]
+        del stacked
     label = np.argmax(probabilities, axis=0).astype(np.uint8)
     if cfg.largest_component:
         label = keep_largest_components(label, meta.n_classes)
@@ -341,12 +343,17 @@ def write_segmentation(
     """
     from napari_uamc.data.io import write_volume
 
+    from concurrent.futures import ThreadPoolExecutor
+
     paths = output_paths(out_dir, case, result.class_names)
-    write_volume(paths["seg"], result.label, volume, dtype=np.uint8)
-    write_volume(paths["uncertainty"], result.uncertainty, volume, dtype=np.float32)
+    jobs = [(paths["seg"], result.label, np.uint8), (paths["uncertainty"], result.uncertainty, np.float32)]
     if result.sdf.ndim == 3:
-        write_volume(paths["sdf"], result.sdf, volume, dtype=np.float32)
+        jobs.append((paths["sdf"], result.sdf, np.float32))
     else:
-        for channel, name in enumerate(result.class_names[1:]):
-            write_volume(paths[f"sdf_{name}"], result.sdf[channel], volume, dtype=np.float32)
+        jobs += [(paths[f"sdf_{name}"], result.sdf[channel], np.float32)
+                 for channel, name in enumerate(result.class_names[1:])]
+    # gzip compression releases the GIL: the files are written side by side, one per core
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        for written in [pool.submit(write_volume, path, array, volume, dtype=dtype) for path, array, dtype in jobs]:
+            written.result()  # re-raises the first failure
     return paths
