@@ -37,6 +37,7 @@ runpy.run_path(script, run_name="__main__")
 
 sys.path.insert(0, str(BENCHMARKS))
 import gpu_bench  # noqa: E402
+from _helpers import requires_la2018  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,22 @@ def test_refuses_cuda_without_a_gpu(capsys):
         pytest.skip("this machine has a GPU")
     assert gpu_bench.main(["--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+@requires_la2018
+def test_la_training_script_runs_with_only_torch_numpy_and_h5py(tmp_path):
+    """gpu_train_la.py (the paper's LA configuration on a GPU) at smoke size on real scans."""
+    blocked = tuple(name for name in BLOCKED if name != "h5py")
+    command = [sys.executable, "-c", LAUNCHER, str(BENCHMARKS / "gpu_train_la.py"), ",".join(blocked),
+               "--device", "cpu", "--smoke", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for row in ("ugmcl", "upper"):
+        result = json.loads((tmp_path / f"{row}.json").read_text())
+        assert result["iterations"] == 2 and (tmp_path / f"{row}.pt").is_file()
+        dices = [case["dice"] for case in result["validation"]["cases"].values()]
+        assert len(dices) == 1 and 0.0 <= dices[0] <= 1.0  # scored without scipy: Dice only
+        assert set(result["validation"]["cases"][next(iter(result["validation"]["cases"]))]) == {"dice"}
+    ugmcl = json.loads((tmp_path / "ugmcl.json").read_text())
+    assert (ugmcl["labeled"], ugmcl["unlabeled"]) == (2, 2)
+    assert sorted(ugmcl["config"]["terms"]) == ["ctc", "dis", "itc", "seg"]
