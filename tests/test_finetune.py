@@ -133,3 +133,12 @@ def test_cli_finetune(study, model_file, capsys):
                  "--no-bn-recalibration", "--no-score"]) == 0
     info = json.loads(study.model_info_path("v002").read_text())
     assert sorted(info["settings"]["terms"]) == ["ctc", "dis", "itc", "seg"]
+
+
+def test_patch_pads_thin_volumes_instead_of_cutting_slabs():
+    from napari_uamc.engine.finetune import _fit_patch
+
+    # a real LA scan at a coarse model's spacing: 28 slices (88 at 0.625 mm seen at 1.94 mm)
+    assert _fit_patch((80, 80, 48), [(100, 75, 28), (90, 80, 20)]) == (80, 80, 32)
+    assert _fit_patch((80, 80, 48), [(200, 200, 100)]) == (80, 80, 48)  # big volumes: the model's patch
+    assert _fit_patch((16, 16, 16), [(5, 40, 3)]) == (16, 16, 16)  # never below 16

@@ -35,6 +35,7 @@ __all__ = [
     "read_label",
     "read_h5_case",
     "write_volume",
+    "write_volumes",
     "volume_from_array",
 ]
 
@@ -508,3 +509,20 @@ def write_volume(
     data = np.ascontiguousarray(like.to_source_order(stored))
     _save_atomically(_nifti_for_source(data, like), path)
     return path
+
+
+def write_volumes(jobs: Sequence[tuple[str | os.PathLike[str], np.ndarray, Volume, Any]]) -> list[Path]:
+    """:func:`write_volume` for each ``(path, array, like, dtype)``, side by side in threads.
+
+    Compressing a ``.nii.gz`` releases the GIL, so the files of one prediction (label, SDF,
+    uncertainty) take about the time of the largest on a multi-core machine. Each write is atomic;
+    the first failure is raised after the others have finished.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = list(jobs)
+    if len(jobs) <= 1:
+        return [write_volume(path, array, like, dtype=dtype) for path, array, like, dtype in jobs]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(write_volume, path, array, like, dtype=dtype) for path, array, like, dtype in jobs]
+        return [future.result() for future in futures]

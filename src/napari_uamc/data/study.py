@@ -49,7 +49,7 @@ from napari_uamc.data._study_files import (
     read_json,
     writing,
 )
-from napari_uamc.data.io import case_name, read_volume, write_volume
+from napari_uamc.data.io import case_name, read_volume, write_volume, write_volumes
 from napari_uamc.data.io import read_label as read_label_file
 from napari_uamc.data.volume import Volume
 from napari_uamc.errors import GridMismatchError, InputError, StudyError
@@ -841,8 +841,7 @@ class Study:
         paths = self.prediction_paths(case)
         with writing("write the prediction of", self.predictions_dir):
             self.predictions_dir.mkdir(exist_ok=True)
-            for kind, array in arrays.items():
-                write_volume(paths[kind], array, like=image, dtype=_PREDICTION_DTYPES[kind])
+            write_volumes((paths[kind], array, image, _PREDICTION_DTYPES[kind]) for kind, array in arrays.items())
         now = _iso(_utc_now())
         with self._editing_state() as state:
             entry = state["cases"].setdefault(case, _new_case_entry())

@@ -31,7 +31,7 @@ from napari_uamc.data.study import Study
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
-from napari_uamc.engine.preprocess import needs_resampling, resample, resampled_shape, zscore
+from napari_uamc.engine.preprocess import needs_resampling, resample, resample_label, resampled_shape, zscore
 from napari_uamc.engine.training import StepReport, Trainer, recalibrate_batchnorm
 from napari_uamc.errors import InputError, TrainingError
 
@@ -95,11 +95,13 @@ def _model_source(study: Study, model_path: str | os.PathLike[str] | None) -> tu
 
 
 def _fit_patch(patch: tuple[int, int, int], shapes: list[tuple[int, ...]]) -> tuple[int, int, int]:
-    """The model's patch clipped to the smallest volume, in multiples of 16 (at least 16)."""
-    smallest = np.min(np.array(shapes), axis=0)
+    """The model's patch, shrunk only where every volume is smaller: then to the largest
+    volume's size rounded up to a multiple of 16 (smaller volumes are zero-padded, as the
+    paper's code does). A patch never cuts a study's volumes into slabs thinner than they are."""
+    largest = np.max(np.array(shapes), axis=0)
     return tuple(
-        max(PATCH_MULTIPLE, min(p, int(s) // PATCH_MULTIPLE * PATCH_MULTIPLE))
-        for p, s in zip(patch, smallest)
+        max(PATCH_MULTIPLE, min(p, -(-int(s) // PATCH_MULTIPLE) * PATCH_MULTIPLE))
+        for p, s in zip(patch, largest)
     )  # type: ignore[return-value]
 
 
@@ -113,7 +115,7 @@ def _read_case(study: Study, name: str, meta: ModelMeta, labeled: bool, toleranc
         shape = resampled_shape(volume.shape, spacing, meta.spacing)
         image = resample(image, spacing, meta.spacing, order=1)
         if label is not None:
-            label = resample(label, spacing, meta.spacing, order=0)
+            label = resample_label(label, shape)
         spacing = tuple(n * s / m for n, s, m in zip(volume.shape, spacing, shape))
     return TrainingCase(name, image, None if label is None else label.astype(np.uint8), spacing)
 

@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -341,19 +340,14 @@ def write_segmentation(
     A binary model gives ``<case>_seg``, ``<case>_sdf`` and ``<case>_uncertainty`` ``.nii.gz``;
     with more classes the SDF is one file per foreground class, ``<case>_sdf_<class>.nii.gz``.
     """
-    from napari_uamc.data.io import write_volume
-
-    from concurrent.futures import ThreadPoolExecutor
+    from napari_uamc.data.io import write_volumes
 
     paths = output_paths(out_dir, case, result.class_names)
-    jobs = [(paths["seg"], result.label, np.uint8), (paths["uncertainty"], result.uncertainty, np.float32)]
+    jobs = [(paths["seg"], result.label, volume, np.uint8), (paths["uncertainty"], result.uncertainty, volume, np.float32)]
     if result.sdf.ndim == 3:
-        jobs.append((paths["sdf"], result.sdf, np.float32))
+        jobs.append((paths["sdf"], result.sdf, volume, np.float32))
     else:
-        jobs += [(paths[f"sdf_{name}"], result.sdf[channel], np.float32)
+        jobs += [(paths[f"sdf_{name}"], result.sdf[channel], volume, np.float32)
                  for channel, name in enumerate(result.class_names[1:])]
-    # gzip compression releases the GIL: the files are written side by side, one per core
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        for written in [pool.submit(write_volume, path, array, volume, dtype=dtype) for path, array, dtype in jobs]:
-            written.result()  # re-raises the first failure
+    write_volumes(jobs)  # side by side: gzip releases the GIL
     return paths
