@@ -17,6 +17,12 @@ sys.exit(0 if xlib.XOpenDisplay(None) else 1)
 PY
 }
 
+# The real LA 2018 scans beside the clone (../shared/data/la2018), when present, make the demo
+# study: the packaged model was trained on real scans. Elsewhere: synthetic phantoms.
+REAL="$ROOT/../shared/data/la2018"
+if [ "$#" -eq 0 ] && [ -f "$REAL/train.list" ]; then
+    set -- --real "$REAL"
+fi
 if display_works; then
     exec "$VENV/bin/python" -m napari_uamc.demo "$@"
 fi

@@ -1,5 +1,7 @@
-"""The main job: napari with a sample phantom study loaded and the napari-uamc panel docked.
+"""The main job: napari with a sample study loaded and the napari-uamc panel docked.
 
+The study is made of held-out real LA 2018 scans with ``--real SOURCE`` (what ``scripts/demo.sh``
+passes when ``../shared/data/la2018`` is beside the clone), else of synthetic phantoms.
 ``python -m napari_uamc.demo`` opens the window; with ``--screenshot FILE`` (what
 ``scripts/demo.sh`` uses on a machine without a display, under a virtual X server) it also
 runs Segment once, saves a screenshot of the whole window and exits.
@@ -34,6 +36,30 @@ def ensure_demo_study(path: Path) -> Path:
             path, cases=DEMO_CASES, seed=DEMO_SEED, shape=DEMO_SHAPE,
             labeled=DEMO_LABELED, domain=DEMO_DOMAIN, overwrite=False,
         )
+    return path
+
+
+#: Cases of a real demo study: the last of the source's train.list, which the packaged model
+#: never trained on (it trained on the first 64 of the LA 2018 list; see docs/default-model.md).
+DEMO_REAL_CASES = 6
+
+
+def ensure_real_demo_study(path: Path, source: Path) -> Path:
+    """Import the last :data:`DEMO_REAL_CASES` cases of a research-layout folder (LA 2018) as
+    the demo study at ``path``, unless it is already there. Their expert labels go to
+    ``groundTruth/`` (for scoring), none is accepted."""
+    import tempfile
+
+    from napari_uamc.data.research_import import LIST_FILE, find_research_cases, import_study
+
+    if (path / "dataset.json").is_file():
+        return path
+    names = [case.name for case in find_research_cases(source)][-DEMO_REAL_CASES:]
+    print(f"importing {len(names)} held-out real scans from {source} into {path} …", flush=True)
+    with tempfile.TemporaryDirectory() as temp:
+        listing = Path(temp) / LIST_FILE
+        listing.write_text("\n".join(names) + "\n")
+        import_study(source, path, case_list=listing)
     return path
 
 
@@ -82,14 +108,21 @@ def run_screenshot(study: Path, screenshot: Path, *, segment: bool = True) -> Pa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--study", type=Path, default=Path("demo-study"),
-                        help="study folder to open (made from phantoms if missing; default: ./demo-study)")
+    parser.add_argument("--study", type=Path, default=None,
+                        help="study folder to open (made if missing; default: ./demo-study, or "
+                             "./demo-study-la2018 with --real)")
+    parser.add_argument("--real", type=Path, metavar="SOURCE", default=None,
+                        help="make the demo study from real scans in a research layout (the LA 2018 "
+                             "folder): its last 6 train.list cases, never seen by the packaged model")
     parser.add_argument("--screenshot", type=Path, default=None,
                         help="save a screenshot of the window to this PNG and exit (headless machines)")
     parser.add_argument("--no-segment", action="store_true",
                         help="with --screenshot: do not run Segment before the screenshot")
     args = parser.parse_args(argv)
-    study = ensure_demo_study(args.study.resolve())
+    if args.real is not None:
+        study = ensure_real_demo_study((args.study or Path("demo-study-la2018")).resolve(), args.real)
+    else:
+        study = ensure_demo_study((args.study or Path("demo-study")).resolve())
     if args.screenshot is not None:
         path = run_screenshot(study, args.screenshot.resolve(), segment=not args.no_segment)
         print(f"screenshot of the napari window: {path}")
