@@ -421,3 +421,52 @@ def test_case_name(path, strip_seg, expected):
 
 def test_supported_suffixes_are_public():
     assert io.SUPPORTED_SUFFIXES == (".nii.gz", ".nii", ".nrrd", ".nhdr", ".h5")
+
+
+# ------------------------------------------------------------------ headers other tools trust
+def test_outputs_carry_the_sources_sform_and_qform_each_with_its_code(tmp_path):
+    """ITK tools read the qform, nibabel/FSL the sform: both must land on the input."""
+    data = np.random.default_rng(3).normal(size=(12, 10, 8)).astype(np.float32)
+    sform = np.diag([1.0, 1.0, 2.0, 1.0])
+    sform[:3, 3] = (10.0, 20.0, 30.0)
+    qform = np.diag([1.0, -1.0, 2.0, 1.0])  # flipped in y ...
+    qform[:3, 3] = (10.0, 35.0, 30.0)  # ... and 15 mm away
+    image = nib.Nifti1Image(data, None)
+    image.set_sform(sform, code=2)
+    image.set_qform(qform, code=1)
+    nib.save(image, str(tmp_path / "in.nii.gz"))
+    with pytest.warns(io.GeometryWarning, match="sform .code 2. and qform .code 1. disagree"):
+        volume = read_volume(tmp_path / "in.nii.gz")
+    out = write_volume(tmp_path / "out_seg.nii.gz", (volume.array > 0).astype(np.uint8), volume)
+    written = nib.load(str(out))
+    assert int(written.header["sform_code"]) == 2 and int(written.header["qform_code"]) == 1
+    assert np.allclose(written.header.get_sform(), sform, atol=1e-5)
+    assert np.allclose(written.header.get_qform(), qform, atol=1e-4)
+    assert np.array_equal(np.asarray(written.dataobj), data > 0)  # same voxel order as the input
+
+
+@pytest.mark.parametrize(("unit", "pixdim"), [("meter", 0.0007), ("micron", 700.0)])
+def test_spatial_units_are_honoured_and_kept(tmp_path, unit, pixdim):
+    data = np.random.default_rng(4).normal(size=(10, 10, 6)).astype(np.float32)
+    image = nib.Nifti1Image(data, np.diag([pixdim, pixdim, 2 * pixdim, 1.0]))
+    image.header.set_xyzt_units(unit, "sec")
+    nib.save(image, str(tmp_path / "in.nii.gz"))
+    volume = read_volume(tmp_path / "in.nii.gz")
+    assert volume.spacing == pytest.approx((0.7, 0.7, 1.4))  # millimetres, as ITK converts them
+    assert volume.voxel_volume_ml == pytest.approx(0.7 * 0.7 * 1.4 / 1000)
+    written = nib.load(str(write_volume(tmp_path / "out.nii.gz", data, volume)))
+    assert written.header.get_xyzt_units()[0] == unit  # the file's own units, so it overlays the input
+    assert np.allclose(written.affine, image.affine)
+
+
+def test_a_resampling_that_collapses_the_volume_is_refused(tmp_path):
+    from _helpers import save_tiny_model
+
+    from napari_uamc.engine.checkpoint import load_checkpoint
+    from napari_uamc.engine.inference import InferenceConfig, segment_volume
+
+    model, meta = load_checkpoint(save_tiny_model(tmp_path / "tiny.pt", spacing=(1.0, 1.0, 1.0)))
+    metres_read_as_mm = volume_from_array(np.zeros((64, 64, 20), np.float32), spacing=0.0007)
+    with pytest.raises(InputError, match=r"spacing \(0.0007, 0.0007, 0.0007\) mm .* shrink \(64, 64, 20\) "
+                                         r"voxels to \(1, 1, 1\).*units"):
+        segment_volume(model, meta, metres_read_as_mm, InferenceConfig(mc_samples=0, device="cpu"))

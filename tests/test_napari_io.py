@@ -339,3 +339,28 @@ def test_viewer_sample_paint_and_save_with_plugin(make_napari_viewer, tmp_path: 
     expected = reference.to_source_order(L.layer_data_to_canonical(label.data))
     assert np.array_equal(np.asanyarray(saved.dataobj), expected)
     assert (np.asanyarray(saved.dataobj) == 2).any()
+
+
+def test_new_labels_layer_drawn_over_a_plugin_image_saves_on_its_grid(make_napari_viewer, nifti_case: Path,
+                                                                      tmp_path: Path) -> None:
+    """napari's own "New Labels layer" carries no plugin geometry: the writer takes the image's."""
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(nifti_case), plugin="napari-uamc")
+    viewer.layers.selection.active = image
+    viewer._new_labels()  # what the layer list's "New Labels layer" button runs
+    drawn = viewer.layers[-1]
+    assert drawn.data.shape == image.data.shape and L.uamc_metadata(drawn) is None
+    drawn.data[2, 3, 4] = 1
+    written = write_labels(str(tmp_path / "drawn.nii.gz"), drawn.data, drawn._get_state())
+    source, result = nib.load(str(nifti_case)), nib.load(written[0])
+    assert np.array_equal(result.affine, source.affine) and result.shape == source.shape
+    canonical = L.canonical_index((2, 3, 4), image.metadata["uamc"]["shape"])
+    world = image.metadata["uamc"]["affine"] @ np.array([*canonical, 1.0])
+    index = tuple(np.rint(np.linalg.inv(source.affine) @ world)[:3].astype(int))
+    assert np.asanyarray(result.dataobj)[index] == 1 and int(np.asanyarray(result.dataobj).sum()) == 1
+
+    # a label on another grid than every plugin image is refused, not written elsewhere
+    other = viewer.add_labels(np.zeros(image.data.shape, np.uint8), scale=(3.0, 3.0, 3.0), name="elsewhere")
+    with pytest.raises(InputError, match="elsewhere carries no image geometry.*somewhere else"):
+        write_labels(str(tmp_path / "elsewhere.nii.gz"), other.data, other._get_state())
+    assert not (tmp_path / "elsewhere.nii.gz").exists()

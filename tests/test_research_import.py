@@ -161,3 +161,14 @@ def test_nrrd_label_with_unexpected_values_is_refused(tmp_path):
         import_study(tmp_path / "src", tmp_path / "study")
     assert not (tmp_path / "study").exists()
     assert Study  # the facade stays importable beside the importer
+
+
+def test_real_demo_study_is_the_last_cases_of_the_list(tmp_path):
+    from napari_uamc import demo
+
+    source = _tiny_h5_layout(tmp_path / "src", names=tuple(f"c{i}" for i in range(8)))
+    (source / "train.list").write_text("\n".join(f"c{i}" for i in reversed(range(8))) + "\n")
+    study = Study.open(demo.ensure_real_demo_study(tmp_path / "demo", source))
+    assert study.cases() == sorted(f"c{i}" for i in range(demo.DEMO_REAL_CASES))  # c5..c0: the list's last 6
+    assert study.labeled_cases() == [] and study.read_ground_truth("c0") is not None
+    assert demo.ensure_real_demo_study(tmp_path / "demo", source).samefile(tmp_path / "demo")  # kept

@@ -550,3 +550,53 @@ def test_model_version_reservation_skips_names_claimed_by_another_writer(tmp_pat
     study.model_info_path("v002").write_text("{}")  # ...and claimed v002 first
     study.next_model_version = stale_next
     assert study.reserve_model_version() == "v003"
+
+
+# ------------------------------------------------------------------ nnU-Net v2 dataset.json
+def _nnunet_v2_study(root, labels=None, channels=None):
+    import json as _json
+
+    import nibabel as _nib
+
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for case in ("a", "b"):
+        _nib.save(_nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), str(root / "imagesTr" / f"{case}_0000.nii.gz"))
+    label = np.zeros((8, 8, 4), np.uint8)
+    label[2:5, 2:5, 1:3] = 2
+    _nib.save(_nib.Nifti1Image(label, np.eye(4)), str(root / "labelsTr" / "a.nii.gz"))
+    data = {"channel_names": channels or {"0": "LGE MRI"},
+            "labels": labels or {"background": 0, "left atrium": 1, "scar": 2},
+            "numTraining": 1, "file_ending": ".nii.gz", "overwrite_image_reader_writer": "NibabelIO"}
+    (root / "dataset.json").write_text(_json.dumps(data, indent=4))
+    return data
+
+
+def test_an_nnunet_v2_study_is_read_as_such_and_never_renamed(tmp_path):
+    import json as _json
+
+    original = _nnunet_v2_study(tmp_path / "s")
+    study = Study.open(tmp_path / "s")
+    assert study.labels == {0: "background", 1: "left atrium", 2: "scar"}
+    assert study.modality == {0: "LGE MRI"}
+    assert study.cases() == ["a", "b"] and study.labeled_cases() == ["a"]
+    assert not list((tmp_path / "s").glob("dataset.json.corrupt*"))
+    assert _json.loads((tmp_path / "s" / "dataset.json").read_text()) == original  # untouched
+    label = np.zeros((8, 8, 4), np.uint8)
+    label[1:3, 1:3, 1:2] = 2
+    study.accept("b", label)
+    written = _json.loads((tmp_path / "s" / "dataset.json").read_text())
+    assert written == {**original, "numTraining": 2}  # still nnU-Net v2: only the count changed
+
+
+@pytest.mark.parametrize(("labels", "channels", "message"), [
+    ({"background": 0, "whole tumour": [1, 2, 3]}, None, "region"),
+    (None, {"0": "T1", "1": "FLAIR"}, "2 input channels"),
+])
+def test_an_unsupported_nnunet_v2_study_is_refused_and_left_alone(tmp_path, labels, channels, message):
+    _nnunet_v2_study(tmp_path / "s", labels=labels, channels=channels)
+    before = (tmp_path / "s" / "dataset.json").read_bytes()
+    with pytest.raises(StudyError, match=message):
+        Study.open(tmp_path / "s")
+    assert (tmp_path / "s" / "dataset.json").read_bytes() == before
+    assert not list((tmp_path / "s").glob("dataset.json.*"))

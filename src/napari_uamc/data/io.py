@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -193,14 +194,37 @@ def _require_finite(array: np.ndarray, what: str) -> None:
 # --------------------------------------------------------------------------- readers
 
 
+#: Millimetres per NIfTI spatial unit (``xyzt_units``); "unknown" is taken as mm, as ITK does.
+NIFTI_UNIT_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
+
+
+class GeometryWarning(UserWarning):
+    """A file's geometry is ambiguous (its sform and qform disagree); outputs keep both."""
+
+
 def _read_nifti(path: Path) -> _RawVolume:
     import nibabel as nib
 
     image = nib.load(str(path), mmap=False)
     array = np.asanyarray(image.dataobj)
-    zooms = tuple(float(z) for z in image.header.get_zooms()[:SPATIAL_DIMS])
-    affine = np.asarray(image.affine, dtype=np.float64)
-    return _RawVolume(array, affine, zooms, "nifti", image.header)
+    header = image.header
+    unit = header.get_xyzt_units()[0]
+    to_mm = NIFTI_UNIT_MM.get(unit, 1.0)
+    affine = np.asarray(image.affine, dtype=np.float64).copy()
+    affine[:3, :] *= to_mm  # millimetres from here on; the outputs keep the file's own units
+    zooms = tuple(float(z) * to_mm for z in header.get_zooms()[:SPATIAL_DIMS])
+    sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+    if sform_code > 0 and qform_code > 0:
+        gap = np.abs(header.get_sform() - header.get_qform())[:3].max() * to_mm
+        if gap > 1e-3:
+            warnings.warn(
+                f"{path}: its sform (code {sform_code}) and qform (code {qform_code}) disagree by up to "
+                f"{gap:.3g} mm; napari-uamc places the image by the sform (as nibabel and FSL do), tools "
+                "built on ITK (3D Slicer, ITK-SNAP) by the qform. Outputs carry both, unchanged, so each "
+                "tool places them exactly over the image.",
+                GeometryWarning, stacklevel=4,
+            )
+    return _RawVolume(array, affine, zooms, "nifti", header)
 
 
 def _nrrd_spatial_axes(header: dict[str, Any], ndim: int) -> list[int]:
@@ -462,8 +486,16 @@ def _nifti_for_source(data: np.ndarray, like: Volume) -> Any:
     image = nib.Nifti1Image(data, affine, dtype=data.dtype)
     header = source.header if source is not None else None
     if source is not None and source.format == "nifti" and header is not None:
-        qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
+        # the source's own sform and qform, each with its code and in its units: every reader,
+        # whichever of the two it trusts, places the output exactly where it places the source
         units = header.get_xyzt_units()
+        in_file_units = affine.copy()
+        in_file_units[:3, :] /= NIFTI_UNIT_MM.get(units[0], 1.0)
+        qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
+        image.set_qform(header.get_qform() if qform_code > 0 else in_file_units, code=qform_code)
+        image.set_sform(header.get_sform() if sform_code > 0 else in_file_units, code=sform_code)
+        image.header.set_xyzt_units(*units)
+        return image
     elif source is not None and source.format == "nrrd":
         qform_code = sform_code = XFORM_SCANNER_ANAT
         units = ("mm", "unknown")

@@ -246,6 +246,54 @@ def _index_names(
     return {str(index): result[index] for index in sorted(result)}
 
 
+#: Keys that only an nnU-Net v2 ``dataset.json`` has (its labels map names to integers).
+NNUNET_V2_KEYS = ("channel_names", "file_ending")
+#: Image files a study reads (nnU-Net v2 ``file_ending``).
+SUPPORTED_FILE_ENDINGS = (".nii.gz", ".nii")
+
+
+def _is_nnunet_v2(raw: Mapping[str, Any]) -> bool:
+    labels = raw.get("labels")
+    named = isinstance(labels, Mapping) and any(not str(k).strip().isdigit() for k in labels)
+    return any(key in raw for key in NNUNET_V2_KEYS) or named
+
+
+def _nnunet_v2_labels(labels: Any, where: str) -> dict[str, str]:
+    """nnU-Net v2 ``labels`` (name -> integer) as MSD index -> name; region labels refused."""
+    if labels is None:
+        return _index_names(None, DEFAULT_LABELS, f"{where} labels")
+    if not isinstance(labels, Mapping):
+        raise InputError(f"{where}: labels must map class names to integers, not {type(labels).__name__}")
+    by_index: dict[int, str] = {}
+    for name, value in labels.items():
+        if isinstance(value, (list, tuple)):
+            raise InputError(
+                f"{where}: label {name!r} is a region {list(value)} (nnU-Net region-based training); "
+                "napari-uamc supports one integer per class"
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{where}: label {name!r} must be a non-negative integer, not {value!r}")
+        if value in by_index:
+            raise InputError(f"{where}: labels {by_index[value]!r} and {name!r} share the value {value}")
+        by_index[value] = str(name)
+    return _index_names(by_index, DEFAULT_LABELS, f"{where} labels")
+
+
+def _nnunet_v2_channels(raw: Mapping[str, Any], where: str) -> dict[str, str]:
+    """The single input channel of an nnU-Net v2 study; more channels or other files refused."""
+    ending = raw.get("file_ending", ".nii.gz")
+    if ending not in SUPPORTED_FILE_ENDINGS:
+        raise InputError(f"{where}: file_ending {ending!r}; napari-uamc reads NIfTI studies "
+                         f"({', '.join(SUPPORTED_FILE_ENDINGS)})")
+    channels = raw.get("channel_names") or {"0": DEFAULT_MODALITY[0]}
+    if not isinstance(channels, Mapping):
+        raise InputError(f"{where}: channel_names must map indices to names")
+    if len(channels) != 1:
+        raise InputError(f"{where}: {len(channels)} input channels ({', '.join(map(str, channels.values()))}); "
+                         "napari-uamc segments single-channel images")
+    return _index_names(channels, DEFAULT_MODALITY, f"{where} channel_names")
+
+
 def _integer_label_array(label: np.ndarray | Volume, image: Volume, what: str) -> np.ndarray:
     """Check that ``label`` is a non-negative integer map on ``image``'s canonical grid."""
     array = _array_on_grid(label, image, what)
@@ -1003,20 +1051,39 @@ class Study:
     def name(self) -> str:
         return str(self._dataset_metadata()["name"])
 
-    def _read_dataset(self) -> dict[str, Any] | None:
-        """``dataset.json`` as a dict, or ``None`` if it is missing or unusable (with a warning)."""
+    def _dataset_file(self) -> dict[str, Any] | None:
+        """``dataset.json`` exactly as stored, or ``None`` if missing or not a JSON object."""
         if not self.dataset_path.is_file():
             return None
         try:
             data = read_json(self.dataset_path)
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            for key, default in (("labels", DEFAULT_LABELS), ("modality", DEFAULT_MODALITY)):
-                data[key] = _index_names(data.get(key), default, f"{self.dataset_path} {key}")
         except (OSError, ValueError) as exc:
             message = f"{self.dataset_path} is unusable ({exc}); using defaults"
-            warnings.warn(message, StudyWarning, stacklevel=3)
+            warnings.warn(message, StudyWarning, stacklevel=4)
             return None
+        return data
+
+    def _read_dataset(self) -> dict[str, Any] | None:
+        """``dataset.json`` with MSD ``labels``/``modality`` (index -> name), or ``None`` if it is
+        missing or not JSON. An nnU-Net v2 file (labels name -> integer, ``channel_names``) is
+        read as such; a file that parses but that napari-uamc cannot support raises
+        :class:`StudyError` naming what (it is never renamed or rewritten)."""
+        raw = self._dataset_file()
+        if raw is None:
+            return None
+        data = dict(raw)
+        where = str(self.dataset_path)
+        try:
+            if _is_nnunet_v2(raw):
+                data["labels"] = _nnunet_v2_labels(raw.get("labels"), where)
+                data["modality"] = _nnunet_v2_channels(raw, where)
+            else:
+                for key, default in (("labels", DEFAULT_LABELS), ("modality", DEFAULT_MODALITY)):
+                    data[key] = _index_names(raw.get(key), default, f"{where} {key}")
+        except InputError as exc:
+            raise StudyError(f"{exc}; napari-uamc leaves the file as it is: fix it or use another study") from None
         return data
 
     def _dataset_metadata(self, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -1034,10 +1101,17 @@ class Study:
             self._sync_dataset(values)
 
     def _sync_dataset(self, overrides: Mapping[str, Any] | None = None) -> None:
-        """Rewrite ``dataset.json`` from the files, atomically, if it changes (lock held)."""
+        """Rewrite ``dataset.json`` from the files, atomically, if it changes (lock held).
+
+        Keys napari-uamc does not own are kept; an nnU-Net v2 file stays an nnU-Net v2 file
+        (only ``numTraining``, and what ``overrides`` set, change)."""
+        raw = self._dataset_file()
         existing = self._read_dataset()
         if existing is None and self.dataset_path.is_file():
-            self._quarantine(self.dataset_path)
+            self._quarantine(self.dataset_path)  # not JSON at all: kept aside, never lost
+        if raw is not None and _is_nnunet_v2(raw):
+            self._sync_nnunet_v2_dataset(raw, existing or {}, overrides or {})
+            return
         old = existing or {}
         meta = {**self._dataset_metadata(old), **(overrides or {})}
         training = []
@@ -1070,6 +1144,19 @@ class Study:
         }
         data.update({key: value for key, value in old.items() if key not in data})
         if data != existing:
+            with writing("write", self.dataset_path):
+                write_json_atomic(self.dataset_path, data)
+
+    def _sync_nnunet_v2_dataset(self, raw: dict[str, Any], parsed: dict[str, Any],
+                                overrides: Mapping[str, Any]) -> None:
+        data = dict(raw)
+        data["numTraining"] = len(self.labeled_cases())
+        for key in ("name", "description"):
+            if key in overrides:
+                data[key] = overrides[key]
+        if "labels" in overrides:
+            data["labels"] = {name: int(index) for index, name in overrides["labels"].items()}
+        if data != raw:
             with writing("write", self.dataset_path):
                 write_json_atomic(self.dataset_path, data)
 

@@ -35,10 +35,9 @@ from napari_uamc.engine.device import resolve_device, resolve_precision
 from napari_uamc.engine.model import SIZE_MULTIPLE, DualTaskVNet
 from napari_uamc.engine.preprocess import (
     RESAMPLE_TOLERANCE,
+    checked_resampled_shape,
     needs_resampling,
-    resample,
     resample_to_shape,
-    resampled_shape,
     zscore,
 )
 from napari_uamc.engine.sdf import DEFAULT_SDF_K
@@ -269,13 +268,13 @@ def segment_volume(
     image = zscore(volume.array)
     resampled = needs_resampling(volume.spacing, meta.spacing, cfg.resample_tolerance)
     if resampled:
-        target = resampled_shape(volume.shape, volume.spacing, meta.spacing)
+        target = checked_resampled_shape(volume.shape, volume.spacing, meta.spacing, volume.name)
         if math.prod(target) > MAX_VOXELS:
             raise InputError(
                 f"{volume.name}: resampling from {volume.spacing} mm to the model's "
                 f"{meta.spacing} mm would give {target} voxels, too many to segment"
             )
-        image = resample(image, volume.spacing, meta.spacing, order=1)
+        image = resample_to_shape(image, target, order=1)
     prepared = time.perf_counter()
 
     probabilities, sdf, uncertainty, counts = network_maps(

@@ -51,6 +51,30 @@ def resampled_shape(
     return tuple(sizes)  # type: ignore[return-value]
 
 
+#: A resampling that leaves an axis fewer voxels than this (from at least this many) is refused.
+MIN_RESAMPLED_VOXELS = 4
+
+
+def checked_resampled_shape(
+    shape: Sequence[int], from_spacing: Sequence[float], to_spacing: Sequence[float], name: str
+) -> tuple[int, int, int]:
+    """:func:`resampled_shape`, refusing a result that collapses the volume to a few voxels.
+
+    That happens when a file's spacing is in other units than it claims (metres read as mm):
+    the message names the spacing, its unit and both shapes instead of segmenting nothing.
+    """
+    target = resampled_shape(shape, from_spacing, to_spacing)
+    if any(t < MIN_RESAMPLED_VOXELS <= s for t, s in zip(target, shape)):
+        have = ", ".join(f"{float(v):.4g}" for v in from_spacing)
+        want = ", ".join(f"{float(v):.4g}" for v in to_spacing)
+        raise InputError(
+            f"{name}: its spacing ({have}) mm is so far from the model's ({want}) mm that resampling would "
+            f"shrink {tuple(int(v) for v in shape)} voxels to {target}; check the file's spacing and its "
+            "units (NIfTI xyzt_units, NRRD space units)"
+        )
+    return target
+
+
 def resample_to_shape(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     """Resample a 3D array (``[C, X, Y, Z]``: per channel) onto ``shape``, same extent.
 
