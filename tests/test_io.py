@@ -470,3 +470,16 @@ def test_a_resampling_that_collapses_the_volume_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"spacing \(0.0007, 0.0007, 0.0007\) mm .* shrink \(64, 64, 20\) "
                                          r"voxels to \(1, 1, 1\).*units"):
         segment_volume(model, meta, metres_read_as_mm, InferenceConfig(mc_samples=0, device="cpu"))
+
+
+def test_nrrd_space_units_are_honoured(tmp_path):
+    header = {"space": "right-anterior-superior", "space directions": np.diag([0.0007, 0.0007, 0.0014]),
+              "space origin": np.array([0.01, 0.02, 0.03]), "space units": ["m", "m", "m"]}
+    nrrd.write(str(tmp_path / "m.nrrd"), np.zeros((6, 5, 4), np.float32), header, index_order="F")
+    volume = read_volume(tmp_path / "m.nrrd")
+    assert volume.spacing == pytest.approx((0.7, 0.7, 1.4))
+    assert volume.affine[:3, 3] == pytest.approx((10.0, 20.0, 30.0))
+    nrrd.write(str(tmp_path / "x.nrrd"), np.zeros((6, 5, 4), np.float32),
+               {**header, "space units": ["furlong"] * 3}, index_order="F")
+    with pytest.raises(InputError, match="unknown space units"):
+        read_volume(tmp_path / "x.nrrd")

@@ -243,6 +243,21 @@ def _nrrd_ras_signs(space: str | None) -> np.ndarray:
     return np.array(NRRD_SPACE_TO_RAS.get((space or "").lower(), _RAS))
 
 
+#: Millimetres per NRRD ``space units`` entry (the NRRD default, no entry, is mm).
+NRRD_UNIT_MM = {"mm": 1.0, "m": 1000.0, "cm": 10.0, "um": 0.001, "µm": 0.001, "micron": 0.001, "": 1.0}
+
+
+def _nrrd_unit_mm(units: Any, path: Path) -> np.ndarray:
+    """Per-axis millimetres per unit of a NRRD ``space units`` field; unknown units refused."""
+    if units is None:
+        return np.ones(SPATIAL_DIMS)
+    names = [str(u).strip().strip('"').lower() for u in list(units)[:SPATIAL_DIMS]]
+    unknown = [u for u in names if u not in NRRD_UNIT_MM]
+    if unknown:
+        raise InputError(f"{path}: unknown space units {unknown}; expected one of mm, m, cm, um")
+    return np.array([NRRD_UNIT_MM[u] for u in names] + [1.0] * (SPATIAL_DIMS - len(names)))
+
+
 def _read_nrrd(path: Path) -> _RawVolume:
     import nrrd
 
@@ -273,6 +288,9 @@ def _read_nrrd(path: Path) -> _RawVolume:
     origin = np.zeros(SPATIAL_DIMS)
     if header.get("space origin") is not None:
         origin = np.asarray(header["space origin"], dtype=np.float64)[:SPATIAL_DIMS]
+    to_mm = _nrrd_unit_mm(header.get("space units"), path)
+    linear, origin = linear * to_mm, origin * to_mm
+    spacing = tuple(s * float(f) for s, f in zip(spacing, np.broadcast_to(to_mm, (SPATIAL_DIMS,))))
     signs = _nrrd_ras_signs(header.get("space"))
     affine = np.eye(4)
     affine[:3, :3] = signs[:, None] * linear
