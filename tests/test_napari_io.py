@@ -64,7 +64,8 @@ def test_manifest_is_valid_and_complete() -> None:
     assert (REPO / "napari.yaml").resolve() == MANIFEST.resolve()
     contributions = manifest.contributions
     patterns = set(contributions.readers[0].filename_patterns)
-    assert patterns == {"*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.h5"}
+    assert patterns == {"*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.h5", "*.dcm", "*.DCM"}
+    assert contributions.readers[0].accepts_directories  # a folder of one DICOM series
     writer = contributions.writers[0]
     assert [str(t) for t in writer.layer_types] == ["labels"]
     assert writer.filename_extensions == [".nii.gz"]

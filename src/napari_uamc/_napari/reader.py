@@ -1,4 +1,5 @@
-"""napari reader: NIfTI, NRRD and LA ``.h5`` files as layers in physical proportions.
+"""napari reader: NIfTI, NRRD, LA ``.h5`` and DICOM (a file, or a folder of one series) as
+layers in physical proportions.
 
 Each file gives an Image layer named after the case (axial slices on the slider, ``scale`` =
 spacing, geometry in ``metadata["uamc"]``, see :mod:`napari_uamc._napari.layers`). An LA
@@ -37,11 +38,20 @@ def get_reader(path: PathOrPaths) -> ReaderFunction | None:
     return read_layers
 
 
+#: A folder is offered as a DICOM series when one of its first files is DICOM.
+DICOM_FILES_PROBED = 8
+
+
 def _is_supported(path: str | Path) -> bool:
+    from napari_uamc.data.dicom import is_dicom_file
     from napari_uamc.data.io import SUPPORTED_SUFFIXES
 
+    path = Path(path)
+    if path.is_dir():
+        files = (child for child in sorted(path.iterdir()) if child.is_file() and not child.name.startswith("."))
+        return any(is_dicom_file(child) for _, child in zip(range(DICOM_FILES_PROBED), files))
     name = str(path).lower()
-    return not Path(path).is_dir() and any(name.endswith(s) for s in SUPPORTED_SUFFIXES)
+    return any(name.endswith(s) for s in SUPPORTED_SUFFIXES) or is_dicom_file(path)
 
 
 def read_layers(path: PathOrPaths) -> list[LayerDataTuple]:

@@ -61,7 +61,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("images", metavar="IMAGE", nargs="+", type=Path, help="images to segment")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", type=Path,
+                        help="images to segment: NIfTI, NRRD, LA .h5, a DICOM file, or a folder of one DICOM "
+                             "series (needs the dicom extra)")
+    parser.add_argument("--series", metavar="UID",
+                        help="the DICOM series (SeriesInstanceUID) to read from a folder that holds several")
     parser.add_argument(
         "--out", metavar="DIR", type=Path, required=True, help="folder for the outputs (created)"
     )
@@ -138,7 +142,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _check_inputs(images: list[Path], spacing: list[float] | None) -> list[tuple[Path, str]]:
     from napari_uamc.data.io import case_name
 
-    missing = [str(path) for path in images if not path.is_file()]
+    missing = [str(path) for path in images if not (path.is_file() or path.is_dir())]
     if missing:
         raise InputError(f"input image(s) not found: {', '.join(missing)}")
     if spacing is not None and len(spacing) not in (1, 3):
@@ -199,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     for number, (path, case) in enumerate(inputs, start=1):
-        volume = read_volume(path, spacing=args.spacing)
+        volume = read_volume(path, spacing=args.spacing, series=args.series)
         label = f"[{number}/{len(inputs)}] {case}"
         bar: list[ProgressBar] = []
 

@@ -41,7 +41,9 @@ __all__ = [
 ]
 
 #: File name endings this module reads (longest first, so ``.nii.gz`` wins over ``.nii``).
-SUPPORTED_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".h5")
+SUPPORTED_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".h5", ".dcm")
+#: What :func:`read_volume` calls a folder (of one DICOM series) or a DICOM file without suffix.
+DICOM_FOLDER, DICOM_FILE = "dicom folder", ".dcm"
 #: Every output is written as compressed NIfTI.
 OUTPUT_SUFFIX = ".nii.gz"
 #: nnU-Net's channel suffix of a single-channel image (``case_0000.nii.gz``).
@@ -325,7 +327,14 @@ def _read_errors() -> tuple[type[BaseException], ...]:
 
 def _checked_path(path: str | os.PathLike[str]) -> tuple[Path, str]:
     path = Path(path)
+    if path.is_dir():
+        return path, DICOM_FOLDER
     suffix = _matching_suffix(path)
+    if suffix is None and path.is_file():
+        from napari_uamc.data.dicom import is_dicom_file
+
+        if is_dicom_file(path):
+            return path, DICOM_FILE
     if suffix is None:
         raise InputError(
             f"{path}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"
@@ -338,12 +347,17 @@ def _checked_path(path: str | os.PathLike[str]) -> tuple[Path, str]:
 
 
 def _read_raw(
-    path: str | os.PathLike[str], key: str, spacing: SpacingLike | None
+    path: str | os.PathLike[str], key: str, spacing: SpacingLike | None, series: str | None = None
 ) -> tuple[Path, _RawVolume]:
     """Read and validate a file: 3D, real, finite, positive spacing; source voxel order."""
     path, suffix = _checked_path(path)
     try:
-        if suffix == ".h5":
+        if suffix in (DICOM_FOLDER, DICOM_FILE):
+            from napari_uamc.data.dicom import read_dicom
+
+            array, affine, steps, info = read_dicom(path, series)
+            raw = _RawVolume(array, affine, steps, "dicom", info)
+        elif suffix == ".h5":
             raw = _read_h5(path, key, spacing)
         elif suffix in (".nrrd", ".nhdr"):
             raw = _read_nrrd(path)
@@ -381,15 +395,19 @@ def _make_volume(path: Path, raw: _RawVolume, array: np.ndarray, key: str) -> Vo
 
 
 def read_volume(
-    path: str | os.PathLike[str], *, spacing: SpacingLike | None = None, key: str = "image"
+    path: str | os.PathLike[str], *, spacing: SpacingLike | None = None, key: str = "image",
+    series: str | None = None,
 ) -> Volume:
     """Read a 3D image into canonical RAS+ voxel order, remembering the source grid.
 
-    ``spacing`` (mm, one number or three) and ``key`` apply to ``.h5`` files only, which carry
-    no geometry; NIfTI and NRRD files keep their own. Floating-point data becomes float32,
-    integer data keeps its type. ``Volume.name`` is the path (plus ``[key]`` for ``.h5``).
+    ``path`` is a NIfTI, NRRD, LA ``.h5`` or DICOM file, or a folder of one DICOM series
+    (``series``: the SeriesInstanceUID to pick when it holds several; see
+    :mod:`napari_uamc.data.dicom`). ``spacing`` (mm, one number or three) and ``key`` apply to
+    ``.h5`` files only, which carry no geometry; the others keep their own. Floating-point data
+    becomes float32, integer data keeps its type. ``Volume.name`` is the path (plus ``[key]``
+    for ``.h5``).
     """
-    path, raw = _read_raw(path, key, spacing)
+    path, raw = _read_raw(path, key, spacing, series)
     array = raw.array
     if np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float32, copy=False)
@@ -514,7 +532,7 @@ def _nifti_for_source(data: np.ndarray, like: Volume) -> Any:
         image.set_sform(header.get_sform() if sform_code > 0 else in_file_units, code=sform_code)
         image.header.set_xyzt_units(*units)
         return image
-    elif source is not None and source.format == "nrrd":
+    elif source is not None and source.format in ("nrrd", "dicom"):
         qform_code = sform_code = XFORM_SCANNER_ANAT
         units = ("mm", "unknown")
     else:

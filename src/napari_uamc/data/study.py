@@ -1313,7 +1313,7 @@ def _source_case_name(item: Any) -> str:
         return _check_case_name(item.name, "volume")
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
-        if not path.is_file():
+        if not (path.is_file() or path.is_dir()):  # a folder: one DICOM series
             raise InputError(f"image file {path} does not exist")
         return _check_case_name(case_name(path), str(path))
     raise InputError(
