@@ -572,6 +572,10 @@ def _setup_values(args: argparse.Namespace, ks: list[int]) -> dict[str, Any]:
     return values
 
 
+#: The width-8 model trained on domain-A phantoms only (the packaged default before the real-scan model).
+PHANTOM_MODEL = Path(__file__).resolve().parent / "models" / "phantom-f8.pt"
+
+
 def _starting_model(args: argparse.Namespace, shape: tuple[int, int, int]) -> tuple[Path, str]:
     """(model file, how to name it in the report)."""
     if args.model is not None:
@@ -580,14 +584,9 @@ def _starting_model(args: argparse.Namespace, shape: tuple[int, int, int]) -> tu
         return args.model, args.model.name
     if args.smoke:
         return _smoke_model(args.cache_dir, shape), "a one-step smoke model"
-    from napari_uamc.engine.checkpoint import default_model_path
-    from napari_uamc.errors import CheckpointError
-
-    try:
-        path = default_model_path()
-    except CheckpointError as error:
-        raise SystemExit(f"{error}") from None
-    return path, f"{path.name}, the packaged default model"
+    # the loop on phantoms starts from the phantom-trained model (the packaged default until it
+    # was replaced by the model trained on real LA scans); same file, kept here
+    return PHANTOM_MODEL, f"{PHANTOM_MODEL.name}, the phantom-trained model (domain A)"
 
 
 def _snapshot(cache: common.ResultCache, model_path: Path, name: str, copy: bool) -> tuple[Path, str]:

@@ -178,7 +178,8 @@ class UamcPanel(QWidget):
         self.model_combo = QComboBox()
         self.model_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.setToolTip(
-            "The packaged default was trained on synthetic phantoms only: fine-tune it on your study"
+            "The packaged default segments the left atrium in LGE MRI (trained on 64 real LA 2018 "
+            "scans); for other structures, fine-tune it on your study"
         )
         form.addRow("Model", self.model_combo)
         self.mc_spin = QSpinBox()

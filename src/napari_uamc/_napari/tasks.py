@@ -17,7 +17,7 @@ from napari_uamc.data.regions import UncertainRegion, uncertain_regions, uncerta
 from napari_uamc.data.volume import Volume
 
 #: Label shown for the packaged model in model pickers.
-DEFAULT_MODEL_LABEL = "default (synthetic phantoms only)"
+DEFAULT_MODEL_LABEL = "default (left atrium, LA 2018 MRI)"
 
 
 @dataclass

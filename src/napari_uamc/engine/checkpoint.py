@@ -311,7 +311,7 @@ def load_checkpoint(
 
 
 def default_model_path() -> Path:
-    """Path of the packaged default model (trained on synthetic phantoms only)."""
+    """Path of the packaged default model (left atrium, trained on real LA 2018 MRI)."""
     resource = resources.files(DEFAULT_MODEL_PACKAGE).joinpath(DEFAULT_MODEL_RESOURCE)
     if not resource.is_file():
         raise CheckpointError(
