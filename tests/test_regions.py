@@ -50,3 +50,20 @@ def test_bad_input_and_score():
     with pytest.raises(InputError, match="NaN"):
         uncertain_regions(bad)
     assert uncertainty_score(np.full((3, 3, 3), 0.5, np.float32)) == pytest.approx(0.5)
+
+
+def test_regions_are_reported_in_the_volumes_coordinates_wherever_they_lie():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    volume = np.zeros((60, 50, 30), np.float32)
+    volume[40:46, 10:14, 20:25] = rng.uniform(0.3, 0.6, (6, 4, 5))  # the bigger, more uncertain
+    volume[5:8, 30:33, 2:4] = 0.4
+    regions = uncertain_regions(volume, (1.0, 1.0, 2.0), threshold=0.2, min_voxels=1)
+    assert [r.voxels for r in regions] == [120, 18]
+    first = regions[0]
+    assert first.bbox_min == (40, 10, 20) and first.bbox_max == (45, 13, 24)
+    labels, _ = ndimage.label(volume >= 0.2, structure=np.ones((3, 3, 3), bool))
+    expected = ndimage.center_of_mass(volume, labels, labels[42, 11, 21])
+    assert first.centroid == pytest.approx(expected)
+    assert regions[1].bbox_min == (5, 30, 2) and regions[1].volume_ml == pytest.approx(18 * 2 / 1000)

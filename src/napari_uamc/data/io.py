@@ -37,6 +37,7 @@ __all__ = [
     "read_h5_case",
     "write_volume",
     "write_volumes",
+    "rounded_map",
     "volume_from_array",
 ]
 
@@ -594,3 +595,15 @@ def write_volumes(jobs: Sequence[tuple[str | os.PathLike[str], np.ndarray, Volum
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
         futures = [pool.submit(write_volume, path, array, like, dtype=dtype) for path, array, like, dtype in jobs]
         return [future.result() for future in futures]
+
+
+#: Float maps written by segment and the study (SDF, uncertainty) are rounded to this step.
+MAP_STEP = 1e-4
+
+
+def rounded_map(array: np.ndarray, step: float = MAP_STEP) -> np.ndarray:
+    """``array`` as float32 rounded to multiples of ``step`` (default 1e-4: far below what a
+    map of nats or of a unitless SDF shows). Full float32 noise does not compress: a
+    640 x 640 x 88 uncertainty map takes 123 MB and 5.5 s to gzip, rounded 30 MB and 2 s."""
+    values = np.asarray(array, dtype=np.float32)
+    return (np.rint(values * np.float32(1.0 / step)) * np.float32(step)).astype(np.float32, copy=False)

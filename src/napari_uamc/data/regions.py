@@ -64,18 +64,24 @@ def uncertain_regions(
     if threshold is None:
         threshold = DEFAULT_RELATIVE_THRESHOLD * math.log(n_classes)
     mask = uncertainty >= threshold
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-    if count == 0:
+    if not mask.any():
         return []
+    # work inside the bounding box of the uncertain voxels (a thin shell in a big volume)
+    nonzero = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    crop = tuple(slice(int(n[0]), int(n[-1]) + 1) for n in nonzero)
+    offset = np.array([c.start for c in crop])
+    mask, values = mask[crop], uncertainty[crop]
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=count + 1)[1:]
+    sums = np.bincount(flat, weights=values.ravel().astype(np.float64), minlength=count + 1)[1:]
     index = np.arange(1, count + 1)
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index)
-    sums = ndimage.sum_labels(uncertainty, labels, index)
     keep = np.flatnonzero(sizes >= min_voxels)
     if keep.size == 0:
         return []
     keep = keep[np.argsort(-sums[keep], kind="stable")][:top]
-    peaks = ndimage.maximum(uncertainty, labels, index[keep])
-    centroids = ndimage.center_of_mass(uncertainty, labels, index[keep])
+    peaks = ndimage.maximum(values, labels, index[keep])
+    centroids = [tuple(np.asarray(c) + offset) for c in ndimage.center_of_mass(values, labels, index[keep])]
     boxes = ndimage.find_objects(labels)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     regions = []
@@ -89,8 +95,8 @@ def uncertain_regions(
                 summed_uncertainty=float(sums[i]),
                 peak_uncertainty=float(peak),
                 centroid=tuple(float(c) for c in centroid),  # type: ignore[arg-type]
-                bbox_min=tuple(s.start for s in box),  # type: ignore[arg-type]
-                bbox_max=tuple(s.stop - 1 for s in box),  # type: ignore[arg-type]
+                bbox_min=tuple(int(s.start + o) for s, o in zip(box, offset)),  # type: ignore[arg-type]
+                bbox_max=tuple(int(s.stop - 1 + o) for s, o in zip(box, offset)),  # type: ignore[arg-type]
             )
         )
     return regions

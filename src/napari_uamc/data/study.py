@@ -49,7 +49,7 @@ from napari_uamc.data._study_files import (
     read_json,
     writing,
 )
-from napari_uamc.data.io import case_name, read_volume, write_volume, write_volumes
+from napari_uamc.data.io import case_name, read_volume, rounded_map, write_volume, write_volumes
 from napari_uamc.data.io import read_label as read_label_file
 from napari_uamc.data.volume import Volume
 from napari_uamc.errors import GridMismatchError, InputError, StudyError
@@ -873,7 +873,8 @@ class Study:
         uncertainty_score: float | None = None,
         model_version: str | None = None,
     ) -> dict[str, Path]:
-        """Write the model outputs of ``case`` (seg uint8, sdf and uncertainty float32)."""
+        """Write the model outputs of ``case`` (seg uint8; sdf and uncertainty float32, rounded
+        to 1e-4 so they compress: :func:`~napari_uamc.data.io.rounded_map`)."""
         self._require_writable()
         image = self.read_image(case)
         seg_array = _integer_label_array(seg, image, f"segmentation for case {case!r}")
@@ -882,8 +883,8 @@ class Study:
             raise InputError(f"segmentation for case {case!r} has values above {seg_max}")
         arrays = {
             "seg": seg_array,
-            "sdf": _float_map(sdf, image, f"signed distance map for case {case!r}"),
-            "uncertainty": _float_map(uncertainty, image, f"uncertainty map for case {case!r}"),
+            "sdf": rounded_map(_float_map(sdf, image, f"signed distance map for case {case!r}")),
+            "uncertainty": rounded_map(_float_map(uncertainty, image, f"uncertainty map for case {case!r}")),
         }
         score = _uncertainty_value(uncertainty_score, case)
         paths = self.prediction_paths(case)

@@ -60,8 +60,8 @@ def cpu_supports_bfloat16() -> bool:
 
 #: File (in the plugin's cache folder) that remembers the measured CPU precision per machine.
 PRECISION_CACHE_FILE = "cpu-precision.json"
-#: The measurement: V-Net-like 3x3x3 convolutions, channels-last, on one volume of this size.
-_PROBE_CHANNELS, _PROBE_SHAPE, _PROBE_REPEATS = 32, (40, 40, 24), 5
+#: The measurement: the fused inference network (width 16) on one volume of this size.
+_PROBE_WIDTH, _PROBE_SHAPE, _PROBE_REPEATS = 16, (64, 64, 32), 3
 
 
 def _cpu_name() -> str:
@@ -79,19 +79,27 @@ def machine_key() -> str:
     return f"{_cpu_name()} | torch {torch.__version__}"
 
 
-def _probe_seconds(dtype: torch.dtype) -> float:
-    """Median seconds of a few 3x3x3 convolution forwards (inference) in ``dtype``."""
-    generator = torch.Generator().manual_seed(0)
-    conv = torch.nn.Conv3d(_PROBE_CHANNELS, _PROBE_CHANNELS, 3, padding=1).eval()
-    conv = conv.to(memory_format=torch.channels_last_3d)
-    x = torch.randn(1, _PROBE_CHANNELS, *_PROBE_SHAPE, generator=generator)
-    x = x.to(memory_format=torch.channels_last_3d)
+def _probe_networks() -> dict[torch.dtype, torch.nn.Module]:
+    from napari_uamc.engine.fast import fuse_for_inference
+    from napari_uamc.engine.model import DualTaskVNet
+
+    torch.manual_seed(0)
+    model = DualTaskVNet(width=_PROBE_WIDTH).eval()
+    return {dtype: fuse_for_inference(model, dtype=dtype) for dtype in (torch.float32, torch.bfloat16)}
+
+
+def _probe_seconds(dtype: torch.dtype, networks: dict | None = None) -> float:
+    """Median seconds of a forward pass of the fused inference network (as Segment runs it) in
+    ``dtype``, after a warm-up (the first call builds oneDNN's kernels)."""
+    network = (networks or _probe_networks())[dtype]
+    x = torch.randn(1, 1, *_PROBE_SHAPE, generator=torch.Generator().manual_seed(0)).to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
     times = []
-    with torch.inference_mode(), autocast(torch.device("cpu"), dtype):
+    with torch.inference_mode():
         for repeat in range(_PROBE_REPEATS + 1):
             started = time.perf_counter()
-            conv(conv(x))
-            if repeat:  # the first is a warm-up
+            network(x)
+            if repeat:
                 times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -100,8 +108,8 @@ def measured_cpu_precision(cache: Path | None = None) -> dict:
     """Which of float32 and bfloat16 runs the network faster on this CPU, measured once.
 
     A CPU can have bfloat16 instructions and still run them slower than float32 (AVX512-BF16
-    without AMX units), so ``auto`` decides by a short timing (about a second) instead of a CPU
-    flag. The result is cached per CPU model and torch version (:func:`machine_key`) in
+    without AMX units), so ``auto`` decides by timing the fused inference network in both
+    (about a second, once) instead of reading a CPU flag. The result is cached per CPU model and torch version (:func:`machine_key`) in
     ``cache`` (default: the plugin's cache folder) and returned as
     ``{"choice": "bfloat16"|"float32", "float32_s": ..., "bfloat16_s": ..., "machine": ...}``.
     """
@@ -122,7 +130,8 @@ def measured_cpu_precision(cache: Path | None = None) -> dict:
     if not cpu_supports_bfloat16():
         entry = {"choice": "float32", "reason": "no native bfloat16 on this CPU", "machine": key}
     else:
-        float32, bfloat16 = _probe_seconds(torch.float32), _probe_seconds(torch.bfloat16)
+        networks = _probe_networks()
+        float32, bfloat16 = _probe_seconds(torch.float32, networks), _probe_seconds(torch.bfloat16, networks)
         entry = {"choice": "bfloat16" if bfloat16 < float32 else "float32",
                  "float32_s": float32, "bfloat16_s": bfloat16, "machine": key}
     with contextlib.suppress(OSError):  # an unwritable cache only means measuring again next time

@@ -334,19 +334,21 @@ def output_paths(out_dir: str | Path, case: str, class_names: list[str]) -> dict
 def write_segmentation(
     result: SegmentationResult, volume: Volume, out_dir: str | Path, case: str
 ) -> dict[str, Path]:
-    """Write label (uint8), SDF and uncertainty (float32) on ``volume``'s source grid and affine.
+    """Write label (uint8), SDF and uncertainty (float32, rounded to 1e-4: ``rounded_map``) on
+    ``volume``'s source grid and affine.
 
     A binary model gives ``<case>_seg``, ``<case>_sdf`` and ``<case>_uncertainty`` ``.nii.gz``;
     with more classes the SDF is one file per foreground class, ``<case>_sdf_<class>.nii.gz``.
     """
-    from napari_uamc.data.io import write_volumes
+    from napari_uamc.data.io import rounded_map, write_volumes
 
     paths = output_paths(out_dir, case, result.class_names)
-    jobs = [(paths["seg"], result.label, volume, np.uint8), (paths["uncertainty"], result.uncertainty, volume, np.float32)]
+    jobs = [(paths["seg"], result.label, volume, np.uint8),
+            (paths["uncertainty"], rounded_map(result.uncertainty), volume, np.float32)]
     if result.sdf.ndim == 3:
-        jobs.append((paths["sdf"], result.sdf, volume, np.float32))
+        jobs.append((paths["sdf"], rounded_map(result.sdf), volume, np.float32))
     else:
-        jobs += [(paths[f"sdf_{name}"], result.sdf[channel], volume, np.float32)
+        jobs += [(paths[f"sdf_{name}"], rounded_map(result.sdf[channel]), volume, np.float32)
                  for channel, name in enumerate(result.class_names[1:])]
     write_volumes(jobs)  # side by side: gzip releases the GIL
     return paths
