@@ -8,9 +8,11 @@ of a user's first call:
 
 - ``uamc segment`` (T = 8 MC samples) timed from outside, interpreter start to exit;
 - the same steps timed one by one (imports, model, reading, resampling, network, resampling
-  back and post-processing, writing the three files);
+  back and post-processing, writing the three files), with the CLI's malloc setting
+  (``keep_freed_memory``: freed memory is reused instead of faulted in again);
 - the panel's Segment worker (``tasks.segment_image`` on an imported study: inference,
-  uncertain regions, case score, saving the prediction into the study).
+  uncertain regions, case score, saving the prediction into the study), in a process without
+  that malloc setting, like napari's.
 
 Each in float32 and bfloat16 (``--precision``); ``auto`` picks whichever this machine measured
 faster (``engine/device.py``). Median of ``--repeats`` runs; the load average is recorded.
@@ -51,6 +53,8 @@ if mode == "cli":
     stages = {"exit code": code}
 elif mode == "stages":
     import torch
+    from napari_uamc.engine.device import keep_freed_memory
+    keep_freed_memory()  # as uamc segment does
     from napari_uamc.data.io import read_volume
     from napari_uamc.engine.checkpoint import default_model_path, load_checkpoint
     from napari_uamc.engine.inference import InferenceConfig, segment_volume, write_segmentation
