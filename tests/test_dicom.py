@@ -117,6 +117,12 @@ def test_several_series_are_listed_and_one_can_be_chosen(tmp_path, stored):
     assert chosen.same_grid(expected) and np.allclose(chosen.array, expected.array)
     with pytest.raises(InputError, match="no series 'nope'"):
         read_volume(tmp_path / "mixed", series="nope")
+    model = __import__("_helpers").save_tiny_model(tmp_path / "tiny.pt", spacing=SPACING)
+    for uid in (first, second):  # one folder, two series, one --out: two output names
+        assert main(["segment", str(tmp_path / "mixed"), "--series", uid, "--model", str(model), "--out",
+                     str(tmp_path / "out"), "--mc-samples", "0", "--device", "cpu", "--threads", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_seg.nii.gz")) == [
+        "mixed_series21_seg.nii.gz", "mixed_series22_seg.nii.gz"]
 
 
 @pytest.mark.parametrize(("damage", "message"), [({"skip": 3}, "missing slice"),

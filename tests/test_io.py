@@ -420,7 +420,7 @@ def test_case_name(path, strip_seg, expected):
 
 
 def test_supported_suffixes_are_public():
-    assert io.SUPPORTED_SUFFIXES == (".nii.gz", ".nii", ".nrrd", ".nhdr", ".h5")
+    assert io.SUPPORTED_SUFFIXES == (".nii.gz", ".nii", ".nrrd", ".nhdr", ".h5", ".dcm")
 
 
 # ------------------------------------------------------------------ headers other tools trust
@@ -483,3 +483,10 @@ def test_nrrd_space_units_are_honoured(tmp_path):
                {**header, "space units": ["furlong"] * 3}, index_order="F")
     with pytest.raises(InputError, match="unknown space units"):
         read_volume(tmp_path / "x.nrrd")
+
+
+def test_float_maps_are_rounded_to_a_step_that_compresses():
+    values = np.random.default_rng(6).normal(size=(20, 20, 10)).astype(np.float32)
+    rounded = io.rounded_map(values)
+    assert rounded.dtype == np.float32 and np.abs(rounded - values).max() <= 0.5e-4 + 1e-7
+    assert len(np.unique(rounded)) < len(np.unique(values))

@@ -16,8 +16,9 @@ from napari_uamc.engine.windows import DEFAULT_OVERLAP, LAYOUTS
 from napari_uamc.errors import InputError
 
 DESCRIPTION = """\
-Segment 3D images with a UG-MCL dual-task V-Net. For each IMAGE (NIfTI, NRRD or LA .h5) it
-writes into DIR, on the image's own grid and affine:
+Segment 3D images with a UG-MCL dual-task V-Net. For each IMAGE (NIfTI, NRRD, LA .h5, or a
+DICOM file or folder of one series with the dicom extra) it writes into DIR, on the image's own
+grid and affine:
   <case>_seg.nii.gz          label map (uint8; argmax of the deterministic pass, dropout off)
   <case>_sdf.nii.gz          the network's signed distance (unitless, negative inside, in [-1, 1])
   <case>_uncertainty.nii.gz  MC-dropout uncertainty: entropy of the mean of T dropout samples,
@@ -75,7 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="MODEL.pt",
         type=Path,
         default=None,
-        help="napari-uamc model file (default: the packaged model, trained on synthetic phantoms)",
+        help="napari-uamc model file (default: the packaged left-atrium model, trained on 64 real "
+        "LA 2018 LGE MRI scans)",
     )
     add_int_option(
         parser,
@@ -127,7 +129,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_float,
         default=None,
         help="voxel size of .h5 inputs, which store none: one number or three (x y z) "
-        "(default 1 mm; the LA 2018 data is 0.625)",
+        "(default: 0.625 mm for the research code's mri_norm2.h5, the LA 2018 scans' voxel size; "
+        "1 mm for other .h5 files)",
     )
     add_int_option(
         parser,
@@ -205,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
 
     for number, (path, case) in enumerate(inputs, start=1):
         volume = read_volume(path, spacing=args.spacing, series=args.series)
+        if args.series and path.is_dir():  # one folder, several series: each its own output name
+            case = f"{case}_series{args.series.rsplit('.', 1)[-1]}"
         label = f"[{number}/{len(inputs)}] {case}"
         bar: list[ProgressBar] = []
 
