@@ -34,14 +34,10 @@ KEY_LENGTH = 12
 
 # ------------------------------------------------------------------------------- machine facts
 def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    """The CPU's model name (the engine's, which also keys the measured CPU precision)."""
+    from napari_uamc.engine.device import cpu_model as engine_cpu_model
+
+    return engine_cpu_model()
 
 
 def load_average() -> float | None:
@@ -258,6 +254,16 @@ def write_section(doc: str | os.PathLike[str], name: str, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, text)
     return path
+
+
+def save_report(report: Any, json_path: Path | None, doc: Path | None, section: str, render) -> None:
+    """Write ``report`` as JSON to ``json_path`` and ``render(report)`` as section ``section`` of
+    ``doc`` (each when given), saying where the section went."""
+    if json_path:
+        write_json_atomically(json_path, report)
+    if doc:
+        write_section(doc, section, render(report))
+        print(f"wrote {doc}")
 
 
 def write_text_atomically(path: Path, text: str) -> None:

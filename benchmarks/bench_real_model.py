@@ -134,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         mean = result["mean"]
         print(f"{kind}: Dice {mean['dice']:.4f}  Jaccard {mean['jaccard']:.4f}  HD95 {mean['hd95']:.2f} mm  "
               f"ASD {mean['asd']:.2f} mm")
-    if args.json:
-        common.write_json_atomically(args.json, report)
-    if args.write:
-        common.write_section(args.write, SECTION, document(report))
-        print(f"wrote {args.write}")
+    common.save_report(report, args.json, args.write, SECTION, document)
     return 0
 
 

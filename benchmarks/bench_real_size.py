@@ -208,11 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{k} {v:.2f}" for k, v in report['rows'][precision][mode]['stages'].items()
                               if isinstance(v, float)), flush=True)
     report["load_after"] = common.load_average()
-    if args.json:
-        common.write_json_atomically(args.json, report)
-    if args.write:
-        common.write_section(args.write, SECTION, document(report))
-        print(f"wrote {args.write}")
+    common.save_report(report, args.json, args.write, SECTION, document)
     return 0
 
 

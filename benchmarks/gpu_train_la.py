@@ -36,6 +36,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from gpu_bench import dice  # noqa: E402  (numpy only: data.metrics needs scipy)
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "la2018"
 LA_SPACING_MM = 0.625
@@ -53,14 +55,11 @@ def read_case(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def training_case(name: str, image: np.ndarray, label: np.ndarray | None, target_spacing):
     """A ``TrainingCase`` (z-scored), resampled to ``target_spacing`` mm when given."""
     from napari_uamc.engine.dataset import TrainingCase
-    from napari_uamc.engine.preprocess import resample_label, resample_to_shape, resampled_shape
+    from napari_uamc.engine.preprocess import resample_to_spacing
 
     spacing = (LA_SPACING_MM,) * 3
     if target_spacing is not None:
-        shape = resampled_shape(image.shape, spacing, target_spacing)
-        image = resample_to_shape(image, shape, order=1)
-        label = None if label is None else resample_label(label, shape)
-        spacing = tuple(float(t) for t in target_spacing)
+        image, label, spacing = resample_to_spacing(image, label, spacing, target_spacing, name)
     return TrainingCase.from_arrays(name, image, label, spacing)
 
 
@@ -72,12 +71,6 @@ def row_config(row: str, args: argparse.Namespace):
     if row == "ugmcl":
         return TrainConfig(**base, terms=method_terms("ugmcl"), batch_size=4, labeled_batch_size=2)
     return TrainConfig(**base, terms=parse_terms("seg,dis"), batch_size=4, labeled_batch_size=4)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def validate(model_path: Path, val: dict[str, tuple[np.ndarray, np.ndarray]], device: str) -> dict[str, Any]:

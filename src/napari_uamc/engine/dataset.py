@@ -23,13 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_uamc.data.io import case_name, read_h5_case, read_label, read_volume
-from napari_uamc.engine.preprocess import (
-    checked_resampled_shape,
-    needs_resampling,
-    resample_label,
-    resample_to_shape,
-    zscore,
-)
+from napari_uamc.engine.preprocess import resample_to_spacing, zscore
 from napari_uamc.errors import InputError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr")
@@ -211,15 +205,10 @@ def _h5_index(folder: Path) -> dict[str, Path]:
 
 
 def _to_case(name: str, image, label, target_spacing=None) -> TrainingCase:  # Volume, Volume | None
-    array = image.array
+    array, spacing = image.array, image.spacing
     label_array = None if label is None else _label_uint8(label.array, name)
-    spacing = image.spacing
-    if target_spacing is not None and needs_resampling(spacing, target_spacing):
-        shape = checked_resampled_shape(array.shape, spacing, target_spacing, f"case {name}")
-        array = resample_to_shape(array, shape, order=1)
-        if label_array is not None:
-            label_array = resample_label(label_array, shape)
-        spacing = tuple(e * s / n for e, s, n in zip(image.array.shape, image.spacing, shape))
+    if target_spacing is not None:
+        array, label_array, spacing = resample_to_spacing(array, label_array, spacing, target_spacing, f"case {name}")
     return TrainingCase(name, zscore(array), label_array, spacing)
 
 

@@ -64,19 +64,20 @@ PRECISION_CACHE_FILE = "cpu-precision.json"
 _PROBE_WIDTH, _PROBE_SHAPE, _PROBE_REPEATS = 16, (64, 64, 32), 3
 
 
-def _cpu_name() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def machine_key() -> str:
     """What the measured precision depends on: the CPU model and the torch build."""
-    return f"{_cpu_name()} | torch {torch.__version__}"
+    return f"{cpu_model()} | torch {torch.__version__}"
 
 
 def _probe_networks() -> dict[torch.dtype, torch.nn.Module]:
@@ -109,8 +110,9 @@ def measured_cpu_precision(cache: Path | None = None) -> dict:
 
     A CPU can have bfloat16 instructions and still run them slower than float32 (AVX512-BF16
     without AMX units), so ``auto`` decides by timing the fused inference network in both
-    (about a second, once) instead of reading a CPU flag. The result is cached per CPU model and torch version (:func:`machine_key`) in
-    ``cache`` (default: the plugin's cache folder) and returned as
+    (about a second, once) instead of reading a CPU flag. The result is cached per CPU model
+    and torch version (:func:`machine_key`) in ``cache`` (default: the plugin's cache folder)
+    and returned as
     ``{"choice": "bfloat16"|"float32", "float32_s": ..., "bfloat16_s": ..., "machine": ...}``.
     """
     from napari_uamc._atomic import write_json_atomic
@@ -147,17 +149,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "float32":
         return torch.float32
-    if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-    else:
-        supported = False
     if precision == "bfloat16":
         if device.type not in ("cpu", "cuda"):
             raise InputError(f"bfloat16 is not supported on {device.type}; use --precision float32")
         return torch.bfloat16
     if device.type == "cpu":
         return torch.bfloat16 if measured_cpu_precision()["choice"] == "bfloat16" else torch.float32
-    return torch.bfloat16 if supported else torch.float32
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 @contextlib.contextmanager

@@ -31,13 +31,7 @@ from napari_uamc.data.study import Study
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
-from napari_uamc.engine.preprocess import (
-    checked_resampled_shape,
-    needs_resampling,
-    resample_label,
-    resample_to_shape,
-    zscore,
-)
+from napari_uamc.engine.preprocess import resample_to_spacing, zscore
 from napari_uamc.engine.training import StepReport, Trainer, recalibrate_batchnorm
 from napari_uamc.errors import InputError, TrainingError
 
@@ -116,13 +110,7 @@ def _read_case(study: Study, name: str, meta: ModelMeta, labeled: bool, toleranc
     volume = study.read_image(name)
     image = zscore(volume.array)
     label = study.read_label(name).array if labeled else None  # type: ignore[union-attr]
-    spacing = volume.spacing
-    if needs_resampling(spacing, meta.spacing, tolerance):
-        shape = checked_resampled_shape(volume.shape, spacing, meta.spacing, f"case {name}")
-        image = resample_to_shape(image, shape, order=1)
-        if label is not None:
-            label = resample_label(label, shape)
-        spacing = tuple(n * s / m for n, s, m in zip(volume.shape, spacing, shape))
+    image, label, spacing = resample_to_spacing(image, label, volume.spacing, meta.spacing, f"case {name}", tolerance)
     return TrainingCase(name, image, None if label is None else label.astype(np.uint8), spacing)
 
 

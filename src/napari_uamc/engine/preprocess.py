@@ -161,3 +161,27 @@ def needs_resampling(
     have = _as_spacing(spacing, "spacing")
     want = _as_spacing(model_spacing, "model spacing")
     return bool(np.any(np.abs(have - want) / want > tolerance))
+
+
+def resample_to_spacing(
+    image: np.ndarray,
+    label: np.ndarray | None,
+    spacing: Sequence[float],
+    target: Sequence[float],
+    name: str,
+    tolerance: float = RESAMPLE_TOLERANCE,
+) -> tuple[np.ndarray, np.ndarray | None, tuple[float, float, float]]:
+    """``(image, label, spacing)`` of a case on a grid at about ``target`` mm, when its spacing
+    differs from ``target`` by more than ``tolerance``; else the inputs unchanged.
+
+    The image is resampled linearly, the label class by class (:func:`resample_label`); the
+    returned spacing is the new grid's exact one (extent / voxels). A grid that would collapse
+    to a few voxels is refused (:func:`checked_resampled_shape`, naming ``name``).
+    """
+    if not needs_resampling(spacing, target, tolerance):
+        return image, label, tuple(float(s) for s in spacing)  # type: ignore[return-value]
+    shape = checked_resampled_shape(image.shape, spacing, target, name)
+    resampled = resample_to_shape(image, shape, order=1)
+    label = None if label is None else resample_label(label, shape)
+    new_spacing = tuple(n * s / m for n, s, m in zip(image.shape, spacing, shape))
+    return resampled, label, new_spacing  # type: ignore[return-value]
