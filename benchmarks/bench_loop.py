@@ -20,10 +20,19 @@ Every run also scores a domain-A test study after the fine-tune (forgetting). Pe
 studies are new phantoms (B: phantom seed 3000+s; A test: 4000+s; replay: 5000+s) and s seeds
 the fine-tune and the random order.
 
+``--real`` runs the loop on real LA 2018 scans (``../shared/data/la2018``) instead: the study of
+seed s is 10 scans of the paper's ``train.list`` (lines 17 + 10 s to 26 + 10 s: never in the first
+16, which a warm-start model trains on, nor in the last 4). Forgetting is scored on the starting
+model's own domain: domain-A phantoms for a model that never saw a real scan (a cold start),
+the last 4 scans of ``train.list`` otherwise (a warm start). The report goes to the section
+``loop-la2018-cold`` or ``loop-la2018-warm``.
+
     python benchmarks/bench_loop.py --threads 1                 # everything (hours on 2 cores)
     python benchmarks/bench_loop.py --experiments methods --k 2 --seeds 0
     python benchmarks/bench_loop.py --cached --write             # tables from the cache, into docs/
     python benchmarks/bench_loop.py --smoke                      # seconds; what CI runs
+    python benchmarks/bench_loop.py --real --seeds 0,1,2 --threads 1            # cold start
+    python benchmarks/bench_loop.py --real --model WARM.pt --k 2 --seeds 0,1,2  # warm start
 """
 
 from __future__ import annotations
@@ -65,7 +74,9 @@ def _variant(label: str, terms: tuple[str, ...], bn: bool, ema: bool, **extra: A
 VARIANTS: dict[str, Variant] = {
     "sup": _variant("supervised (seg + dis)", SUPERVISED_TERMS, False, False),
     "sup-bn": _variant("supervised + BN recalibration", SUPERVISED_TERMS, True, False),
-    "sup-ema-bn": _variant("supervised + EMA + BN recalibration (baseline)", SUPERVISED_TERMS, True, True),
+    "sup-ema-bn": _variant("supervised + EMA + BN recalibration (baseline; the default)", SUPERVISED_TERMS, True, True),
+    "sup-ema-bn-lr001": _variant("supervised + EMA + BN recalibration, lr 0.001 always", SUPERVISED_TERMS,
+                                 True, True, finetune_lr=0.001),
     "ugmcl": _variant("UG-MCL", ALL_TERMS, False, False),
     "ugmcl-bn": _variant("UG-MCL + BN recalibration", ALL_TERMS, True, False),
     "ugmcl-ema-bn": _variant("UG-MCL + EMA + BN recalibration", ALL_TERMS, True, True),
@@ -74,12 +85,15 @@ VARIANTS: dict[str, Variant] = {
     "dtc-ema-bn": _variant("seg + dis + ctc (DTC) + EMA + BN recalibration", DTC_TERMS, True, True),
     "ugmcl-t2-ema-bn": _variant("UG-MCL, T = 2, + EMA + BN recalibration", ALL_TERMS, True, True,
                                 mc_samples=2),
-    "sup-ema-bn-lr01": _variant("supervised + EMA + BN recalibration, lr 0.01", SUPERVISED_TERMS, True,
+    "sup-ema-bn-lr01": _variant("supervised + EMA + BN recalibration, lr 0.01 always", SUPERVISED_TERMS, True,
                                 True, finetune_lr=0.01),
     "ugmcl-ema-bn-lr01": _variant("UG-MCL + EMA + BN recalibration, lr 0.01", ALL_TERMS, True, True,
                                   finetune_lr=0.01),
 }
 BASELINE, SEMI = "sup-ema-bn", "ugmcl-ema-bn"
+#: Fine-tunes that --real runs unless --variants says otherwise: the default (its learning rate
+#: chosen by how much the person corrected, ``finetune.COLD_START_DICE``) and both fixed rates.
+REAL_VARIANTS = (BASELINE, "sup-ema-bn-lr001", "sup-ema-bn-lr01")
 ORDERS = ("uncertainty", "random")
 
 
@@ -120,9 +134,18 @@ class Setup:
     iterations: int | None = None
     mc_samples: int = 8
     device: str = "cpu"
+    #: "phantoms", or "la2018": the real scans (``shape`` and ``domain`` then unused)
+    data: str = "phantoms"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if values["data"] == "phantoms":  # phantom caches keep the key they had before --real
+            del values["data"]
+        return values
+
+    @property
+    def real(self) -> bool:
+        return self.data == "la2018"
 
 
 SMOKE = dict(shape=(32, 32, 32), cases=3, forgetting_cases=1, replay_cases=1, minutes=None,
@@ -142,7 +165,67 @@ def file_sha(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------- data
-def _data(cache_root: Path, setup: Setup, seed: int) -> dict[str, Path]:
+#: The real LA 2018 scans (research layout, ``train.list`` order).
+LA2018 = common.REPO_ROOT.parent / "shared" / "data" / "la2018"
+#: train.list lines of the real studies: the first 16 train a warm-start model, the last 4 score
+#: its forgetting; a seed's study is the next 10 lines after those of the seeds before it.
+REAL_FIRST_STUDY_LINE, REAL_FORGETTING_CASES = 16, 4
+
+
+def real_case_names(data: Path = LA2018) -> list[str]:
+    """Scan names of ``train.list``, in its order."""
+    path = data / "train.list"
+    if not path.is_file():
+        raise SystemExit(f"--real needs the LA 2018 scans with their train.list at {data}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def real_study_cases(seed: int, cases: int, data: Path = LA2018) -> list[str]:
+    """The scans of seed ``seed``'s real study (see the module docstring)."""
+    names = real_case_names(data)
+    start = REAL_FIRST_STUDY_LINE + cases * seed
+    if start + cases > len(names) - REAL_FORGETTING_CASES:
+        raise SystemExit(f"seed {seed}: not enough LA 2018 scans for a study of {cases} "
+                         f"(seeds 0-{(len(names) - REAL_FORGETTING_CASES - REAL_FIRST_STUDY_LINE) // cases - 1})")
+    return names[start:start + cases]
+
+
+def _real_study(folder: Path, names: list[str], data: Path = LA2018) -> Path:
+    """A study of the real scans ``names`` (ground truth only, none accepted), imported once."""
+    from napari_uamc.data.research_import import import_study
+
+    marker = folder.parent / f"{folder.name}.complete.json"
+    try:
+        if json.loads(marker.read_text()) == names and folder.is_dir():
+            return folder
+    except (OSError, ValueError):
+        pass
+    marker.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    listing = folder.parent / f"{folder.name}.list"
+    common.write_text_atomically(listing, "\n".join(names) + "\n")
+    import_study(data, folder, labeled=0, case_list=listing)
+    common.write_json_atomically(marker, names)
+    return folder
+
+
+def _real_data(cache_root: Path, setup: Setup, seed: int, synthetic_model: bool) -> dict[str, Path]:
+    base = cache_root / BENCH / "data" / "la2018"
+    names = real_study_cases(seed, setup.cases)
+    data = {"B": _real_study(base / f"study{setup.cases}_seed{seed}", names)}
+    if synthetic_model:  # a cold start's own domain: phantoms
+        data["A"] = common.phantom_study(base / f"phantomA{setup.forgetting_cases}_seed{seed}",
+                                         cases=setup.forgetting_cases, seed=A_TEST_SEED + seed,
+                                         shape=setup.shape, labeled=0, domain="A")
+    else:
+        data["A"] = _real_study(base / "forgetting", real_case_names()[-REAL_FORGETTING_CASES:])
+    return data
+
+
+def _data(cache_root: Path, setup: Setup, seed: int, synthetic_model: bool = True) -> dict[str, Path]:
+    if setup.real:
+        return _real_data(cache_root, setup, seed, synthetic_model)
     shape = "x".join(map(str, setup.shape))
     base = cache_root / BENCH / "data" / shape
     return {
@@ -258,6 +341,10 @@ def run_one(setup: Setup, model_path: Path, data: dict[str, Path], start: dict[s
         "finetune_seconds": round(result.seconds, 1), "seconds": round(clock.seconds, 1),
         "training_seconds": round(training_seconds, 1),
         "seconds_per_iteration": round(training_seconds / max(result.iterations, 1), 3),
+        # reading, resampling, the start-up of training, recalibration: the fine-tune outside its steps
+        "seconds_outside_steps": round(result.seconds - training_seconds, 1),
+        "learning_rate": info.get("settings", {}).get("finetune_lr"),
+        "notes": info.get("notes", []),
         "precision": info.get("precision"),
         "load_average": [load_start, common.load_average()],
         "dice_before": {n: start["dice_B"][n] for n in remaining},
@@ -328,7 +415,9 @@ def build_tables(found: dict[str, dict], runs: list[tuple]) -> tuple[str, list[s
                 f"{common.fmt_mean_sd(gains, 1, 3)} ({common.fmt_range(b1, 1, 2)})",
                 f"{common.fmt_mean_sd(a0, 1, 2)} -> {common.fmt_mean_sd(a1, 1, 2)}",
                 f"{common.fmt_range([r['iterations'] for r in results], 1, 0)} "
-                f"({common.fmt_range([r['seconds_per_iteration'] for r in results], 1, 2)} s/it)",
+                f"({common.fmt_range([r['seconds_per_iteration'] for r in results], 1, 2)} s/it"
+                + (f"; {common.fmt_range([r['seconds_outside_steps'] for r in results], 1, 0)} s outside the steps"
+                   if all("seconds_outside_steps" in r for r in results) else "") + ")",
             ])
         if rows:
             sections.append(f"**{exp_name}**\n\n" + common.markdown_table(
@@ -406,6 +495,14 @@ def _findings(found: dict[str, dict]) -> list[str]:
         lines.append(f"- Best on the uncorrected cases alone (forgetting not weighed): {VARIANTS[best].label}, overrides "
                      f"`{VARIANTS[best].overrides}`"
                      + ("" if better else " (no other fine-tune beat it on average)") + ".")
+    per_case = [(r["dice_after"][n] - r["dice_before"][n], n, name) for name, r in done.items()
+                for n in r["dice_after"] if n in r["dice_before"]]
+    if per_case:
+        worst = min(per_case)
+        losers = sum(d < -0.02 for d, _, _ in per_case)
+        lines.append(f"- Uncorrected cases, one by one: {len(per_case)} case scores over {len(done)} runs; "
+                     f"{losers} lost more than 2 Dice points; the largest change down {worst[0]:+.3f} "
+                     f"({worst[1]} in {worst[2]}).")
     forget = [(_run_mean(r, "dice_A_before"), _run_mean(r, "dice_A_after"), bool(r["replay"]))
               for r in done.values()]
     plain = [(b, a) for b, a, rep in forget if not rep]
@@ -422,7 +519,7 @@ def _findings(found: dict[str, dict]) -> list[str]:
 
 
 def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCache, runs: list[tuple],
-             seeds: list[int], machine: dict[str, Any], command: str) -> str:
+             seeds: list[int], machine: dict[str, Any], command: str, cold: bool = True) -> str:
     found = cache.runs()
     tables, findings = build_tables(found, runs)
     measured = [r for r in found.values() if "dice_after" in r]
@@ -431,9 +528,26 @@ def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCac
     commands = sorted({r["command"] for r in found.values() if r.get("command")}) or [command]
     machines = {common.describe_machine(r["machine"]) for r in found.values() if r.get("machine")}
     budget = f"{setup.minutes:g} minutes" if setup.minutes is not None else f"{setup.iterations} iterations"
-    shape = "x".join(map(str, setup.shape))
+    if setup.real:
+        start = "cold" if cold else "warm"
+        title = f"## Correct-and-retrain loop on real LA scans ({start} start)"
+        study = (f"Study per seed s: {setup.cases} real LA 2018 scans (train.list lines "
+                 f"{REAL_FIRST_STUDY_LINE + 1}+{setup.cases}s to {REAL_FIRST_STUDY_LINE + setup.cases}+"
+                 f"{setup.cases}s, 0.625 mm, cropped by the challenge's research code), none accepted. "
+                 "Forgetting: Dice on the starting model's own domain ("
+                 + (f"{setup.forgetting_cases} new domain-A phantoms, seed {A_TEST_SEED}+s"
+                    if start == "cold" else f"the last {REAL_FORGETTING_CASES} scans of train.list")
+                 + f"). Seeds: {', '.join(map(str, seeds))}; s also seeds the fine-tune.")
+    else:
+        title = "## Correct-and-retrain loop on a shifted domain"
+        study = (f"Study per seed s: {setup.cases} "
+                 f"domain-{setup.domain} phantoms {'x'.join(map(str, setup.shape))} (phantom seed {B_DATA_SEED}+s), "
+                 f"none accepted. Forgetting: Dice on {setup.forgetting_cases} new domain-A phantoms (seed "
+                 f"{A_TEST_SEED}+s). Replay: {setup.replay_cases} further domain-A phantoms (seed "
+                 f"{REPLAY_SEED}+s) accepted into the study. Seeds: {', '.join(map(str, seeds))}; s also "
+                 "seeds the fine-tune and the random order.")
     lines = [
-        "## Correct-and-retrain loop on a shifted domain",
+        title,
         "",
         f"Written by `benchmarks/bench_loop.py` ({preset} configuration, cache key `{cache.key}`), "
         f"{common.utc_now()}.",
@@ -442,11 +556,7 @@ def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCac
         f"- Machine: {'; '.join(sorted(machines)) or common.describe_machine(machine)}. Load average "
         f"during the fine-tunes: {common.fmt_range(loads, 1, 1)} (other jobs shared the CPU; a time "
         "budget buys fewer iterations on a busy machine).",
-        f"- Starting model: {model_name} (sha256 {setup.model_sha}). Study per seed s: {setup.cases} "
-        f"domain-{setup.domain} phantoms {shape} (phantom seed {B_DATA_SEED}+s), none accepted. "
-        f"Forgetting: Dice on {setup.forgetting_cases} new domain-A phantoms (seed {A_TEST_SEED}+s). "
-        f"Replay: {setup.replay_cases} further domain-A phantoms (seed {REPLAY_SEED}+s) accepted into "
-        f"the study. Seeds: {', '.join(map(str, seeds))}; s also seeds the fine-tune and the random order.",
+        f"- Starting model: {model_name} (sha256 {setup.model_sha}). {study}",
         "- Each run: copy the study; accept the ground truth of the first k cases in the order of "
         "correction (most uncertain first by the starting model's mean MC-dropout entropy over the "
         f"volume, T = {setup.mc_samples}; or a random order); `finetune_study` with a budget of "
@@ -481,6 +591,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     budget.add_argument("--iterations", type=int, help="fine-tune budget in iterations instead")
     parser.add_argument("--cases", type=int, help="cases in the shifted study (default 10)")
     parser.add_argument("--domain", default="B", help="the shifted phantom domain (default B)")
+    parser.add_argument("--real", action="store_true",
+                        help="studies of real LA 2018 scans from ../shared/data/la2018 instead of phantoms "
+                             "(experiments methods and order only)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: torch's; use 1 on a busy machine)")
@@ -569,6 +682,10 @@ def _setup_values(args: argparse.Namespace, ks: list[int]) -> dict[str, Any]:
     if max(ks) >= cases:
         raise SystemExit(f"--k {max(ks)} leaves no uncorrected case in a study of {cases}")
     values.update(device=args.device, domain=args.domain.upper())
+    if args.real:
+        if args.smoke:
+            raise SystemExit("--real and --smoke do not go together (the smoke run is on phantoms)")
+        values["data"] = "la2018"
     return values
 
 
@@ -604,12 +721,19 @@ def _snapshot(cache: common.ResultCache, model_path: Path, name: str, copy: bool
         return snapshot, name
 
 
+def _synthetic_only(model_path: Path) -> bool:
+    """Whether the model trained on phantoms only (a cold start on real scans)."""
+    from napari_uamc.engine.checkpoint import load_checkpoint
+
+    return bool(load_checkpoint(model_path, "cpu")[1].synthetic_only)
+
+
 def _run_seed(setup: Setup, cache: common.ResultCache, cache_root: Path, model_path: Path,
               seed_runs: list[tuple], seed: int, extra: dict[str, Any]) -> bool:
     """Run the missing runs of one seed; False when interrupted."""
     if all((cache.get(run_name(*r[1:])) or {}).get("dice_after") for r in seed_runs):
         return True
-    data = _data(cache_root, setup, seed)
+    data = _data(cache_root, setup, seed, _synthetic_only(model_path))
     start = cache.get(f"before_seed{seed}")
     if start is None:
         print(f"  seed {seed}: scoring the starting model", flush=True)
@@ -648,6 +772,13 @@ def main(argv: list[str] | None = None) -> int:
     variants = _names(args.variants, VARIANTS, "variant")
     if variants is None and args.smoke:
         variants = list(SMOKE_VARIANTS)
+    if args.real:
+        asked = experiments if args.experiments != ",".join(EXPERIMENTS) else ["methods"]
+        experiments = [e for e in asked if not EXPERIMENTS[e].replay]
+        if not experiments:
+            raise SystemExit("--real runs the experiments without replay (methods, order)")
+        if variants is None:
+            variants = list(REAL_VARIANTS)
     ks = _int_list(args.k, SMOKE_KS if args.smoke else DEFAULT_KS, "--k")
     seeds = _int_list(args.seeds, SMOKE_SEEDS if args.smoke else DEFAULT_SEEDS, "--seeds")
     values = _setup_values(args, ks)
@@ -668,11 +799,14 @@ def main(argv: list[str] | None = None) -> int:
             if not _run_seed(setup, cache, args.cache_dir, model_path, seed_runs, seed,
                              {"machine": machine, "command": command}):
                 return 130
-    text = document(setup, preset, model_name, cache, runs, seeds, machine, command)
+    cold = _synthetic_only(model_path) if setup.real else True
+    text = document(setup, preset, model_name, cache, runs, seeds, machine, command, cold)
     print(text)
     print(f"(this invocation: {common.fmt_seconds(clock.seconds)})")
     if args.write:
         section = BENCH if preset == "default" else f"{BENCH}-{preset}"
+        if setup.real:
+            section = f"{BENCH}-la2018-{'cold' if cold else 'warm'}"
         path = common.write_section(args.write, section, text)
         print(f"wrote section {section!r} of {path}")
     return 0

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from _helpers import requires_la2018, save_tiny_model
+
+from napari_uamc.engine.config import TrainConfig
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 OTHER_SECTION = "<!-- BEGIN inference -->\nkept as it is\n<!-- END inference -->"
 
@@ -160,7 +164,7 @@ def test_loop_smoke_runs_caches_resumes_and_writes(tmp_path):
     assert replayed["corrected"] == ranked[:1]  # the most uncertain case is corrected first
     text = doc.read_text()
     assert OTHER_SECTION in text and "<!-- BEGIN loop-smoke -->" in text
-    assert "supervised + EMA + BN recalibration (baseline)" in text
+    assert "supervised + EMA + BN recalibration (baseline; the default)" in text
 
     assert loop.main(["--smoke", "--cache-dir", str(cache), "--cached"]) == 0
     assert _run_files(cache, "loop") == runs
@@ -177,3 +181,36 @@ def test_loop_rejects_k_that_leaves_nothing_to_score(tmp_path):
         loop.main(["--smoke", "--cache-dir", str(tmp_path), "--k", "3"])
     with pytest.raises(SystemExit, match="unknown variant"):
         loop.main(["--smoke", "--cache-dir", str(tmp_path), "--variants", "nope"])
+
+
+def test_loop_real_studies_never_touch_the_warm_start_scans_nor_the_forgetting_scans(tmp_path):
+    loop = _load("bench_loop")
+    names = [f"case{i:02d}" for i in range(80)]
+    (tmp_path / "train.list").write_text("\n".join(names) + "\n")
+    taken: set[str] = set()
+    for seed in range(6):
+        study = loop.real_study_cases(seed, 10, data=tmp_path)
+        assert len(study) == 10 and not set(study) & (set(names[:16]) | set(names[-4:]) | taken)
+        taken |= set(study)
+    with pytest.raises(SystemExit, match="not enough LA 2018 scans"):
+        loop.real_study_cases(6, 10, data=tmp_path)
+
+
+@requires_la2018
+def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
+    loop = _load("bench_loop")
+    model = save_tiny_model(tmp_path / "tiny.pt", spacing=(2.0, 2.0, 2.0), synthetic_only=True,
+                            config=TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2).to_dict())
+    cache, doc = tmp_path / "cache", tmp_path / "benchmarks.md"
+    argv = ["--real", "--model", str(model), "--iterations", "2", "--cases", "3", "--k", "1",
+            "--seeds", "0", "--variants", "sup-ema-bn", "--cache-dir", str(cache), "--threads", "1"]
+    assert loop.main([*argv, "--write", str(doc)]) == 0
+    run = json.loads(next((cache / "loop").glob("*/sup-ema-bn_k1_uncertainty_noreplay_seed0.json")).read_text())
+    study = loop.real_study_cases(0, 3)
+    assert sorted([*run["corrected"], *run["dice_after"]]) == sorted(study)
+    assert len(run["dice_A_after"]) == 4  # a cold start's forgetting: its own domain, phantoms
+    assert run["seconds_outside_steps"] >= 0 and run["load_average"]
+    text = doc.read_text()
+    assert "<!-- BEGIN loop-la2018-cold -->" in text and "real LA 2018 scans" in text
+    with pytest.raises(SystemExit, match="experiments without replay"):
+        loop.main([*argv, "--experiments", "replay"])

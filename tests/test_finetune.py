@@ -53,7 +53,8 @@ def test_finetune_writes_a_version_with_metadata_and_makes_it_current(study, mod
     assert result.version == "v001" and result.path == study.model_path("v001")
     assert [r.iteration for r in reports] == [1, 2]
     assert reports[0].consistency_weight == 0.0  # default terms seg + dis: no consistency
-    assert reports[0].lr == pytest.approx(TINY_CONFIG.finetune_lr)
+    agreement = json.loads(study.model_info_path("v001").read_text())["starting_agreement"]["mean"]
+    assert reports[0].lr == pytest.approx(TINY_CONFIG.lr if agreement < 0.5 else TINY_CONFIG.finetune_lr)
     assert study.current_model == "v001"
     info = json.loads(study.model_info_path("v001").read_text())
     assert info["parent"] == str(model_file) and info["iterations"] == 2 and not info["stopped_early"]
@@ -142,3 +143,42 @@ def test_patch_pads_thin_volumes_instead_of_cutting_slabs():
     assert _fit_patch((80, 80, 48), [(100, 75, 28), (90, 80, 20)]) == (80, 80, 32)
     assert _fit_patch((80, 80, 48), [(200, 200, 100)]) == (80, 80, 48)  # big volumes: the model's patch
     assert _fit_patch((16, 16, 16), [(5, 40, 3)]) == (16, 16, 16)  # never below 16
+
+
+def test_learning_rate_follows_how_much_the_person_corrected():
+    from napari_uamc.engine.finetune import COLD_START_DICE, choose_learning_rate
+
+    cfg = TrainConfig(lr=0.01, finetune_lr=0.001)
+    lr, why = choose_learning_rate(cfg, {"a": 0.04, "b": 0.2})  # a model new to these images
+    assert lr == 0.01 and "new to these images" in why and "0.12" in why
+    lr, why = choose_learning_rate(cfg, {"a": 0.9, "b": 0.6})
+    assert lr == 0.001 and "0.75" in why
+    assert choose_learning_rate(cfg, {"a": COLD_START_DICE})[0] == 0.001  # the threshold itself: warm
+
+
+def test_finetune_measures_the_starting_model_against_the_accepted_labels(study, model_file):
+    from napari_uamc.engine.finetune import starting_agreement, training_dice
+
+    messages: list[str] = []
+    result = finetune_study(study, model_path=model_file, iterations=1, device="cpu", overrides=FAST,
+                            score=False, on_message=messages.append)
+    info = json.loads(result.info_path.read_text())
+    model, meta = load_checkpoint(model_file)
+    expected = training_dice(model, meta, study, ["case0"], "cpu")["case0"]
+    assert info["starting_agreement"]["cases"]["case0"] == pytest.approx(expected)
+    chosen = TINY_CONFIG.lr if expected < 0.5 else TINY_CONFIG.finetune_lr
+    assert info["settings"]["finetune_lr"] == pytest.approx(chosen)
+    assert any("agrees with the accepted labels" in m for m in messages)
+
+    # a prediction saved by the starting version itself is what the person corrected: reused
+    version_model, version_meta = load_checkpoint(result.path)
+    label = study.read_label("case0").array
+    study.save_prediction("case0", 1 - label, np.zeros(label.shape, np.float32), np.zeros(label.shape, np.float32),
+                          model_version=result.version)
+    assert starting_agreement(version_model, version_meta, study, ["case0"], result.version, "cpu") == {"case0": 0.0}
+
+    # an explicit learning rate is kept, and nothing is compared
+    explicit = finetune_study(study, model_path=model_file, iterations=1, device="cpu", score=False,
+                              overrides={**FAST, "finetune_lr": 0.005})
+    info = json.loads(explicit.info_path.read_text())
+    assert info["settings"]["finetune_lr"] == 0.005 and info["starting_agreement"]["cases"] == {}

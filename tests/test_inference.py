@@ -236,6 +236,23 @@ def test_uncertainty_range_and_label_independent_of_sampling(model, meta) -> Non
     assert sampled.info["mc_windows"] == 1  # one tile covers this small volume
 
 
+def test_mc_dropout_is_seeded_so_the_same_case_ranks_the_same_every_time(model, meta) -> None:
+    volume = random_volume((40, 18, 17), seed=4)
+    cfg = InferenceConfig(mc_samples=4, **EXACT)
+    torch.manual_seed(123)
+    outside = torch.rand(1)
+    first = segment_volume(model, meta, volume, cfg)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(1), outside)  # the caller's random stream is left as it was
+    assert np.array_equal(first.uncertainty, segment_volume(model, meta, volume, cfg).uncertainty)
+    other = segment_volume(model, meta, volume, InferenceConfig(mc_samples=4, seed=1, **EXACT))
+    fresh = segment_volume(model, meta, volume, InferenceConfig(mc_samples=4, seed=None, **EXACT))
+    assert not np.array_equal(first.uncertainty, other.uncertainty)
+    assert not np.array_equal(first.uncertainty, fresh.uncertainty)
+    with pytest.raises(InputError, match="seed must be an integer"):
+        InferenceConfig(seed=0.5)
+
+
 def test_tiles_layout_for_everything(model, meta) -> None:
     volume = random_volume((40, 18, 17), seed=4)
     tiled = segment_volume(model, meta, volume, InferenceConfig(mc_samples=2, windows="tiles", **EXACT))

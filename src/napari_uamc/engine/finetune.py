@@ -51,6 +51,12 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "bn_recalibration": True,
     "keep_ema": True,
 }
+#: A starting model whose predictions agree with the accepted labels below this mean Dice is new
+#: to the study's images (a cold start: a model trained elsewhere, a new scanner or sequence); it
+#: fine-tunes at its training learning rate (``TrainConfig.lr``) instead of ``finetune_lr``, which
+#: suits small corrections of a model that already knows the images (bench_loop on real scans,
+#: docs/benchmarks.md). Overridden by an explicit ``finetune_lr``.
+COLD_START_DICE = 0.5
 #: Random patches per study image for the BatchNorm recalibration.
 RECALIBRATION_PATCHES_PER_IMAGE = 2
 
@@ -129,6 +135,38 @@ def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device
     return scores
 
 
+def starting_agreement(model, meta: ModelMeta, study: Study, cases: list[str], parent: str,
+                       device: str) -> dict[str, float]:
+    """Dice of the starting model's prediction against each accepted label: how much the person
+    corrected. A prediction the study holds from this very model version is reused; other cases
+    are segmented (deterministic pass)."""
+    scores, missing = {}, []
+    is_version = parent in study.model_versions()
+    for name in cases:
+        info = study.case_info(name) if is_version else None
+        if info is not None and info.has_prediction and info.prediction_model == parent:
+            predicted = study.read_prediction(name)["seg"].array  # type: ignore[index]
+            label = study.read_label(name).array  # type: ignore[union-attr]
+            scores[name] = float(np.mean([dice(predicted == c, label == c) for c in range(1, meta.n_classes)]))
+        else:
+            missing.append(name)
+    if missing:
+        scores.update(training_dice(model, meta, study, missing, device))
+    return {name: scores[name] for name in cases}
+
+
+def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tuple[float, str]:
+    """``(finetune_lr, why)`` for a starting model that agrees with the accepted labels at the
+    given Dice per case (see :data:`COLD_START_DICE`)."""
+    mean = float(np.mean(list(agreement.values())))
+    if mean < COLD_START_DICE:
+        return cfg.lr, (f"the starting model agrees with the accepted labels at Dice {mean:.2f} "
+                        f"(below {COLD_START_DICE}): new to these images, fine-tuning at its training "
+                        f"learning rate {cfg.lr:g}")
+    return cfg.finetune_lr, (f"the starting model agrees with the accepted labels at Dice {mean:.2f}: "
+                             f"fine-tuning at learning rate {cfg.finetune_lr:g}")
+
+
 def finetune_study(
     study: Study | str | os.PathLike[str],
     *,
@@ -196,6 +234,13 @@ def finetune_study(
     if max((int(c.label.max(initial=0)) for c in labeled), default=0) >= meta.n_classes:  # type: ignore[union-attr]
         raise InputError(f"an accepted label has a class the model {parent} does not know "
                          f"({meta.n_classes} classes: {', '.join(meta.class_names)})")
+    agreement: dict[str, float] = {}
+    if "finetune_lr" not in (overrides or {}):
+        say("comparing the starting model with the accepted labels")
+        agreement = starting_agreement(model, meta, study, labeled_names, parent, device)
+        learning_rate, why = choose_learning_rate(cfg, agreement)
+        cfg = cfg.replace(finetune_lr=learning_rate)
+        say(why)
 
     trainer = Trainer(
         cfg, labeled, unlabeled, model=model, device=device, should_stop=should_stop,
@@ -263,6 +308,11 @@ def finetune_study(
         "settings": cfg.to_dict(),
         "result": "teacher (EMA)" if cfg.keep_ema else "student",
         "bn_recalibration_patches": recalibrated,
+        "starting_agreement": {
+            "note": "Dice of the starting model's prediction against each accepted label (how much was corrected)",
+            "cases": agreement,
+            "mean": float(np.mean(list(agreement.values()))) if agreement else None,
+        },
         "training_dice": {
             "note": "Dice on cases this version trained on (a training score, not a test score)",
             "cases": scores,

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from napari_uamc.data.volume import Volume
 from napari_uamc.engine.checkpoint import ModelMeta, check_meta_fits
@@ -108,10 +110,15 @@ class InferenceConfig:
     resample_tolerance: float = RESAMPLE_TOLERANCE  # relative spacing difference that resamples
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     keep_probabilities: bool = False  # also return the blended softmax [C, X, Y, Z]
+    #: seed of the MC-dropout masks: the same image, model and machine give the same uncertainty
+    #: (and so the same "most uncertain" ranking) every time; None draws fresh masks
+    seed: int | None = 0
 
     def __post_init__(self) -> None:
         if not _is_int(self.mc_samples) or self.mc_samples < 0:
             raise InputError(f"mc_samples must be an integer >= 0, not {self.mc_samples!r}")
+        if self.seed is not None and not _is_int(self.seed):
+            raise InputError(f"seed must be an integer or None, not {self.seed!r}")
         if self.windows not in DET_WINDOW_MODES:
             raise InputError(f"windows must be one of {DET_WINDOW_MODES}, not {self.windows!r}")
         if not isinstance(self.overlap, (int, float)) or not 0.0 <= self.overlap < 1.0:
@@ -239,6 +246,17 @@ def keep_largest_components(label: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+@contextlib.contextmanager
+def _seeded_dropout(seed: int | None, device: torch.device):
+    """Draw the MC-dropout masks from ``seed`` without touching the caller's random state."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def segment_volume(
     model: DualTaskVNet,
     meta: ModelMeta,
@@ -277,9 +295,10 @@ def segment_volume(
         image = resample_to_shape(image, target, order=1)
     prepared = time.perf_counter()
 
-    probabilities, sdf, uncertainty, counts = network_maps(
-        model, image, patch, cfg, device, dtype, progress, should_stop  # type: ignore[arg-type]
-    )
+    with _seeded_dropout(cfg.seed if cfg.mc_samples else None, device):
+        probabilities, sdf, uncertainty, counts = network_maps(
+            model, image, patch, cfg, device, dtype, progress, should_stop  # type: ignore[arg-type]
+        )
     networked = time.perf_counter()
 
     if resampled:  # every map back onto the input grid in one multi-threaded call
