@@ -113,6 +113,9 @@ EXPERIMENTS: dict[str, Experiment] = {
                         (2,), "uncertainty", False),
     "order": Experiment("order", (BASELINE, SEMI), None, "random", False),
     "replay": Experiment("replay", (BASELINE, SEMI), (2,), "uncertainty", True),
+    # --real: the default fine-tune against both fixed learning rates (the evidence for the
+    # cold-start rule, finetune.COLD_START_DICE)
+    "real": Experiment("real", REAL_VARIANTS, None, "uncertainty", False),
 }
 #: Phantom seeds of the shifted study, the domain-A test study and the replay cases (+ seed).
 B_DATA_SEED, A_TEST_SEED, REPLAY_SEED = 3000, 4000, 5000
@@ -136,11 +139,13 @@ class Setup:
     device: str = "cpu"
     #: "phantoms", or "la2018": the real scans (``shape`` and ``domain`` then unused)
     data: str = "phantoms"
+    #: real scans only: "cold" (the starting model never saw a real scan) or "warm"
+    start: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         if values["data"] == "phantoms":  # phantom caches keep the key they had before --real
-            del values["data"]
+            del values["data"], values["start"]
         return values
 
     @property
@@ -519,7 +524,7 @@ def _findings(found: dict[str, dict]) -> list[str]:
 
 
 def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCache, runs: list[tuple],
-             seeds: list[int], machine: dict[str, Any], command: str, cold: bool = True) -> str:
+             seeds: list[int], machine: dict[str, Any], command: str) -> str:
     found = cache.runs()
     tables, findings = build_tables(found, runs)
     measured = [r for r in found.values() if "dice_after" in r]
@@ -529,7 +534,7 @@ def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCac
     machines = {common.describe_machine(r["machine"]) for r in found.values() if r.get("machine")}
     budget = f"{setup.minutes:g} minutes" if setup.minutes is not None else f"{setup.iterations} iterations"
     if setup.real:
-        start = "cold" if cold else "warm"
+        start = setup.start
         title = f"## Correct-and-retrain loop on real LA scans ({start} start)"
         study = (f"Study per seed s: {setup.cases} real LA 2018 scans (train.list lines "
                  f"{REAL_FIRST_STUDY_LINE + 1}+{setup.cases}s to {REAL_FIRST_STUDY_LINE + setup.cases}+"
@@ -581,8 +586,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny phantoms, 2 iterations, 1 seed (seconds)")
     parser.add_argument("--model", type=Path, help="starting model (default: the packaged default model)")
-    parser.add_argument("--experiments", default=",".join(EXPERIMENTS),
-                        help=f"comma-separated, from {','.join(EXPERIMENTS)} (default all)")
+    parser.add_argument("--experiments",
+                        help=f"comma-separated, from {','.join(EXPERIMENTS)} (default: all but real; "
+                             "with --real: real)")
     parser.add_argument("--variants", help=f"only these fine-tunes, from {','.join(VARIANTS)}")
     parser.add_argument("--k", help="corrected cases, comma-separated (default 1,2,4)")
     parser.add_argument("--seeds", help="comma-separated seeds (default 0,1)")
@@ -593,7 +599,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--domain", default="B", help="the shifted phantom domain (default B)")
     parser.add_argument("--real", action="store_true",
                         help="studies of real LA 2018 scans from ../shared/data/la2018 instead of phantoms "
-                             "(experiments methods and order only)")
+                             "(experiments real, methods and order)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: torch's; use 1 on a busy machine)")
@@ -698,7 +704,10 @@ def _starting_model(args: argparse.Namespace, shape: tuple[int, int, int]) -> tu
     if args.model is not None:
         if not args.model.is_file():
             raise SystemExit(f"--model {args.model} is not a file")
-        return args.model, args.model.name
+        from napari_uamc.engine.checkpoint import load_checkpoint
+
+        trained_on = load_checkpoint(args.model, "cpu")[1].trained_on
+        return args.model, args.model.name + (f" ({trained_on})" if trained_on else "")
     if args.smoke:
         return _smoke_model(args.cache_dir, shape), "a one-step smoke model"
     # the loop on phantoms starts from the phantom-trained model (the packaged default until it
@@ -733,7 +742,7 @@ def _run_seed(setup: Setup, cache: common.ResultCache, cache_root: Path, model_p
     """Run the missing runs of one seed; False when interrupted."""
     if all((cache.get(run_name(*r[1:])) or {}).get("dice_after") for r in seed_runs):
         return True
-    data = _data(cache_root, setup, seed, _synthetic_only(model_path))
+    data = _data(cache_root, setup, seed, setup.start == "cold")
     start = cache.get(f"before_seed{seed}")
     if start is None:
         print(f"  seed {seed}: scoring the starting model", flush=True)
@@ -768,21 +777,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     preset = "smoke" if args.smoke else "default"
     common.set_threads(args.threads if args.threads is not None else (1 if args.smoke else None))
-    experiments = _names(args.experiments, EXPERIMENTS, "experiment") or list(EXPERIMENTS)
+    experiments = _names(args.experiments, EXPERIMENTS, "experiment") or []
     variants = _names(args.variants, VARIANTS, "variant")
     if variants is None and args.smoke:
         variants = list(SMOKE_VARIANTS)
     if args.real:
-        asked = experiments if args.experiments != ",".join(EXPERIMENTS) else ["methods"]
-        experiments = [e for e in asked if not EXPERIMENTS[e].replay]
-        if not experiments:
-            raise SystemExit("--real runs the experiments without replay (methods, order)")
-        if variants is None:
-            variants = list(REAL_VARIANTS)
+        experiments = ["real"] if args.experiments is None else experiments
+        if any(EXPERIMENTS[e].replay for e in experiments):
+            raise SystemExit("--real runs the experiments without replay (real, the default; methods; order)")
+    elif args.experiments is None:
+        experiments = [e for e in EXPERIMENTS if e != "real"]
     ks = _int_list(args.k, SMOKE_KS if args.smoke else DEFAULT_KS, "--k")
     seeds = _int_list(args.seeds, SMOKE_SEEDS if args.smoke else DEFAULT_SEEDS, "--seeds")
     values = _setup_values(args, ks)
     model_path, model_name = _starting_model(args, values.get("shape", Setup.shape))
+    if args.real:
+        values["start"] = "cold" if _synthetic_only(model_path) else "warm"
     setup = Setup(model_sha=file_sha(model_path), **values)
     if args.cached:
         setup = _latest_cached_setup(args.cache_dir, setup)
@@ -791,6 +801,9 @@ def main(argv: list[str] | None = None) -> int:
     machine = common.machine_info(setup.device)
     command = common.command_line([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     runs = list(plan(experiments, variants, ks, seeds))
+    if not runs:
+        raise SystemExit(f"no run planned: the experiments {','.join(experiments)} hold none of the variants "
+                         f"{','.join(variants or [])}")
     clock = common.Stopwatch()
     print(f"loop ({preset}): {len(runs)} runs; cache {cache.folder}", flush=True)
     if not args.cached:
@@ -799,14 +812,13 @@ def main(argv: list[str] | None = None) -> int:
             if not _run_seed(setup, cache, args.cache_dir, model_path, seed_runs, seed,
                              {"machine": machine, "command": command}):
                 return 130
-    cold = _synthetic_only(model_path) if setup.real else True
-    text = document(setup, preset, model_name, cache, runs, seeds, machine, command, cold)
+    text = document(setup, preset, model_name, cache, runs, seeds, machine, command)
     print(text)
     print(f"(this invocation: {common.fmt_seconds(clock.seconds)})")
     if args.write:
         section = BENCH if preset == "default" else f"{BENCH}-{preset}"
         if setup.real:
-            section = f"{BENCH}-la2018-{'cold' if cold else 'warm'}"
+            section = f"{BENCH}-la2018-{setup.start}"
         path = common.write_section(args.write, section, text)
         print(f"wrote section {section!r} of {path}")
     return 0

@@ -203,14 +203,19 @@ def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
                             config=TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2).to_dict())
     cache, doc = tmp_path / "cache", tmp_path / "benchmarks.md"
     argv = ["--real", "--model", str(model), "--iterations", "2", "--cases", "3", "--k", "1",
-            "--seeds", "0", "--variants", "sup-ema-bn", "--cache-dir", str(cache), "--threads", "1"]
+            "--seeds", "0", "--variants", "sup-ema-bn,sup-ema-bn-lr001", "--cache-dir", str(cache), "--threads", "1"]
     assert loop.main([*argv, "--write", str(doc)]) == 0
     run = json.loads(next((cache / "loop").glob("*/sup-ema-bn_k1_uncertainty_noreplay_seed0.json")).read_text())
+    fixed = json.loads(next((cache / "loop").glob("*/sup-ema-bn-lr001_k1_uncertainty_noreplay_seed0.json")).read_text())
+    assert fixed["learning_rate"] == 0.001 and run["learning_rate"] == 0.01  # a random tiny model: cold
     study = loop.real_study_cases(0, 3)
     assert sorted([*run["corrected"], *run["dice_after"]]) == sorted(study)
-    assert len(run["dice_A_after"]) == 4  # a cold start's forgetting: its own domain, phantoms
+    # a cold start's forgetting: its own domain, phantoms (no real scan)
+    assert len(run["dice_A_after"]) == 4 and not set(run["dice_A_after"]) & set(loop.real_case_names())
     assert run["seconds_outside_steps"] >= 0 and run["load_average"]
     text = doc.read_text()
     assert "<!-- BEGIN loop-la2018-cold -->" in text and "real LA 2018 scans" in text
     with pytest.raises(SystemExit, match="experiments without replay"):
         loop.main([*argv, "--experiments", "replay"])
+    with pytest.raises(SystemExit, match="no run planned"):
+        loop.main([*argv, "--variants", "ugmcl-t2-ema-bn"])

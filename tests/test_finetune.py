@@ -170,15 +170,27 @@ def test_finetune_measures_the_starting_model_against_the_accepted_labels(study,
     assert info["settings"]["finetune_lr"] == pytest.approx(chosen)
     assert any("agrees with the accepted labels" in m for m in messages)
 
+    assert info["learning_rate"]["chosen_by"] == "starting agreement"
+
     # a prediction saved by the starting version itself is what the person corrected: reused
+    # (the saved prediction is the label itself, which the tiny model would never predict)
     version_model, version_meta = load_checkpoint(result.path)
     label = study.read_label("case0").array
-    study.save_prediction("case0", 1 - label, np.zeros(label.shape, np.float32), np.zeros(label.shape, np.float32),
-                          model_version=result.version)
-    assert starting_agreement(version_model, version_meta, study, ["case0"], result.version, "cpu") == {"case0": 0.0}
+    zeros = np.zeros(label.shape, np.float32)
+    study.save_prediction("case0", label, zeros, zeros, model_version=result.version)
+    assert starting_agreement(version_model, version_meta, study, ["case0"], result.version, "cpu") == {"case0": 1.0}
+    recomputed = starting_agreement(version_model, version_meta, study, ["case0"], "v999", "cpu")
+    assert recomputed["case0"] < 1.0  # another model's prediction is not this one's
+
+    # a stop request during the comparison ends the fine-tune before its first step
+    stopped = finetune_study(study, model_path=model_file, iterations=5, device="cpu", overrides=FAST,
+                             score=False, should_stop=lambda: True)
+    info = json.loads(stopped.info_path.read_text())
+    assert stopped.iterations == 0 and stopped.stopped_early and "stopped before" in info["learning_rate"]["why"]
 
     # an explicit learning rate is kept, and nothing is compared
     explicit = finetune_study(study, model_path=model_file, iterations=1, device="cpu", score=False,
                               overrides={**FAST, "finetune_lr": 0.005})
     info = json.loads(explicit.info_path.read_text())
     assert info["settings"]["finetune_lr"] == 0.005 and info["starting_agreement"]["cases"] == {}
+    assert info["learning_rate"] == {"value": 0.005, "chosen_by": "settings", "why": "learning rate 0.005, as asked"}

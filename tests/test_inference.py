@@ -240,17 +240,19 @@ def test_mc_dropout_is_seeded_so_the_same_case_ranks_the_same_every_time(model, 
     volume = random_volume((40, 18, 17), seed=4)
     cfg = InferenceConfig(mc_samples=4, **EXACT)
     torch.manual_seed(123)
-    outside = torch.rand(1)
-    first = segment_volume(model, meta, volume, cfg)
+    expected = torch.rand(2)
     torch.manual_seed(123)
-    assert torch.equal(torch.rand(1), outside)  # the caller's random stream is left as it was
+    torch.rand(1)
+    first = segment_volume(model, meta, volume, cfg)
+    assert torch.equal(torch.rand(1), expected[1:])  # the caller's random stream goes on as it was
     assert np.array_equal(first.uncertainty, segment_volume(model, meta, volume, cfg).uncertainty)
     other = segment_volume(model, meta, volume, InferenceConfig(mc_samples=4, seed=1, **EXACT))
     fresh = segment_volume(model, meta, volume, InferenceConfig(mc_samples=4, seed=None, **EXACT))
     assert not np.array_equal(first.uncertainty, other.uncertainty)
     assert not np.array_equal(first.uncertainty, fresh.uncertainty)
-    with pytest.raises(InputError, match="seed must be an integer"):
-        InferenceConfig(seed=0.5)
+    for bad in (0.5, -1, 2**63):
+        with pytest.raises(InputError, match="seed must be an integer"):
+            InferenceConfig(seed=bad)
 
 
 def test_tiles_layout_for_everything(model, meta) -> None:

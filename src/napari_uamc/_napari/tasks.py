@@ -106,7 +106,9 @@ def segment_image(
         sdf = result.sdf if result.sdf.ndim == 3 else result.sdf[0]
         study.save_prediction(
             case, result.label, sdf, result.uncertainty,
-            uncertainty_score=score, model_version=model.version,
+            uncertainty_score=score,
+            # the fine-tune reuses a prediction of the very model it starts from ("default": packaged)
+            model_version=model.version or ("default" if model.path is None else None),
         )
         saved = True
     return SegmentOutcome(

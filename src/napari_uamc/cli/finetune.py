@@ -37,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="ugmcl: all loss terms (UG-MCL consistency on the other cases); "
                              "supervised: CE + Dice of the segmentation head only (default: seg,dis)")
     parser.add_argument("--terms", metavar="LIST", help="loss terms, e.g. seg,dis,itc,ctc (overrides --method)")
-    parser.add_argument("--lr", type=float, help="learning rate of the fine-tune (default 0.001)")
+    parser.add_argument("--lr", type=float,
+                        help="learning rate of the fine-tune (default: the model's training rate, 0.01, "
+                             "when its predictions of the accepted cases score Dice < 0.5, else 0.001)")
     parser.add_argument("--batch-size", type=int, metavar="B", help="patches per step")
     parser.add_argument("--labeled-batch-size", type=int, metavar="B", help="labeled patches per step")
     parser.add_argument("--seed", type=int, metavar="S", help="random seed")

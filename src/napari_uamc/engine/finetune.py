@@ -1,8 +1,8 @@
 """Fine-tuning in the annotation loop (METHOD.md section 8): one function for CLI and plugin.
 
 :func:`finetune_study` starts student and teacher from the study's current model (or a given
-one, or the packaged default), trains on every accepted case, with a lower learning rate
-(``TrainConfig.finetune_lr``), for a number of iterations or minutes. The other cases of the
+one, or the packaged default), trains on every accepted case, for a number of iterations or
+minutes, at a learning rate chosen by how much the person corrected (:data:`COLD_START_DICE`). The other cases of the
 study are the unlabeled data: by default (:data:`FINETUNE_DEFAULTS`, measured best) they
 re-estimate the BatchNorm statistics after training; with consistency terms (``terms`` with
 ``itc``/``ctc``, the CLI's ``--method ugmcl``) they also feed UG-MCL's consistency, at full weight
@@ -120,30 +120,33 @@ def _read_case(study: Study, name: str, meta: ModelMeta, labeled: bool, toleranc
     return TrainingCase(name, image, None if label is None else label.astype(np.uint8), spacing)
 
 
-def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device: str) -> dict[str, float]:
+def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device: str,
+                  should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
     """Dice (mean over foreground classes) of the model's deterministic prediction against the
-    accepted label of each case: a *training* score, the model has learned these cases."""
+    accepted label of each case: a *training* score, the model has learned these cases.
+    Raises ``inference.Cancelled`` when ``should_stop()`` turns true."""
     from napari_uamc.engine.inference import InferenceConfig, segment_volume
 
     config = InferenceConfig(mc_samples=0, device=device)
     scores = {}
     for name in cases:
         label = study.read_label(name).array  # type: ignore[union-attr]
-        predicted = segment_volume(model, meta, study.read_image(name), config).label
+        predicted = segment_volume(model, meta, study.read_image(name), config, should_stop=should_stop).label
         per_class = [dice(predicted == c, label == c) for c in range(1, meta.n_classes)]
         scores[name] = float(np.mean(per_class))
     return scores
 
 
 def starting_agreement(model, meta: ModelMeta, study: Study, cases: list[str], parent: str,
-                       device: str) -> dict[str, float]:
+                       device: str, should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
     """Dice of the starting model's prediction against each accepted label: how much the person
-    corrected. A prediction the study holds from this very model version is reused; other cases
-    are segmented (deterministic pass)."""
+    corrected. A prediction the study holds from this very model (a version of the study, or
+    ``"default"``, the packaged model) is reused; other cases are segmented (deterministic
+    pass). Raises ``inference.Cancelled`` when ``should_stop()`` turns true."""
     scores, missing = {}, []
-    is_version = parent in study.model_versions()
+    is_named = parent == "default" or parent in study.model_versions()
     for name in cases:
-        info = study.case_info(name) if is_version else None
+        info = study.case_info(name) if is_named else None
         if info is not None and info.has_prediction and info.prediction_model == parent:
             predicted = study.read_prediction(name)["seg"].array  # type: ignore[index]
             label = study.read_label(name).array  # type: ignore[union-attr]
@@ -151,7 +154,7 @@ def starting_agreement(model, meta: ModelMeta, study: Study, cases: list[str], p
         else:
             missing.append(name)
     if missing:
-        scores.update(training_dice(model, meta, study, missing, device))
+        scores.update(training_dice(model, meta, study, missing, device, should_stop))
     return {name: scores[name] for name in cases}
 
 
@@ -235,11 +238,22 @@ def finetune_study(
         raise InputError(f"an accepted label has a class the model {parent} does not know "
                          f"({meta.n_classes} classes: {', '.join(meta.class_names)})")
     agreement: dict[str, float] = {}
-    if "finetune_lr" not in (overrides or {}):
+    if "finetune_lr" in (overrides or {}):
+        why = f"learning rate {cfg.finetune_lr:g}, as asked"
+    else:
+        from napari_uamc.engine.inference import Cancelled
+
         say("comparing the starting model with the accepted labels")
-        agreement = starting_agreement(model, meta, study, labeled_names, parent, device)
-        learning_rate, why = choose_learning_rate(cfg, agreement)
-        cfg = cfg.replace(finetune_lr=learning_rate)
+        try:
+            agreement = starting_agreement(model, meta, study, labeled_names, parent, device, should_stop)
+        except Cancelled:  # the stop request ends the fine-tune before its first step
+            why = f"stopped before the comparison ended: learning rate {cfg.finetune_lr:g}"
+        except (MemoryError, RuntimeError) as error:  # e.g. out of memory on a GPU: train anyway
+            why = (f"the starting model could not be compared with the accepted labels ({error}): "
+                   f"learning rate {cfg.finetune_lr:g}")
+        else:
+            learning_rate, why = choose_learning_rate(cfg, agreement)
+            cfg = cfg.replace(finetune_lr=learning_rate)
         say(why)
 
     trainer = Trainer(
@@ -309,10 +323,13 @@ def finetune_study(
         "result": "teacher (EMA)" if cfg.keep_ema else "student",
         "bn_recalibration_patches": recalibrated,
         "starting_agreement": {
-            "note": "Dice of the starting model's prediction against each accepted label (how much was corrected)",
+            "note": "Dice of the starting model's prediction against each accepted label (how much was "
+                    "corrected); empty when the learning rate was given",
             "cases": agreement,
             "mean": float(np.mean(list(agreement.values()))) if agreement else None,
         },
+        "learning_rate": {"value": cfg.finetune_lr,
+                          "chosen_by": "starting agreement" if agreement else "settings", "why": why},
         "training_dice": {
             "note": "Dice on cases this version trained on (a training score, not a test score)",
             "cases": scores,

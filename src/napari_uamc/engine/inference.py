@@ -110,15 +110,16 @@ class InferenceConfig:
     resample_tolerance: float = RESAMPLE_TOLERANCE  # relative spacing difference that resamples
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     keep_probabilities: bool = False  # also return the blended softmax [C, X, Y, Z]
-    #: seed of the MC-dropout masks: the same image, model and machine give the same uncertainty
-    #: (and so the same "most uncertain" ranking) every time; None draws fresh masks
+    #: seed of the MC-dropout masks on CPU and CUDA: the same image, model and machine give the
+    #: same uncertainty (and so the same "most uncertain" ranking) every time; None draws fresh
+    #: masks (as does MPS). Only the generator of the device used is seeded, then restored.
     seed: int | None = 0
 
     def __post_init__(self) -> None:
         if not _is_int(self.mc_samples) or self.mc_samples < 0:
             raise InputError(f"mc_samples must be an integer >= 0, not {self.mc_samples!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise InputError(f"seed must be an integer or None, not {self.seed!r}")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
+            raise InputError(f"seed must be an integer in [0, 2**63) or None, not {self.seed!r}")
         if self.windows not in DET_WINDOW_MODES:
             raise InputError(f"windows must be one of {DET_WINDOW_MODES}, not {self.windows!r}")
         if not isinstance(self.overlap, (int, float)) or not 0.0 <= self.overlap < 1.0:
@@ -249,11 +250,16 @@ def keep_largest_components(label: np.ndarray, n_classes: int) -> np.ndarray:
 @contextlib.contextmanager
 def _seeded_dropout(seed: int | None, device: torch.device):
     """Draw the MC-dropout masks from ``seed`` without touching the caller's random state."""
-    if seed is None:
+    if seed is None or device.type not in ("cpu", "cuda"):
         yield
         return
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+        return
+    with torch.random.fork_rng(devices=[device]), torch.cuda.device(device):
+        torch.cuda.manual_seed(seed)
         yield
 
 
