@@ -14,9 +14,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_uamc.data import study as study_module
 from napari_uamc.data.io import volume_from_array
 from napari_uamc.data.study import CaseStatus, Study, StudyWarning
+from napari_uamc.data.study import facade as study_module  # the label and draft writes are there
 from napari_uamc.errors import GridMismatchError, InputError, StudyError, UamcError
 
 SOURCE_SHAPE = (8, 9, 10)

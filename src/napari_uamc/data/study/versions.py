@@ -1,0 +1,131 @@
+"""Model versions of a study: ``.uamc/models/v<NNN>.pt`` and the record ``v<NNN>.json``.
+
+Versions are numbered ``v001``, ``v002``, ... (:data:`~napari_uamc.data.study.layout.MODEL_VERSION_PATTERN`);
+a version exists when its ``.pt`` file does. A new number is claimed by creating its ``.json``
+exclusively (:func:`reserve_model_version`), so two writers never take the same one.
+:class:`ModelVersionInfo` is what the fine-tune writes into the ``.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from napari_uamc.data._study_files import writing
+from napari_uamc.data.study.layout import (
+    MODEL_INFO_SUFFIX,
+    MODEL_SUFFIX,
+    MODEL_VERSION_PATTERN,
+    StudyLayout,
+    model_version_name,
+)
+from napari_uamc.errors import InputError
+
+__all__ = ["ModelVersionInfo", "RESERVED_PLACEHOLDER"]
+
+#: What a reserved version's ``.json`` holds until its writer replaces it.
+RESERVED_PLACEHOLDER = '{"status": "being written"}\n'
+
+
+def _check_model_version(version: str) -> str:
+    if not isinstance(version, str) or not MODEL_VERSION_PATTERN.match(version):
+        raise InputError(f"model version {version!r} must look like v001")
+    return version
+
+
+def _model_number(version: str) -> int:
+    match = MODEL_VERSION_PATTERN.match(version)
+    assert match is not None
+    return int(match.group(1))
+
+
+def versions_on_disk(models_dir: Path, suffixes: set[str]) -> set[str]:
+    """Version names of the files in ``models_dir`` with one of ``suffixes``."""
+    if not models_dir.is_dir():
+        return set()
+    return {
+        path.stem for path in models_dir.iterdir()
+        if path.suffix in suffixes and MODEL_VERSION_PATTERN.match(path.stem) and path.is_file()
+    }
+
+
+def model_versions(models_dir: Path) -> list[str]:
+    """Versions with a ``.pt`` file, oldest first (``v001``, ``v002``, ...)."""
+    return sorted(versions_on_disk(models_dir, {MODEL_SUFFIX}), key=_model_number)
+
+
+def next_model_version(models_dir: Path) -> str:
+    """The version after every one on disk (counting ``.json`` files without a ``.pt``)."""
+    on_disk = versions_on_disk(models_dir, {MODEL_SUFFIX, MODEL_INFO_SUFFIX})
+    numbers = [_model_number(version) for version in on_disk]
+    return model_version_name(max(numbers, default=0) + 1)
+
+
+def reserve_model_version(layout: StudyLayout) -> str:
+    """Claim the next version name by creating its ``.json`` exclusively (see the module)."""
+    models_dir = layout.models_dir
+    with writing("reserve a model version in", models_dir):
+        models_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            version = next_model_version(models_dir)
+            try:
+                with open(layout.model_info_file(version), "x", encoding="utf-8") as handle:
+                    handle.write(RESERVED_PLACEHOLDER)
+            except FileExistsError:
+                continue
+            return version
+
+
+# ------------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """The record of a model version (``v<NNN>.json``), as :func:`~napari_uamc.engine.finetune.finetune_study` writes it.
+
+    Every field may be missing from an older file (or a reservation placeholder): :meth:`from_json`
+    fills in the defaults here. The nested records (``cases``, ``budget``, ``settings``,
+    ``starting_agreement``, ``learning_rate``, ``training_dice``) stay plain JSON dicts.
+    """
+
+    version: str | None = None
+    parent: str | None = None
+    parent_path: str | None = None
+    created: str | None = None
+    kind: str | None = None
+    cases: dict[str, Any] = field(default_factory=dict)
+    iterations: int | None = None
+    stopped_early: bool = False
+    budget: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    training_seconds: float | None = None
+    device: str | None = None
+    precision: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    result: str | None = None
+    bn_recalibration_patches: int | None = None
+    starting_agreement: dict[str, Any] = field(default_factory=dict)
+    learning_rate: dict[str, Any] = field(default_factory=dict)
+    training_dice: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON object (every field, under its own name)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelVersionInfo:
+        """The record of a parsed ``v<NNN>.json``; missing keys take their defaults, unknown
+        keys are ignored. Raises ``ValueError`` if ``data`` is not a JSON object."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a model version record is a JSON object, not {type(data).__name__}")
+        known = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    @property
+    def training_dice_mean(self) -> float | None:
+        """The mean training Dice, if the record has a number for it."""
+        mean = (self.training_dice or {}).get("mean") if isinstance(self.training_dice, Mapping) else None
+        return mean if isinstance(mean, (int, float)) else None
