@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import QEvent, QObject, Qt, Signal
@@ -49,6 +49,9 @@ from napari_uamc._napari.tasks import (
 )
 from napari_uamc.engine.config import method_terms
 from napari_uamc.errors import UamcError
+
+if TYPE_CHECKING:
+    from napari_uamc.data.study.versions import ModelVersionInfo
 
 #: Suffixes of the layers the panel makes for an image called ``<image>``.
 SEGMENTATION_SUFFIX = " segmentation"
@@ -368,9 +371,9 @@ class UamcPanel(QWidget):
             for version in self.study.model_versions():
                 info = _read_version_info(self.study, version)
                 marks = []
-                if info.get("stopped_early"):
+                if info.stopped_early:
                     marks.append("stopped early")
-                parent = info.get("parent")
+                parent = info.parent
                 if parent:
                     marks.append(f"from {parent}")
                 label = version + (f" ({', '.join(marks)})" if marks else "")
@@ -944,12 +947,12 @@ class UamcPanel(QWidget):
         for version in reversed(self.study.model_versions()):
             info = _read_version_info(self.study, version)
             parts = [version + ("  (in use)" if version == current else "")]
-            if info.get("parent"):
-                parts.append(f"from {info['parent']}")
-            if info.get("stopped_early"):
+            if info.parent:
+                parts.append(f"from {info.parent}")
+            if info.stopped_early:
                 parts.append("stopped early")
-            training = (info.get("training_dice") or {}).get("mean")
-            if isinstance(training, (int, float)):
+            training = info.training_dice_mean
+            if training is not None:
                 parts.append(f"training Dice {training:.3f} (on its own training cases)")
             scores = honest.get(version, [])
             if scores:
@@ -1002,13 +1005,16 @@ def _camera(viewer: Any) -> Any:
     return scene.camera if scene is not None else viewer.camera
 
 
-def _read_version_info(study: Any, version: str) -> dict[str, Any]:
+def _read_version_info(study: Any, version: str) -> ModelVersionInfo:
+    """The record of a model version (an empty one if its file is missing or unreadable)."""
     import json
 
+    from napari_uamc.data.study.versions import ModelVersionInfo
+
     try:
-        return json.loads(study.model_info_path(version).read_text())
+        return ModelVersionInfo.from_json(json.loads(study.model_info_path(version).read_text()))
     except (OSError, ValueError):
-        return {}
+        return ModelVersionInfo()
 
 
 def honest_scores(study: Any) -> dict[str, list[float]]:

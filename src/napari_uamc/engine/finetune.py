@@ -27,7 +27,7 @@ import numpy as np
 
 from napari_uamc._atomic import write_text_atomic
 from napari_uamc.data.metrics import dice
-from napari_uamc.data.study import Study
+from napari_uamc.data.study import ModelVersionInfo, Study
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
@@ -305,40 +305,40 @@ def finetune_study(
         say("scoring the accepted cases (training Dice)")
         scores = training_dice(result_model, new_meta, study, labeled_names, str(trainer.device))
     seconds = time.perf_counter() - started
-    info = {
-        "version": version,
-        "parent": parent,
-        "parent_path": str(source),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "kind": "finetune",
-        "cases": {"labeled": labeled_names, "unlabeled": unlabeled_names},
-        "iterations": trainer.iteration,
-        "stopped_early": trainer.stopped_early,
-        "budget": {"iterations": iterations, "minutes": minutes},
-        "seconds": round(seconds, 1),
-        "training_seconds": round(trainer.seconds, 1),
-        "device": str(trainer.device),
-        "precision": str(trainer.dtype).removeprefix("torch."),
-        "settings": cfg.to_dict(),
-        "result": "teacher (EMA)" if cfg.keep_ema else "student",
-        "bn_recalibration_patches": recalibrated,
-        "starting_agreement": {
+    info = ModelVersionInfo(
+        version=version,
+        parent=parent,
+        parent_path=str(source),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        kind="finetune",
+        cases={"labeled": labeled_names, "unlabeled": unlabeled_names},
+        iterations=trainer.iteration,
+        stopped_early=trainer.stopped_early,
+        budget={"iterations": iterations, "minutes": minutes},
+        seconds=round(seconds, 1),
+        training_seconds=round(trainer.seconds, 1),
+        device=str(trainer.device),
+        precision=str(trainer.dtype).removeprefix("torch."),
+        settings=cfg.to_dict(),
+        result="teacher (EMA)" if cfg.keep_ema else "student",
+        bn_recalibration_patches=recalibrated,
+        starting_agreement={
             "note": "Dice of the starting model's prediction against each accepted label (how much was "
                     "corrected); empty when the learning rate was given",
             "cases": agreement,
             "mean": float(np.mean(list(agreement.values()))) if agreement else None,
         },
-        "learning_rate": {"value": cfg.finetune_lr,
-                          "chosen_by": "starting agreement" if agreement else "settings", "why": why},
-        "training_dice": {
+        learning_rate={"value": cfg.finetune_lr,
+                       "chosen_by": "starting agreement" if agreement else "settings", "why": why},
+        training_dice={
             "note": "Dice on cases this version trained on (a training score, not a test score)",
             "cases": scores,
             "mean": float(np.mean(list(scores.values()))) if scores else None,
         },
-        "notes": list(trainer.notes),
-    }
+        notes=list(trainer.notes),
+    )
     info_path = study.model_info_path(version)
-    write_text_atomic(info_path, json.dumps(info, indent=1, sort_keys=True), parents=True)
+    write_text_atomic(info_path, json.dumps(info.to_json(), indent=1, sort_keys=True), parents=True)
     study.current_model = version
     say(f"wrote model {version} ({path})")
     return FinetuneResult(
