@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from napari_uamc.data.study.layout import DATASET_FILE
+
 #: The demo study: small enough to segment in seconds on a laptop CPU.
 DEMO_CASES = 6
 DEMO_LABELED = 0
@@ -30,7 +32,7 @@ def ensure_demo_study(path: Path) -> Path:
     """Create the demo phantom study at ``path`` unless it is already there."""
     from napari_uamc.data.phantoms import write_phantom_study
 
-    if not (path / "dataset.json").is_file():
+    if not (path / DATASET_FILE).is_file():
         print(f"making a phantom study of {DEMO_CASES} cases in {path} …", flush=True)
         write_phantom_study(
             path, cases=DEMO_CASES, seed=DEMO_SEED, shape=DEMO_SHAPE,
@@ -52,7 +54,7 @@ def ensure_real_demo_study(path: Path, source: Path) -> Path:
 
     from napari_uamc.data.research_import import LIST_FILE, find_research_cases, import_study
 
-    if (path / "dataset.json").is_file():
+    if (path / DATASET_FILE).is_file():
         return path
     names = [case.name for case in find_research_cases(source)][-DEMO_REAL_CASES:]
     print(f"importing {len(names)} held-out real scans from {source} into {path} …", flush=True)

@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 
 from napari_uamc._napari.layers import LayerDataTuple, image_layer_tuple, label_layer_tuple
+from napari_uamc.data.study.layout import LABEL_DIRS, NIFTI_SUFFIXES, SEGMENTATION_SUFFIX
 
 PathOrPaths = str | Path | Sequence[str | Path]
 ReaderFunction = Callable[[PathOrPaths], list[LayerDataTuple]]
 
 #: Folders of a study whose files are label maps, not images.
-LABEL_FOLDERS = frozenset({"labelsTr", "labelsTs", "groundTruth"})
+LABEL_FOLDERS = frozenset(LABEL_DIRS)
 #: File stems (after the case name) that mark a segmentation output.
-LABEL_STEM_SUFFIXES = ("_seg", "_label")
+LABEL_STEM_SUFFIXES = (SEGMENTATION_SUFFIX, "_label")
 #: Name suffix of the Labels layer read from an ``.h5`` file.
 H5_LABEL_LAYER_SUFFIX = " label"
 
@@ -85,7 +86,7 @@ def read_file(path: Path, spacing: tuple[float, float, float] | None = None) -> 
 def _stem(path: Path) -> str:
     """File name without its (possibly double) extension."""
     name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".h5"):
+    for suffix in (*NIFTI_SUFFIXES, ".nrrd", ".nhdr", ".h5"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem

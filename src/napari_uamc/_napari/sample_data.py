@@ -24,6 +24,7 @@ from napari_uamc._napari.layers import (
     image_layer_tuple,
     label_layer_tuple,
 )
+from napari_uamc.data.study.layout import DATASET_FILE, IMAGES_DIR, NIFTI_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,7 @@ SAMPLE = SampleSettings()
 #: Folder name of the sample study under the plugin's cache folder.
 SAMPLE_STUDY_FOLDER = "sample-study"
 #: Folder of a study's images and the metadata file that marks a complete study.
-IMAGES_FOLDER = "imagesTr"
-DATASET_FILE = "dataset.json"
+IMAGES_FOLDER = IMAGES_DIR
 LABEL_LAYER_SUFFIX = " label"
 
 
@@ -76,7 +76,7 @@ def sample_study_path(settings: SampleSettings = SAMPLE) -> Path:
 
 def _is_complete_study(folder: Path) -> bool:
     images = folder / IMAGES_FOLDER
-    return (folder / DATASET_FILE).is_file() and images.is_dir() and any(images.glob("*.nii.gz"))
+    return (folder / DATASET_FILE).is_file() and images.is_dir() and any(images.glob(f"*{NIFTI_SUFFIX}"))
 
 
 def _build_study(target: Path, settings: SampleSettings) -> Path:
@@ -107,7 +107,7 @@ def _build_study(target: Path, settings: SampleSettings) -> Path:
 
 def first_study_image(study: Path) -> Path:
     """The first image of a study (sorted by file name)."""
-    images = sorted((study / IMAGES_FOLDER).glob("*.nii.gz"))
+    images = sorted((study / IMAGES_FOLDER).glob(f"*{NIFTI_SUFFIX}"))
     if not images:
         from napari_uamc.errors import StudyError
 

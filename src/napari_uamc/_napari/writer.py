@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from napari_uamc._napari.layers import META_KEY, reference_volume_for, uamc_metadata, volume_from_layer
+from napari_uamc.data.study.layout import NIFTI_SUFFIX as STUDY_NIFTI_SUFFIX
 from napari_uamc.errors import InputError
 
 #: The one file name ending this writer produces (every napari-uamc output is ``.nii.gz``).
-NIFTI_SUFFIX = ".nii.gz"
+NIFTI_SUFFIX = STUDY_NIFTI_SUFFIX
 
 
 def write_labels(path: str | Path, data: Any, meta: dict[str, Any]) -> list[str]:

@@ -15,6 +15,14 @@ from napari_uamc.data.phantoms import (
     resolve_domain,
     write_phantom_study,
 )
+from napari_uamc.data.study.layout import (
+    DATASET_FILE,
+    NIFTI_SUFFIX,
+    STATE_FILE,
+    STUDY_PARTS,
+    TOOL_DIR,
+    StudyLayout,
+)
 from napari_uamc.errors import InputError
 
 DESCRIPTION = """\
@@ -81,8 +89,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="replace the study parts (imagesTr/, labelsTr/, groundTruth/, imagesTs/, .uamc/, "
-        "dataset.json) of a non-empty OUT; other files there are kept",
+        help="replace the study parts ("
+        + ", ".join(part if part == DATASET_FILE else f"{part}/" for part in STUDY_PARTS)
+        + ") of a non-empty OUT; other files there are kept",
     )
     parser.set_defaults(func=run)
 
@@ -101,7 +110,8 @@ def _canonical_spacing(path: Path) -> tuple[float, float, float]:
 
 
 def _summary(out: Path, args: argparse.Namespace, labeled: int) -> str:
-    images = sorted((out / "imagesTr").glob("*.nii.gz"))
+    layout = StudyLayout(out)
+    images = sorted(layout.images_dir.glob(f"*{NIFTI_SUFFIX}"))
     spacings = [_canonical_spacing(path) for path in images]
     ranges = ", ".join(
         f"{axis} {min(s[i] for s in spacings):.2f}-{max(s[i] for s in spacings):.2f}"
@@ -111,8 +121,8 @@ def _summary(out: Path, args: argparse.Namespace, labeled: int) -> str:
     last = case_name(args.domain, args.seed, args.cases - 1)
     x, y, z = args.shape
     counts = {
-        folder: len(list((out / folder).glob("*.nii.gz")))
-        for folder in ("imagesTr", "labelsTr", "groundTruth")
+        folder.name: len(list(folder.glob(f"*{NIFTI_SUFFIX}")))
+        for folder in (layout.images_dir, layout.labels_dir, layout.ground_truth_dir)
     }
     lines = [
         f"phantom study written to {out}",
@@ -122,7 +132,7 @@ def _summary(out: Path, args: argparse.Namespace, labeled: int) -> str:
         f"  spacing  {ranges} mm",
         "  files    "
         + ", ".join(f"{folder}/ {count}" for folder, count in counts.items())
-        + ", dataset.json, .uamc/state.json",
+        + f", {DATASET_FILE}, {TOOL_DIR}/{STATE_FILE}",
     ]
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_uamc.cli._options import XYZ, add_device_option, add_precision_option
+from napari_uamc.data.study.layout import DATASET_FILE
 
 #: Default number of steps between resumable training states.
 DEFAULT_CHECKPOINT_EVERY = 500
@@ -121,7 +122,7 @@ def _spacing_option(values: list[float] | None, option: str = "--spacing"):
 def _class_names(data: Path, n_classes: int) -> list[str] | None:
     """Class names from an MSD ``dataset.json`` when it names every class."""
     try:
-        labels = json.loads((data / "dataset.json").read_text()).get("labels", {})
+        labels = json.loads((data / DATASET_FILE).read_text()).get("labels", {})
         names = [str(labels[str(c)]) for c in range(n_classes)]
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return None

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from napari_uamc._atomic import atomic_path
+from napari_uamc.data.study.layout import NIFTI_SUFFIX, NIFTI_SUFFIXES, SEGMENTATION_SUFFIX
 from napari_uamc.data.volume import Volume, canonicalize
 from napari_uamc.errors import GridMismatchError, InputError, UamcError
 
@@ -42,15 +43,15 @@ __all__ = [
 ]
 
 #: File name endings this module reads (longest first, so ``.nii.gz`` wins over ``.nii``).
-SUPPORTED_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".h5", ".dcm")
+SUPPORTED_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr", ".h5", ".dcm")
 #: What :func:`read_volume` calls a folder (of one DICOM series) or a DICOM file without suffix.
 DICOM_FOLDER, DICOM_FILE = "dicom folder", ".dcm"
 #: Every output is written as compressed NIfTI.
-OUTPUT_SUFFIX = ".nii.gz"
+OUTPUT_SUFFIX = NIFTI_SUFFIX
 #: nnU-Net's channel suffix of a single-channel image (``case_0000.nii.gz``).
 CHANNEL_SUFFIX = "_0000"
-#: Suffix of a prediction file (``case_seg.nii.gz``), stripped on request.
-SEGMENTATION_SUFFIX = "_seg"
+#: Suffix of a prediction file (``case_seg.nii.gz``), stripped on request: SEGMENTATION_SUFFIX
+#: (imported from the study layout above).
 #: File names (without suffix) that research layouts give every case alike, one case per folder:
 #: the LA research code's ``<CASE>/mri_norm2.h5`` and the LA 2018 challenge's
 #: ``<CASE>/lgemri.nrrd`` + ``<CASE>/laendo.nrrd``. Such a file's case is its folder's name.

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_uamc._atomic import atomic_path
+from napari_uamc.data.study.layout import NIFTI_SUFFIX, STUDY_PARTS, StudyLayout
 from napari_uamc.errors import InputError, StudyError
 
 __all__ = [
@@ -54,8 +55,8 @@ DEFAULT_SHAPE: tuple[int, int, int] = (96, 96, 48)
 #: Smallest and largest accepted grid size along any axis.
 MIN_SIZE = 16
 MAX_SIZE = 1024
-#: Folders and files of a study that ``overwrite=True`` replaces (anything else is kept).
-STUDY_PARTS = ("imagesTr", "labelsTr", "groundTruth", "imagesTs", ".uamc", "dataset.json")
+#: Folders and files of a study that ``overwrite=True`` replaces (anything else is kept):
+#: STUDY_PARTS, imported from the study layout above.
 
 
 # --------------------------------------------------------------------------- appearance
@@ -628,18 +629,19 @@ def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")
-    with atomic_path(path, suffix=".nii.gz") as temporary:
+    with atomic_path(path, suffix=NIFTI_SUFFIX) as temporary:
         nib.save(image, temporary)
 
 
 def write_case(case: PhantomCase, study: Path, *, labeled: bool) -> None:
     """Write one case's image, ground truth and (if ``labeled``) accepted label."""
     affine = case.source_affine
-    _save_nifti(case.to_source(case.image), affine, study / "imagesTr" / f"{case.name}.nii.gz")
+    layout = StudyLayout(Path(study))
+    _save_nifti(case.to_source(case.image), affine, layout.image_file(case.name))
     label = case.to_source(case.label)
-    _save_nifti(label, affine, study / "groundTruth" / f"{case.name}.nii.gz")
+    _save_nifti(label, affine, layout.ground_truth_file(case.name))
     if labeled:
-        _save_nifti(label, affine, study / "labelsTr" / f"{case.name}.nii.gz")
+        _save_nifti(label, affine, layout.label_file(case.name))
 
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:
@@ -657,8 +659,9 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
                 shutil.rmtree(path)
             elif path.exists() or path.is_symlink():
                 path.unlink()
-    for folder in ("imagesTr", "labelsTr", "groundTruth"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
+    layout = StudyLayout(out)
+    for folder in (layout.images_dir, layout.labels_dir, layout.ground_truth_dir):
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def write_phantom_study(

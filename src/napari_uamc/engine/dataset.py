@@ -23,15 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from napari_uamc.data.io import case_name, read_h5_case, read_label, read_volume
+from napari_uamc.data.study.layout import IMAGES_DIR, LABELS_DIR, NIFTI_SUFFIXES
 from napari_uamc.engine.preprocess import resample_to_spacing, zscore
 from napari_uamc.errors import InputError
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr")
+IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr")
 H5_SUFFIX = ".h5"
-MSD_IMAGES = "imagesTr"
-MSD_LABELS = "labelsTr"
+MSD_IMAGES = IMAGES_DIR
+MSD_LABELS = LABELS_DIR
 #: Label sub-folders of a plain image folder, tried in this order.
-PLAIN_LABEL_FOLDERS = ("labels", "labelsTr")
+PLAIN_LABEL_FOLDERS = ("labels", LABELS_DIR)
 #: Lines of a case-list file starting with this are comments.
 COMMENT = "#"
 MAX_LABEL_VALUE = np.iinfo(np.uint8).max

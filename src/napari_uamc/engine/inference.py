@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_uamc.data.study.layout import prediction_name
 from napari_uamc.data.volume import Volume
 from napari_uamc.engine.checkpoint import ModelMeta, check_meta_fits
 from napari_uamc.engine.device import resolve_device, resolve_precision
@@ -345,14 +346,14 @@ def segment_volume(
 def output_paths(out_dir: str | Path, case: str, class_names: list[str]) -> dict[str, Path]:
     """Files :func:`write_segmentation` writes: seg, SDF (one per foreground class), uncertainty."""
     out_dir = Path(out_dir)
-    paths = {"seg": out_dir / f"{case}_seg.nii.gz"}
+    paths = {"seg": out_dir / prediction_name(case, "seg")}
     if len(class_names) == 2:
-        paths["sdf"] = out_dir / f"{case}_sdf.nii.gz"
+        paths["sdf"] = out_dir / prediction_name(case, "sdf")
     else:
         for name in class_names[1:]:
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-            paths[f"sdf_{name}"] = out_dir / f"{case}_sdf_{safe}.nii.gz"
-    paths["uncertainty"] = out_dir / f"{case}_uncertainty.nii.gz"
+            paths[f"sdf_{name}"] = out_dir / prediction_name(case, f"sdf_{safe}")
+    paths["uncertainty"] = out_dir / prediction_name(case, "uncertainty")
     return paths
 
 
