@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_uamc.data.case_list import read_case_list
 from napari_uamc.data.io import LA_H5_FILE, LA_H5_SPACING_MM, read_h5_case, read_label, read_volume
 from napari_uamc.data.study import Study
 from napari_uamc.data.volume import Volume
@@ -58,22 +59,6 @@ class ResearchCase:
     layout: str  # "h5" or "nrrd"
 
 
-def _read_list(path: Path) -> list[str]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as error:
-        raise InputError(f"{path}: cannot read the case list ({error.strerror or error})") from None
-    names = [line.strip().strip("/") for line in lines]
-    names = [Path(n).parts[0] if n else n for n in names]
-    names = [n for n in names if n and not n.startswith("#")]
-    if not names:
-        raise InputError(f"{path}: the case list names no case")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputError(f"{path}: the case list names {', '.join(duplicates[:5])} more than once")
-    return names
-
-
 def find_research_cases(source: str | os.PathLike[str], case_list: str | os.PathLike[str] | None = None
                         ) -> list[ResearchCase]:
     """The cases of a research-layout folder, in list order (``case_list``, else ``train.list``
@@ -105,7 +90,7 @@ def find_research_cases(source: str | os.PathLike[str], case_list: str | os.Path
     list_path = Path(case_list) if case_list is not None else root / LIST_FILE
     if case_list is None and not list_path.is_file():
         return [found[name] for name in sorted(found)]
-    names = _read_list(list_path)
+    names = read_case_list(list_path, case_folders=True)
     missing = [n for n in names if n not in found]
     if missing:
         raise InputError(
