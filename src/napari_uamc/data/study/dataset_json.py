@@ -15,7 +15,15 @@ from typing import Any
 
 from napari_uamc._atomic import write_json_atomic
 from napari_uamc.data._study_files import read_json, writing
-from napari_uamc.data.study.layout import IMAGES_DIR, LABELS_DIR, TEST_IMAGES_DIR, StudyLayout, nifti_stem
+from napari_uamc.data.study.layout import (
+    IMAGES_DIR,
+    LABELS_DIR,
+    NIFTI_SUFFIX,
+    NIFTI_SUFFIXES,
+    TEST_IMAGES_DIR,
+    StudyLayout,
+    nifti_stem,
+)
 from napari_uamc.data.study.state import StudyWarning, quarantine
 from napari_uamc.errors import InputError, StudyError
 
@@ -26,7 +34,7 @@ DEFAULT_MODALITY: dict[int, str] = {0: "MRI"}
 #: Keys that only an nnU-Net v2 ``dataset.json`` has (its labels map names to integers).
 NNUNET_V2_KEYS = ("channel_names", "file_ending")
 #: Image files a study reads (nnU-Net v2 ``file_ending``).
-SUPPORTED_FILE_ENDINGS = (".nii.gz", ".nii")
+SUPPORTED_FILE_ENDINGS = NIFTI_SUFFIXES
 
 
 def _index_names(
@@ -79,7 +87,7 @@ def _nnunet_v2_labels(labels: Any, where: str) -> dict[str, str]:
 
 def _nnunet_v2_channels(raw: Mapping[str, Any], where: str) -> dict[str, str]:
     """The single input channel of an nnU-Net v2 study; more channels or other files refused."""
-    ending = raw.get("file_ending", ".nii.gz")
+    ending = raw.get("file_ending", NIFTI_SUFFIX)
     if ending not in SUPPORTED_FILE_ENDINGS:
         raise InputError(f"{where}: file_ending {ending!r}; napari-uamc reads NIfTI studies "
                          f"({', '.join(SUPPORTED_FILE_ENDINGS)})")
