@@ -75,6 +75,11 @@ VARIANTS: dict[str, Variant] = {
     "sup": _variant("supervised (seg + dis)", SUPERVISED_TERMS, False, False),
     "sup-bn": _variant("supervised + BN recalibration", SUPERVISED_TERMS, True, False),
     "sup-ema-bn": _variant("supervised + EMA + BN recalibration (baseline; the default)", SUPERVISED_TERMS, True, True),
+    "sup-ema": _variant("supervised + EMA, no BN recalibration", SUPERVISED_TERMS, False, True),
+    "sup-ema-bn-nocold": _variant("supervised + EMA + BN recalibration as before (model's spacing, lr 0.001, "
+                                  "no anchors)", SUPERVISED_TERMS, True, True, cold_start=False, anchors=False),
+    "sup-ema-bn-noanchors": _variant("supervised + EMA + BN recalibration, no anchors", SUPERVISED_TERMS, True,
+                                     True, anchors=False),
     "sup-ema-bn-lr001": _variant("supervised + EMA + BN recalibration, lr 0.001 always", SUPERVISED_TERMS,
                                  True, True, finetune_lr=0.001),
     "ugmcl": _variant("UG-MCL", ALL_TERMS, False, False),
@@ -91,9 +96,10 @@ VARIANTS: dict[str, Variant] = {
                                   finetune_lr=0.01),
 }
 BASELINE, SEMI = "sup-ema-bn", "ugmcl-ema-bn"
-#: Fine-tunes that --real runs unless --variants says otherwise: the default (its learning rate
-#: chosen by how much the person corrected, ``finetune.COLD_START_DICE``) and both fixed rates.
-REAL_VARIANTS = (BASELINE, "sup-ema-bn-lr001", "sup-ema-bn-lr01")
+#: Fine-tunes that --real runs unless --variants says otherwise: the default (a cold start
+#: relearns at a new spacing and rate, ``finetune.COLD_START_DICE``; a warm start trains on
+#: anchors too) and the fine-tune as it was before those rules.
+REAL_VARIANTS = (BASELINE, "sup-ema-bn-nocold")
 ORDERS = ("uncertainty", "random")
 
 
@@ -338,6 +344,9 @@ def run_one(setup: Setup, model_path: Path, data: dict[str, Path], start: dict[s
     remaining = [name for name in ranked if name not in corrected]
     after_b = dice_scores(model, meta, workdir, remaining, setup.device)
     after_a = dice_scores(model, meta, data["A"], sorted(start["dice_A"]), setup.device)
+    kept = workdir.parent.parent / "models" / f"{workdir.name}.pt"  # for a look at what it learned
+    kept.parent.mkdir(exist_ok=True)
+    shutil.copyfile(result.path, kept)
     shutil.rmtree(workdir, ignore_errors=True)
     return {
         "variant": variant, "k": k, "order": order, "replay": replayed, "seed": seed,
@@ -535,7 +544,9 @@ def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCac
     budget = f"{setup.minutes:g} minutes" if setup.minutes is not None else f"{setup.iterations} iterations"
     if setup.real:
         start = setup.start
-        title = f"## Correct-and-retrain loop on real LA scans ({start} start)"
+        budget_title = "" if setup.minutes == Setup.minutes else (
+            f", {setup.minutes:g} minutes" if setup.minutes is not None else f", {setup.iterations} iterations")
+        title = f"## Correct-and-retrain loop on real LA scans ({start} start{budget_title})"
         study = (f"Study per seed s: {setup.cases} real LA 2018 scans (train.list lines "
                  f"{REAL_FIRST_STUDY_LINE + 1}+{setup.cases}s to {REAL_FIRST_STUDY_LINE + setup.cases}+"
                  f"{setup.cases}s, 0.625 mm, cropped by the challenge's research code), none accepted. "
@@ -817,8 +828,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(this invocation: {common.fmt_seconds(clock.seconds)})")
     if args.write:
         section = BENCH if preset == "default" else f"{BENCH}-{preset}"
-        if setup.real:
+        if setup.real:  # one section per start and budget
             section = f"{BENCH}-la2018-{setup.start}"
+            if (setup.minutes, setup.iterations) != (Setup.minutes, Setup.iterations):
+                section += f"-{setup.minutes:g}min" if setup.minutes is not None else f"-{setup.iterations}its"
         path = common.write_section(args.write, section, text)
         print(f"wrote section {section!r} of {path}")
     return 0

@@ -181,6 +181,12 @@ def test_finetune_measures_the_starting_model_against_the_accepted_labels(study,
     assert starting_agreement(version_model, version_meta, study, ["case0"], result.version, "cpu") == {"case0": 1.0}
     recomputed = starting_agreement(version_model, version_meta, study, ["case0"], "v999", "cpu")
     assert recomputed["case0"] < 1.0  # another model's prediction is not this one's
+    # a model that agrees with the accepted labels (a warm start): its own spacing, the small rate
+    warm = finetune_study(study, iterations=1, device="cpu", score=False, overrides=FAST)
+    info = json.loads(warm.info_path.read_text())
+    assert warm.parent == result.version and info["starting_agreement"]["mean"] == 1.0
+    assert info["settings"]["finetune_lr"] == TINY_CONFIG.finetune_lr
+    assert info["spacing"]["value"] == list(version_meta.spacing) == info["spacing"]["parent"]
 
     # a stop request during the comparison ends the fine-tune before its first step
     stopped = finetune_study(study, model_path=model_file, iterations=5, device="cpu", overrides=FAST,
@@ -188,9 +194,67 @@ def test_finetune_measures_the_starting_model_against_the_accepted_labels(study,
     info = json.loads(stopped.info_path.read_text())
     assert stopped.iterations == 0 and stopped.stopped_early and "stopped before" in info["learning_rate"]["why"]
 
-    # an explicit learning rate is kept, and nothing is compared
+    # an explicit learning rate is kept (the comparison still decides the working spacing)
     explicit = finetune_study(study, model_path=model_file, iterations=1, device="cpu", score=False,
                               overrides={**FAST, "finetune_lr": 0.005})
     info = json.loads(explicit.info_path.read_text())
-    assert info["settings"]["finetune_lr"] == 0.005 and info["starting_agreement"]["cases"] == {}
+    assert info["settings"]["finetune_lr"] == 0.005 and set(info["starting_agreement"]["cases"]) == {"case0"}
     assert info["learning_rate"] == {"value": 0.005, "chosen_by": "settings", "why": "learning rate 0.005, as asked"}
+
+
+def test_a_cold_start_relearns_where_the_patch_holds_the_structure_whole(tmp_path):
+    from napari_uamc.engine.finetune import STRUCTURE_MARGIN, structure_spacing
+
+    root = tmp_path / "wide"
+    for folder in ("imagesTr", "labelsTr"):
+        (root / folder).mkdir(parents=True)
+    affine = np.diag([0.5, 0.5, 0.5, 1.0])
+    image = np.random.default_rng(0).normal(size=(100, 60, 40)).astype(np.float32)
+    label = np.zeros(image.shape, np.uint8)
+    label[10:90, 20:40, 5:25] = 1  # 40 x 10 x 10 mm
+    nib.save(nib.Nifti1Image(image, affine), str(root / "imagesTr" / "wide.nii.gz"))
+    nib.save(nib.Nifti1Image(label, affine), str(root / "labelsTr" / "wide.nii.gz"))
+    study = Study.open(root)
+    assert structure_spacing(study, ["wide"], (16, 16, 16)) == pytest.approx((40 * STRUCTURE_MARGIN / 16,) * 3)
+    # a structure the patch already holds at the native grid: never finer than the images
+    assert structure_spacing(study, ["wide"], (256, 256, 256)) == (0.5, 0.5, 0.5)
+
+    model = save_tiny_model(tmp_path / "cold.pt", spacing=(1.0, 1.0, 1.0), config=TINY_CONFIG.to_dict(),
+                            synthetic_only=True)
+    messages: list[str] = []
+    result = finetune_study(study, model_path=model, iterations=1, device="cpu", score=False,
+                            overrides={**FAST, "bn_recalibration": False}, on_message=messages.append)
+    info = json.loads(result.info_path.read_text())
+    assert info["starting_agreement"]["mean"] < 0.5  # a random tiny model: cold
+    assert info["spacing"]["value"] == pytest.approx([40 * STRUCTURE_MARGIN / 16] * 3)
+    assert load_checkpoint(result.path)[1].spacing == pytest.approx((40 * STRUCTURE_MARGIN / 16,) * 3)
+    assert any("relearning at 2.75 mm" in m for m in messages)
+
+
+def test_a_warm_start_trains_on_anchors_the_starting_model_labeled(study, model_file):
+    from napari_uamc.engine.dataset import TrainingCase
+    from napari_uamc.engine.finetune import with_anchors
+
+    accepted = [TrainingCase("a", np.zeros((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), (1.0, 1.0, 1.0))]
+    anchors = [TrainingCase(n, np.zeros((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), (1.0, 1.0, 1.0))
+               for n in "xyz"]
+    mixed = with_anchors(accepted, anchors)
+    assert [c.name for c in mixed] == ["a", "a", "a", "x", "y", "z"]  # as often as the anchors together
+    assert mixed[0] is mixed[1] and with_anchors(accepted, []) == accepted
+
+    # a warm start: a version whose saved prediction of the accepted case is that label exactly
+    first = finetune_study(study, model_path=model_file, iterations=1, device="cpu", score=False, overrides=FAST)
+    info = json.loads(first.info_path.read_text())
+    assert info["anchors"] == []  # a cold start (a random tiny model) has no anchors: its predictions are wrong
+    label = study.read_label("case0").array
+    zeros = np.zeros(label.shape, np.float32)
+    study.save_prediction("case0", label, zeros, zeros, model_version=first.version)
+    messages: list[str] = []
+    warm = finetune_study(study, iterations=1, device="cpu", score=False, overrides=FAST, on_message=messages.append)
+    info = json.loads(warm.info_path.read_text())
+    assert info["anchors"] == ["case1", "case2"] and info["cases"]["labeled"] == ["case0"]
+    assert any("anchors against forgetting" in m for m in messages)
+    study.save_prediction("case0", label, zeros, zeros, model_version=warm.version)
+    off = finetune_study(study, iterations=1, device="cpu", score=False, overrides={**FAST, "anchors": False})
+    info = json.loads(off.info_path.read_text())
+    assert info["starting_agreement"]["mean"] == 1.0 and info["anchors"] == []  # warm, anchors turned off

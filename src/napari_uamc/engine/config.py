@@ -131,6 +131,8 @@ class TrainConfig:
     finetune_lr: float = 0.001  # initial learning rate used instead of lr when finetune is on
     bn_recalibration: bool = False  # (flag) re-estimate BatchNorm statistics after training
     keep_ema: bool = False  # (flag) keep the EMA teacher (not the student) as the result
+    cold_start: bool = True  # a model new to the study's images (engine/finetune.py) relearns at its spacing/rate
+    anchors: bool = True  # warm start: also train on the other cases labeled by the starting model
 
     # --- how the trainer runs (helper G; validated by engine/training.py) -----------------------
     precision: str = "auto"  # "auto" (bf16 where native: CUDA, AMX/AVX512-BF16 CPUs) | "float32" | "bfloat16"
@@ -230,7 +232,7 @@ class TrainConfig:
         _require(self.consistency_rampup is None
                  or (_is_int(self.consistency_rampup) and self.consistency_rampup >= 0),
                  "consistency_rampup", "None or an integer >= 0")
-        for name in ("finetune", "bn_recalibration", "keep_ema"):
+        for name in ("finetune", "bn_recalibration", "keep_ema", "cold_start", "anchors"):
             _require(isinstance(getattr(self, name), bool), name, "True or False")
 
 

@@ -31,7 +31,7 @@ from napari_uamc.data.study import ModelVersionInfo, Study
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
-from napari_uamc.engine.preprocess import resample_to_spacing, zscore
+from napari_uamc.engine.preprocess import resample_label, resample_to_spacing, zscore
 from napari_uamc.engine.training import StepReport, Trainer, recalibrate_batchnorm
 from napari_uamc.errors import InputError, TrainingError
 
@@ -57,6 +57,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 #: suits small corrections of a model that already knows the images (bench_loop on real scans,
 #: docs/benchmarks.md). Overridden by an explicit ``finetune_lr``.
 COLD_START_DICE = 0.5
+#: A cold start also works at the spacing where the model's patch holds the accepted structures
+#: whole, with this much room (:func:`structure_spacing`); a warm start keeps the model's spacing.
+STRUCTURE_MARGIN = 1.1
 #: Random patches per study image for the BatchNorm recalibration.
 RECALIBRATION_PATCHES_PER_IMAGE = 2
 
@@ -111,12 +114,13 @@ def _fit_patch(patch: tuple[int, int, int], shapes: list[tuple[int, ...]]) -> tu
     )  # type: ignore[return-value]
 
 
-def _read_case(study: Study, name: str, meta: ModelMeta, labeled: bool, tolerance: float) -> TrainingCase:
-    """A study case z-scored (and resampled to the model's spacing where it differs)."""
+def _read_case(study: Study, name: str, spacing: tuple[float, float, float], labeled: bool,
+               tolerance: float) -> TrainingCase:
+    """A study case z-scored (and resampled to the working ``spacing`` where it differs)."""
     volume = study.read_image(name)
     image = zscore(volume.array)
     label = study.read_label(name).array if labeled else None  # type: ignore[union-attr]
-    image, label, spacing = resample_to_spacing(image, label, volume.spacing, meta.spacing, f"case {name}", tolerance)
+    image, label, spacing = resample_to_spacing(image, label, volume.spacing, spacing, f"case {name}", tolerance)
     return TrainingCase(name, image, None if label is None else label.astype(np.uint8), spacing)
 
 
@@ -137,25 +141,71 @@ def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device
     return scores
 
 
+def starting_prediction(model, meta: ModelMeta, study: Study, name: str, parent: str, device: str,
+                        should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """The starting model's label map of case ``name`` on the case's grid. A prediction the study
+    holds from this very model (a version of the study, or ``"default"``, the packaged model) is
+    reused; otherwise the case is segmented (deterministic pass). Raises ``inference.Cancelled``
+    when ``should_stop()`` turns true."""
+    if parent == "default" or parent in study.model_versions():
+        info = study.case_info(name)
+        if info.has_prediction and info.prediction_model == parent:
+            return study.read_prediction(name)["seg"].array  # type: ignore[index]
+    from napari_uamc.engine.inference import InferenceConfig, segment_volume
+
+    config = InferenceConfig(mc_samples=0, device=device)
+    return segment_volume(model, meta, study.read_image(name), config, should_stop=should_stop).label
+
+
 def starting_agreement(model, meta: ModelMeta, study: Study, cases: list[str], parent: str,
                        device: str, should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
-    """Dice of the starting model's prediction against each accepted label: how much the person
-    corrected. A prediction the study holds from this very model (a version of the study, or
-    ``"default"``, the packaged model) is reused; other cases are segmented (deterministic
-    pass). Raises ``inference.Cancelled`` when ``should_stop()`` turns true."""
-    scores, missing = {}, []
-    is_named = parent == "default" or parent in study.model_versions()
+    """Dice of the starting model's prediction (:func:`starting_prediction`) against each
+    accepted label: how much the person corrected."""
+    scores = {}
     for name in cases:
-        info = study.case_info(name) if is_named else None
-        if info is not None and info.has_prediction and info.prediction_model == parent:
-            predicted = study.read_prediction(name)["seg"].array  # type: ignore[index]
-            label = study.read_label(name).array  # type: ignore[union-attr]
-            scores[name] = float(np.mean([dice(predicted == c, label == c) for c in range(1, meta.n_classes)]))
-        else:
-            missing.append(name)
-    if missing:
-        scores.update(training_dice(model, meta, study, missing, device, should_stop))
-    return {name: scores[name] for name in cases}
+        predicted = starting_prediction(model, meta, study, name, parent, device, should_stop)
+        label = study.read_label(name).array  # type: ignore[union-attr]
+        scores[name] = float(np.mean([dice(predicted == c, label == c) for c in range(1, meta.n_classes)]))
+    return scores
+
+
+def anchor_cases(model, meta: ModelMeta, study: Study, cases: list[TrainingCase], parent: str, device: str,
+                 should_stop: Callable[[], bool] | None = None) -> list[TrainingCase]:
+    """The unaccepted ``cases`` labeled by the starting model's own predictions: trained on beside
+    the accepted cases in a warm start, they hold the model to what it already does well where
+    nobody corrected it (replay without the model's training data)."""
+    anchors = []
+    for case in cases:
+        predicted = starting_prediction(model, meta, study, case.name, parent, device, should_stop)
+        if predicted.shape != case.image.shape:  # the case was resampled to the working spacing
+            predicted = resample_label(predicted, case.image.shape)
+        anchors.append(TrainingCase(case.name, case.image, predicted.astype(np.uint8), case.spacing))
+    return anchors
+
+
+def with_anchors(accepted: list[TrainingCase], anchors: list[TrainingCase]) -> list[TrainingCase]:
+    """The labeled cases of a step stream in which accepted cases and anchors come about equally
+    often: each accepted case is repeated ``ceil(anchors / accepted)`` times (the arrays are shared)."""
+    if not anchors:
+        return list(accepted)
+    repeats = -(-len(anchors) // len(accepted))
+    return [case for _ in range(repeats) for case in accepted] + list(anchors)
+
+
+def structure_spacing(study: Study, cases: list[str], patch: tuple[int, int, int]) -> tuple[float, float, float]:
+    """The isotropic spacing (mm) at which ``patch`` holds the bounding box of every accepted
+    structure with :data:`STRUCTURE_MARGIN` to spare, never finer than the images' finest spacing:
+    a patch that sees the whole structure learns its shape, not just its edges."""
+    needed, finest = 0.0, float("inf")
+    for name in cases:
+        label = study.read_label(name)
+        finest = min(finest, *label.spacing)  # type: ignore[union-attr]
+        found = np.argwhere(label.array > 0)  # type: ignore[union-attr]
+        if found.size:
+            extent = (found.max(0) - found.min(0) + 1) * np.array(label.spacing)  # type: ignore[union-attr]
+            needed = max(needed, float(np.max(extent * STRUCTURE_MARGIN / np.array(patch))))
+    size = max(needed, finest)
+    return (size, size, size)
 
 
 def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tuple[float, str]:
@@ -166,8 +216,11 @@ def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tu
         return cfg.lr, (f"the starting model agrees with the accepted labels at Dice {mean:.2f} "
                         f"(below {COLD_START_DICE}): new to these images, fine-tuning at its training "
                         f"learning rate {cfg.lr:g}")
-    return cfg.finetune_lr, (f"the starting model agrees with the accepted labels at Dice {mean:.2f}: "
-                             f"fine-tuning at learning rate {cfg.finetune_lr:g}")
+    # the engine's fine-tune rate, not cfg's: a version made by a cold start records the rate it
+    # used in its own config, and its children are warm starts
+    warm = TrainConfig().finetune_lr
+    return warm, (f"the starting model agrees with the accepted labels at Dice {mean:.2f}: "
+                  f"fine-tuning at learning rate {warm:g}")
 
 
 def finetune_study(
@@ -216,9 +269,29 @@ def finetune_study(
     model, meta = load_checkpoint(source, "cpu")
     say(f"starting from model {parent} ({source})")
 
+    from napari_uamc.engine.inference import Cancelled
+
+    agreement: dict[str, float] = {}
+    say("comparing the starting model with the accepted labels")
+    try:
+        agreement = starting_agreement(model, meta, study, labeled_names, parent, device, should_stop)
+    except Cancelled:  # the stop request ends the fine-tune before its first step
+        compared = "stopped before the comparison ended"
+    except (MemoryError, RuntimeError) as error:  # e.g. out of memory on a GPU: train anyway
+        compared = f"the starting model could not be compared with the accepted labels ({error})"
+    else:
+        compared = f"the starting model agrees with the accepted labels at Dice {np.mean(list(agreement.values())):.2f}"
+    cold_rules = bool((overrides or {}).get("cold_start", True))
+    cold = cold_rules and bool(agreement) and float(np.mean(list(agreement.values()))) < COLD_START_DICE
+    spacing = tuple(float(v) for v in meta.spacing)
+    if cold:
+        spacing = structure_spacing(study, labeled_names, tuple(meta.patch))
+        say(f"{compared} (below {COLD_START_DICE}): new to these images; relearning at {spacing[0]:.2f} mm, "
+            f"where the patch holds the accepted structures whole")
+
     say(f"reading {len(labeled_names)} accepted and {len(unlabeled_names)} other cases")
-    labeled = [_read_case(study, n, meta, True, resample_tolerance) for n in labeled_names]
-    unlabeled = [_read_case(study, n, meta, False, resample_tolerance) for n in unlabeled_names]
+    labeled = [_read_case(study, n, spacing, True, resample_tolerance) for n in labeled_names]  # type: ignore[arg-type]
+    unlabeled = [_read_case(study, n, spacing, False, resample_tolerance) for n in unlabeled_names]  # type: ignore[arg-type]
     patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled])
 
     base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
@@ -237,27 +310,25 @@ def finetune_study(
     if max((int(c.label.max(initial=0)) for c in labeled), default=0) >= meta.n_classes:  # type: ignore[union-attr]
         raise InputError(f"an accepted label has a class the model {parent} does not know "
                          f"({meta.n_classes} classes: {', '.join(meta.class_names)})")
-    agreement: dict[str, float] = {}
     if "finetune_lr" in (overrides or {}):
         why = f"learning rate {cfg.finetune_lr:g}, as asked"
+    elif agreement and cold_rules:
+        learning_rate, why = choose_learning_rate(cfg, agreement)
+        cfg = cfg.replace(finetune_lr=learning_rate)
     else:
-        from napari_uamc.engine.inference import Cancelled
+        why = f"{compared}: learning rate {cfg.finetune_lr:g}"
+    say(why)
 
-        say("comparing the starting model with the accepted labels")
+    anchors: list[TrainingCase] = []
+    if cfg.anchors and not cold and agreement and unlabeled:
+        say(f"labeling the {len(unlabeled)} other cases with the starting model (anchors against forgetting)")
         try:
-            agreement = starting_agreement(model, meta, study, labeled_names, parent, device, should_stop)
-        except Cancelled:  # the stop request ends the fine-tune before its first step
-            why = f"stopped before the comparison ended: learning rate {cfg.finetune_lr:g}"
-        except (MemoryError, RuntimeError) as error:  # e.g. out of memory on a GPU: train anyway
-            why = (f"the starting model could not be compared with the accepted labels ({error}): "
-                   f"learning rate {cfg.finetune_lr:g}")
-        else:
-            learning_rate, why = choose_learning_rate(cfg, agreement)
-            cfg = cfg.replace(finetune_lr=learning_rate)
-        say(why)
+            anchors = anchor_cases(model, meta, study, unlabeled, parent, device, should_stop)
+        except Cancelled:
+            pass  # the trainer sees the stop request before its first step
 
     trainer = Trainer(
-        cfg, labeled, unlabeled, model=model, device=device, should_stop=should_stop,
+        cfg, with_anchors(labeled, anchors), unlabeled, model=model, device=device, should_stop=should_stop,
         time_budget=None if minutes is None else 60.0 * minutes,
     )
     for note in trainer.notes:
@@ -288,7 +359,7 @@ def finetune_study(
     version = study.reserve_model_version()  # no other writer can take this name now
     path = study.model_path(version)
     new_meta = trainer.build_meta(
-        spacing=meta.spacing,
+        spacing=spacing,
         base=meta,
         use_teacher=cfg.keep_ema,
         kind="finetune",
@@ -324,12 +395,17 @@ def finetune_study(
         bn_recalibration_patches=recalibrated,
         starting_agreement={
             "note": "Dice of the starting model's prediction against each accepted label (how much was "
-                    "corrected); empty when the learning rate was given",
+                    "corrected); empty when it could not be compared",
             "cases": agreement,
             "mean": float(np.mean(list(agreement.values()))) if agreement else None,
         },
         learning_rate={"value": cfg.finetune_lr,
-                       "chosen_by": "starting agreement" if agreement else "settings", "why": why},
+                       "chosen_by": "settings" if "finetune_lr" in (overrides or {}) or not agreement or not cold_rules
+                       else "starting agreement", "why": why},
+        anchors=[case.name for case in anchors],
+        spacing={"value": list(spacing), "parent": list(meta.spacing),
+                 "why": "a cold start: the patch holds the accepted structures whole" if cold
+                 else "the starting model's spacing"},
         training_dice={
             "note": "Dice on cases this version trained on (a training score, not a test score)",
             "cases": scores,

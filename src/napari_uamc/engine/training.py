@@ -613,7 +613,7 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "seconds": round(self.seconds, 1),
             "terms": sorted(self.terms),
-            "labeled": [c.name for c in self.labeled],
+            "labeled": list(dict.fromkeys(c.name for c in self.labeled)),  # a case may be drawn from twice
             "unlabeled_count": len(self.unlabeled),
             "device": str(self.device),
             "precision": str(self.dtype).removeprefix("torch."),

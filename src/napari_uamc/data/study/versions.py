@@ -87,7 +87,8 @@ class ModelVersionInfo:
 
     Every field may be missing from an older file (or a reservation placeholder): :meth:`from_json`
     fills in the defaults here. The nested records (``cases``, ``budget``, ``settings``,
-    ``starting_agreement``, ``learning_rate``, ``training_dice``) stay plain JSON dicts.
+    ``starting_agreement``, ``learning_rate``, ``spacing``, ``training_dice``) stay plain JSON dicts;
+    ``anchors`` names the unaccepted cases a warm start trained on with the starting model's labels.
     """
 
     version: str | None = None
@@ -108,6 +109,8 @@ class ModelVersionInfo:
     bn_recalibration_patches: int | None = None
     starting_agreement: dict[str, Any] = field(default_factory=dict)
     learning_rate: dict[str, Any] = field(default_factory=dict)
+    anchors: list[str] = field(default_factory=list)
+    spacing: dict[str, Any] = field(default_factory=dict)
     training_dice: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
