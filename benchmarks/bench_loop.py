@@ -14,7 +14,9 @@ Experiments (each run is cached per fine-tune variant, k, order, replay and seed
 * ``knobs``: k = 2, further variants (recalibration alone, the consistency weight at 1, the
   learning rate at 0.01);
 * ``order``: the cases to correct drawn at random instead of by uncertainty;
-* ``replay``: two domain-A cases accepted into the study as earlier corrections.
+* ``replay``: two domain-A cases accepted into the study as earlier corrections;
+* ``real`` (``--real`` only, the default there): the default fine-tune and the one before its
+  cold- and warm-start rules (``--variants`` picks any others).
 
 Every run also scores a domain-A test study after the fine-tune (forgetting). Per seed s the
 studies are new phantoms (B: phantom seed 3000+s; A test: 4000+s; replay: 5000+s) and s seeds
@@ -76,10 +78,12 @@ VARIANTS: dict[str, Variant] = {
     "sup-bn": _variant("supervised + BN recalibration", SUPERVISED_TERMS, True, False),
     "sup-ema-bn": _variant("supervised + EMA + BN recalibration (baseline; the default)", SUPERVISED_TERMS, True, True),
     "sup-ema": _variant("supervised + EMA, no BN recalibration", SUPERVISED_TERMS, False, True),
-    "sup-ema-bn-nocold": _variant("supervised + EMA + BN recalibration as before (model's spacing, lr 0.001, "
-                                  "no anchors)", SUPERVISED_TERMS, True, True, cold_start=False, anchors=False),
-    "sup-ema-bn-noanchors": _variant("supervised + EMA + BN recalibration, no anchors", SUPERVISED_TERMS, True,
-                                     True, anchors=False),
+    "sup-ema-bn-nocold": _variant("supervised + EMA + BN recalibration as before (model's spacing, lr 0.001)",
+                                  SUPERVISED_TERMS, True, True, cold_start=False, anchors=False),
+    "sup-ema-bn-lr0003": _variant("supervised + EMA + BN recalibration, lr 0.0003", SUPERVISED_TERMS, True, True,
+                                  finetune_lr=0.0003),
+    "sup-ema-bn-anchors": _variant("supervised + EMA + BN recalibration, with anchors", SUPERVISED_TERMS, True,
+                                   True, anchors=True),
     "sup-ema-bn-lr001": _variant("supervised + EMA + BN recalibration, lr 0.001 always", SUPERVISED_TERMS,
                                  True, True, finetune_lr=0.001),
     "ugmcl": _variant("UG-MCL", ALL_TERMS, False, False),
@@ -97,9 +101,9 @@ VARIANTS: dict[str, Variant] = {
 }
 BASELINE, SEMI = "sup-ema-bn", "ugmcl-ema-bn"
 #: Fine-tunes that --real runs unless --variants says otherwise: the default (a cold start
-#: relearns at a new spacing and rate, ``finetune.COLD_START_DICE``; a warm start trains on
-#: anchors too) and the fine-tune as it was before those rules.
-REAL_VARIANTS = (BASELINE, "sup-ema-bn-nocold")
+#: relearns at a new spacing and rate, ``finetune.COLD_START_DICE``), the fine-tune as it was
+#: before those rules, and a warm start that also trains on anchors.
+REAL_VARIANTS = (BASELINE, "sup-ema-bn-nocold", "sup-ema-bn-anchors")
 ORDERS = ("uncertainty", "random")
 
 
@@ -121,7 +125,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "replay": Experiment("replay", (BASELINE, SEMI), (2,), "uncertainty", True),
     # --real: the default fine-tune against both fixed learning rates (the evidence for the
     # cold-start rule, finetune.COLD_START_DICE)
-    "real": Experiment("real", REAL_VARIANTS, None, "uncertainty", False),
+    "real": Experiment("real", tuple(VARIANTS), None, "uncertainty", False),  # --variants picks
 }
 #: Phantom seeds of the shifted study, the domain-A test study and the replay cases (+ seed).
 B_DATA_SEED, A_TEST_SEED, REPLAY_SEED = 3000, 4000, 5000
@@ -794,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
         variants = list(SMOKE_VARIANTS)
     if args.real:
         experiments = ["real"] if args.experiments is None else experiments
+        if variants is None:
+            variants = list(REAL_VARIANTS)
         if any(EXPERIMENTS[e].replay for e in experiments):
             raise SystemExit("--real runs the experiments without replay (real, the default; methods; order)")
     elif args.experiments is None:

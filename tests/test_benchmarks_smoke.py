@@ -218,4 +218,4 @@ def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
     with pytest.raises(SystemExit, match="experiments without replay"):
         loop.main([*argv, "--experiments", "replay"])
     with pytest.raises(SystemExit, match="no run planned"):
-        loop.main([*argv, "--variants", "ugmcl-t2-ema-bn"])
+        loop.main([*argv, "--experiments", "order", "--variants", "sup-ema-bn-nocold"])

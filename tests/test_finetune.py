@@ -250,11 +250,12 @@ def test_a_warm_start_trains_on_anchors_the_starting_model_labeled(study, model_
     zeros = np.zeros(label.shape, np.float32)
     study.save_prediction("case0", label, zeros, zeros, model_version=first.version)
     messages: list[str] = []
-    warm = finetune_study(study, iterations=1, device="cpu", score=False, overrides=FAST, on_message=messages.append)
+    warm = finetune_study(study, iterations=1, device="cpu", score=False, overrides={**FAST, "anchors": True},
+                          on_message=messages.append)
     info = json.loads(warm.info_path.read_text())
     assert info["anchors"] == ["case1", "case2"] and info["cases"]["labeled"] == ["case0"]
     assert any("anchors against forgetting" in m for m in messages)
     study.save_prediction("case0", label, zeros, zeros, model_version=warm.version)
-    off = finetune_study(study, iterations=1, device="cpu", score=False, overrides={**FAST, "anchors": False})
+    off = finetune_study(study, iterations=1, device="cpu", score=False, overrides=FAST)
     info = json.loads(off.info_path.read_text())
-    assert info["starting_agreement"]["mean"] == 1.0 and info["anchors"] == []  # warm, anchors turned off
+    assert info["starting_agreement"]["mean"] == 1.0 and info["anchors"] == []  # warm, anchors off by default

@@ -132,7 +132,7 @@ class TrainConfig:
     bn_recalibration: bool = False  # (flag) re-estimate BatchNorm statistics after training
     keep_ema: bool = False  # (flag) keep the EMA teacher (not the student) as the result
     cold_start: bool = True  # a model new to the study's images (engine/finetune.py) relearns at its spacing/rate
-    anchors: bool = True  # warm start: also train on the other cases labeled by the starting model
+    anchors: bool = False  # warm start: also train on the other cases labeled by the starting model
 
     # --- how the trainer runs (helper G; validated by engine/training.py) -----------------------
     precision: str = "auto"  # "auto" (bf16 where native: CUDA, AMX/AVX512-BF16 CPUs) | "float32" | "bfloat16"

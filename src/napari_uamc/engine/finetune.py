@@ -1,15 +1,19 @@
 """Fine-tuning in the annotation loop (METHOD.md section 8): one function for CLI and plugin.
 
 :func:`finetune_study` starts student and teacher from the study's current model (or a given
-one, or the packaged default), trains on every accepted case, for a number of iterations or
-minutes, at a learning rate chosen by how much the person corrected (:data:`COLD_START_DICE`). The other cases of the
-study are the unlabeled data: by default (:data:`FINETUNE_DEFAULTS`, measured best) they
-re-estimate the BatchNorm statistics after training; with consistency terms (``terms`` with
-``itc``/``ctc``, the CLI's ``--method ugmcl``) they also feed UG-MCL's consistency, at full weight
-from the first step. By default the EMA teacher is kept as the result. Then it
-writes ``.uamc/models/vNNN.pt`` + ``vNNN.json`` and makes it the study's current model. A stop
-request ends training early and still writes the version (marked ``stopped_early``). It prints
-nothing: progress goes to the ``on_step`` and ``on_message`` callbacks.
+one, or the packaged default) and trains on every accepted case for a number of iterations or
+minutes. It first compares the starting model with the accepted labels: a model new to the
+images (:data:`COLD_START_DICE`) relearns at its training learning rate and at the spacing where
+its patch holds the accepted structures whole; a model that knows them keeps its spacing and
+fine-tunes at ``finetune_lr``. The other cases of the study are the unlabeled data: by default
+(:data:`FINETUNE_DEFAULTS`, measured best) they re-estimate the BatchNorm statistics after
+training; with consistency terms (``terms`` with ``itc``/``ctc``, the CLI's ``--method ugmcl``)
+they also feed UG-MCL's consistency, at full weight from the first step; with ``anchors`` a warm
+start also trains on them labeled by the starting model. By default the EMA teacher is kept as
+the result. Then it writes ``.uamc/models/vNNN.pt`` + ``vNNN.json`` and makes it the study's
+current model. A stop request ends training early and still writes the version (marked
+``stopped_early``). It prints nothing: progress goes to the ``on_step`` and ``on_message``
+callbacks.
 """
 
 from __future__ import annotations
