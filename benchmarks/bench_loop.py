@@ -80,8 +80,8 @@ VARIANTS: dict[str, Variant] = {
     "sup-ema": _variant("supervised + EMA, no BN recalibration", SUPERVISED_TERMS, False, True),
     "sup-ema-bn-nocold": _variant("supervised + EMA + BN recalibration as before (model's spacing, lr 0.001)",
                                   SUPERVISED_TERMS, True, True, cold_start=False, anchors=False),
-    "sup-ema-bn-lr0003": _variant("supervised + EMA + BN recalibration, lr 0.0003", SUPERVISED_TERMS, True, True,
-                                  finetune_lr=0.0003),
+    "sup-ema-bn-anchors-lr0003": _variant("supervised + EMA + BN recalibration, with anchors, lr 0.0003",
+                                          SUPERVISED_TERMS, True, True, anchors=True, finetune_lr=0.0003),
     "sup-ema-bn-anchors": _variant("supervised + EMA + BN recalibration, with anchors", SUPERVISED_TERMS, True,
                                    True, anchors=True),
     "sup-ema-bn-lr001": _variant("supervised + EMA + BN recalibration, lr 0.001 always", SUPERVISED_TERMS,
@@ -408,7 +408,8 @@ def _run_mean(result: dict[str, Any], key: str) -> float | None:
     return _mean(result[key].values())
 
 
-def build_tables(found: dict[str, dict], runs: list[tuple]) -> tuple[str, list[str]]:
+def build_tables(found: dict[str, dict], runs: list[tuple], reference: str = BASELINE,
+                 forgetting_set: str = "Domain A", show_pending: bool = True) -> tuple[str, list[str]]:
     sections = []
     for exp_name, exp in EXPERIMENTS.items():
         keys = sorted({(v, k, o, r) for (e, v, k, o, r, s) in runs if e == exp_name},
@@ -420,7 +421,8 @@ def build_tables(found: dict[str, dict], runs: list[tuple]) -> tuple[str, list[s
                                           if (v, kk, o, r) == (variant, k, order, replay) and e == exp_name)
                        if n in found and "dice_after" in found[n]]
             if not results:
-                rows.append([VARIANTS[variant].label, k, order, "yes" if replay else "no", 0] + ["pending"] * 5)
+                if show_pending:
+                    rows.append([VARIANTS[variant].label, k, order, "yes" if replay else "no", 0] + ["pending"] * 5)
                 continue
             b0 = [_run_mean(r, "dice_before") for r in results]
             b1 = [_run_mean(r, "dice_after") for r in results]
@@ -440,8 +442,8 @@ def build_tables(found: dict[str, dict], runs: list[tuple]) -> tuple[str, list[s
         if rows:
             sections.append(f"**{exp_name}**\n\n" + common.markdown_table(
                 ["fine-tune", "k", "order", "replay", "seeds", "Dice before", "Dice after",
-                 "gain (range after)", "domain A before -> after", "iterations (s/it)"], rows))
-    return "\n\n".join(sections), _findings(found)
+                 "gain (range after)", "forgetting set before -> after", "iterations (s/it)"], rows))
+    return "\n\n".join(sections), _findings(found, reference, forgetting_set)
 
 
 def _paired(found: dict[str, dict], a: tuple, b: tuple, key: str = "dice_after",
@@ -472,7 +474,8 @@ def _describe_diff(text: str, diffs: list[float]) -> str | None:
             f"(range {min(diffs):+.3f} to {max(diffs):+.3f}; better in {wins} of {len(diffs)}).")
 
 
-def _findings(found: dict[str, dict]) -> list[str]:
+def _findings(found: dict[str, dict], reference: str = BASELINE, forgetting_set: str = "Domain A") -> list[str]:
+    """Paired comparisons against ``reference``, case-by-case changes, forgetting, failures."""
     lines = []
     done = {n: r for n, r in found.items() if "dice_after" in r}
     for text, a, b, key in (
@@ -500,33 +503,37 @@ def _findings(found: dict[str, dict]) -> list[str]:
     # every variant against the baseline at k = 2 (every variant runs there), paired by seed: the
     # seeds' studies differ much in difficulty, so unpaired means would rank the seeds, not the
     # fine-tunes
-    versus = {variant: diffs for variant in VARIANTS if variant != BASELINE
-              if (diffs := _paired(done, (variant, "uncertainty", False), (BASELINE, "uncertainty", False),
+    versus = {variant: diffs for variant in VARIANTS if variant != reference
+              if (diffs := _paired(done, (variant, "uncertainty", False), (reference, "uncertainty", False),
                                    k=2))}
     if versus:
         ranked = sorted(versus, key=lambda v: -_mean(versus[v]))
-        lines.append(f"- Each fine-tune minus the baseline ({VARIANTS[BASELINE].label}) at k = 2, paired by "
-                     "seed (mean Dice difference, seeds): " + "; ".join(
-                         f"{VARIANTS[v].label} {_mean(versus[v]):+.3f} ({len(versus[v])})" for v in ranked) + ".")
-        better = [v for v in ranked if _mean(versus[v]) > 0]
-        best = better[0] if better else BASELINE
+        lines.append(f"- Each fine-tune minus {VARIANTS[reference].label} at k = 2, paired by seed (mean Dice "
+                     "difference, better in, seeds): " + "; ".join(
+                         f"{VARIANTS[v].label} {_mean(versus[v]):+.3f} ({sum(d > 0 for d in versus[v])} of "
+                         f"{len(versus[v])})" for v in ranked) + ".")
+        most = max(len(d) for d in versus.values())  # a best pick needs as many seeds as the others had
+        better = [v for v in ranked if _mean(versus[v]) > 0 and len(versus[v]) == most]
+        best = better[0] if better else reference
         lines.append(f"- Best on the uncorrected cases alone (forgetting not weighed): {VARIANTS[best].label}, overrides "
                      f"`{VARIANTS[best].overrides}`"
                      + ("" if better else " (no other fine-tune beat it on average)") + ".")
-    per_case = [(r["dice_after"][n] - r["dice_before"][n], n, name) for name, r in done.items()
-                for n in r["dice_after"] if n in r["dice_before"]]
-    if per_case:
-        worst = min(per_case)
-        losers = sum(d < -0.02 for d, _, _ in per_case)
-        lines.append(f"- Uncorrected cases, one by one: {len(per_case)} case scores over {len(done)} runs; "
-                     f"{losers} lost more than 2 Dice points; the largest change down {worst[0]:+.3f} "
-                     f"({worst[1]} in {worst[2]}).")
+    for variant in VARIANTS:  # case by case: the loop must not trade one scan for another
+        mine = {name: r for name, r in done.items() if r["variant"] == variant}
+        per_case = [(r["dice_after"][n] - r["dice_before"][n], n, name) for name, r in mine.items()
+                    for n in r["dice_after"] if n in r["dice_before"]]
+        if per_case:
+            worst = min(per_case)
+            lines.append(f"- {VARIANTS[variant].label}, uncorrected cases one by one: {len(per_case)} case "
+                         f"scores over {len(mine)} runs; {sum(d > 0 for d, _, _ in per_case)} gained, "
+                         f"{sum(d < -0.02 for d, _, _ in per_case)} lost more than 2 Dice points; the largest "
+                         f"change down {worst[0]:+.3f} ({worst[1]} in {worst[2]}).")
     forget = [(_run_mean(r, "dice_A_before"), _run_mean(r, "dice_A_after"), bool(r["replay"]))
               for r in done.values()]
     plain = [(b, a) for b, a, rep in forget if not rep]
     replayed = [(b, a) for b, a, rep in forget if rep]
     if plain:
-        lines.append(f"- Domain A (forgetting), runs without replay: {_mean(b for b, _ in plain):.3f} -> "
+        lines.append(f"- {forgetting_set} (forgetting), runs without replay: {_mean(b for b, _ in plain):.3f} -> "
                      f"{_mean(a for _, a in plain):.3f}"
                      + (f"; with replay: {_mean(b for b, _ in replayed):.3f} -> {_mean(a for _, a in replayed):.3f}."
                         if replayed else "."))
@@ -537,9 +544,13 @@ def _findings(found: dict[str, dict]) -> list[str]:
 
 
 def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCache, runs: list[tuple],
-             seeds: list[int], machine: dict[str, Any], command: str) -> str:
+             seeds: list[int], machine: dict[str, Any], command: str, show_pending: bool = True) -> str:
     found = cache.runs()
-    tables, findings = build_tables(found, runs)
+    if setup.real:  # against the fine-tune as it was before the cold- and warm-start rules
+        forgetting_set = "Phantoms (the model's own domain)" if setup.start == "cold" else "Held-out real scans"
+        tables, findings = build_tables(found, runs, "sup-ema-bn-nocold", forgetting_set, show_pending)
+    else:
+        tables, findings = build_tables(found, runs, show_pending=show_pending)
     measured = [r for r in found.values() if "dice_after" in r]
     compute = sum(r.get("seconds", 0.0) for r in found.values())
     loads = [v for r in measured for v in r.get("load_average", []) if v is not None]
@@ -829,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
             if not _run_seed(setup, cache, args.cache_dir, model_path, seed_runs, seed,
                              {"machine": machine, "command": command}):
                 return 130
-    text = document(setup, preset, model_name, cache, runs, seeds, machine, command)
+    text = document(setup, preset, model_name, cache, runs, seeds, machine, command, show_pending=not args.cached)
     print(text)
     print(f"(this invocation: {common.fmt_seconds(clock.seconds)})")
     if args.write:

@@ -271,6 +271,7 @@ def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
     panel.finetune()
     qtbot.waitUntil(lambda: "ranking refreshed" in panel.finetune_status.text(), timeout=180_000)
     qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
+    assert "wrote model v002" in panel.finetune_stage.text()  # the engine's stages reach the panel
     reopened = Study.open(tiny_study)
     assert reopened.current_model == "v002"
     info = json.loads(reopened.model_info_path("v002").read_text())
@@ -369,3 +370,21 @@ def test_bad_layers_and_models(make_napari_viewer, qtbot, tiny_study):
     panel.segment()
     _wait(qtbot, panel, "_segment_worker")
     assert "channel" in panel.segment_status.text()
+
+
+def test_a_minutes_budget_shows_elapsed_and_remaining_time(make_napari_viewer):
+    from napari_uamc.engine.training import StepReport
+
+    panel = UamcPanel(make_napari_viewer())
+    panel._finetune_budget_seconds = 180.0
+    report = StepReport(iteration=4, total=100_000, losses={"total": 0.5}, lr=0.001, consistency_weight=0.0,
+                        threshold=None, mask_fraction=None, seconds_per_iteration=0.5, eta_seconds=170.0)
+    panel._on_finetune_step(report)
+    assert panel.finetune_progress.maximum() == 180  # seconds, not the iteration cap
+    assert "iteration 4, 0 s of 180 s, about 170 s left" in panel.finetune_status.text()
+    assert "100000" not in panel.finetune_status.text()
+    panel._finetune_budget_seconds = None  # an iterations budget: iterations
+    panel._on_finetune_step(report)
+    assert panel.finetune_progress.maximum() == 100_000 and "iteration 4/100000" in panel.finetune_status.text()
+    panel._on_finetune_message("recalibrating BatchNorm statistics on the study's images")
+    assert panel.finetune_stage.text().startswith("recalibrating")

@@ -25,7 +25,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -79,6 +78,7 @@ class _Relay(QObject):
 
     segment_progress = Signal(int, int)
     finetune_step = Signal(object)
+    finetune_message = Signal(str)
 
 
 def _sdf_colormap():
@@ -108,6 +108,9 @@ class UamcPanel(QWidget):
         self._relay = _Relay()
         self._relay.segment_progress.connect(self._on_segment_progress)
         self._relay.finetune_step.connect(self._on_finetune_step)
+        self._relay.finetune_message.connect(self._on_finetune_message)
+        self._finetune_budget_seconds: float | None = None  # a minutes budget, in seconds
+        self._finetune_first_step_at: float | None = None  # time.monotonic() of its first step
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_image_choices)
         self.viewer.layers.events.inserted.connect(self._adopt_study_of_new_layer)
@@ -297,6 +300,10 @@ class UamcPanel(QWidget):
         self.finetune_status = QLabel("")
         self.finetune_status.setWordWrap(True)
         layout.addWidget(self.finetune_status)
+        #: the fine-tune's latest stage (comparing, the learning rate and why, recalibrating, writing)
+        self.finetune_stage = QLabel("")
+        self.finetune_stage.setWordWrap(True)
+        layout.addWidget(self.finetune_stage)
         self.loss_curve = LossCurve()
         layout.addWidget(self.loss_curve)
         versions_label = QLabel("Model versions (honest score = Dice against labels accepted later):")
@@ -848,6 +855,10 @@ class UamcPanel(QWidget):
         self._finetune_stop.clear()
         self.loss_curve.clear()
         self.finetune_progress.setValue(0)
+        self.finetune_stage.setText("")
+        minutes = options.get("minutes")
+        self._finetune_budget_seconds = 60.0 * minutes if minutes else None
+        self._finetune_first_step_at = None
         self.finetune_status.setText(f"fine-tuning {model.label} on {len(self.study.labeled_cases())} accepted cases…")
         try:
             model_path = model.resolve()
@@ -861,6 +872,7 @@ class UamcPanel(QWidget):
             device=self.device_combo.currentText(),
             should_stop=self._finetune_stop.is_set,
             on_step=self._relay.finetune_step.emit,
+            on_message=self._relay.finetune_message.emit,
             _start_thread=False,
             _ignore_errors=True,  # errors are shown by _on_worker_error
             **options,
@@ -874,16 +886,32 @@ class UamcPanel(QWidget):
         worker.start()
 
     def _on_finetune_step(self, report: Any) -> None:
+        import time
+
         total = max(1, int(getattr(report, "total", 0) or 0))
         iteration = int(getattr(report, "iteration", 0))
-        self.finetune_progress.setMaximum(total)
-        self.finetune_progress.setValue(min(iteration, total))
+        budget = self._finetune_budget_seconds
+        eta = getattr(report, "eta_seconds", None)
+        if budget:  # a minutes budget: the bar and the text follow the clock, not an iteration cap
+            now = time.monotonic()
+            if self._finetune_first_step_at is None:
+                self._finetune_first_step_at = now
+            elapsed = now - self._finetune_first_step_at
+            self.finetune_progress.setMaximum(int(budget))
+            self.finetune_progress.setValue(min(int(elapsed), int(budget)))
+            left = eta if eta is not None else max(budget - elapsed, 0.0)
+            progress = f"iteration {iteration}, {elapsed:.0f} s of {budget:.0f} s, about {left:.0f} s left"
+        else:
+            self.finetune_progress.setMaximum(total)
+            self.finetune_progress.setValue(min(iteration, total))
+            progress = f"iteration {iteration}/{total}" + (f", about {eta:.0f} s left" if eta is not None else "")
         losses = dict(getattr(report, "losses", {}) or {})
         self.loss_curve.add_point(iteration, losses)
-        eta = getattr(report, "eta_seconds", None)
-        eta_text = f", about {eta:.0f} s left" if eta is not None else ""
         terms = "  ".join(f"{k} {v:.3f}" for k, v in losses.items() if v is not None)
-        self.finetune_status.setText(f"iteration {iteration}/{total}{eta_text}<br>{terms}")
+        self.finetune_status.setText(f"{progress}<br>{terms}")
+
+    def _on_finetune_message(self, text: str) -> None:
+        self.finetune_stage.setText(text)
 
     def _on_finetuned(self, result: Any) -> None:
         state = "stopped early" if getattr(result, "stopped_early", False) else "done"

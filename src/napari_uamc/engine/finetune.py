@@ -54,6 +54,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "terms": ABLATION_ROWS[2],  # seg + dis
     "bn_recalibration": True,
     "keep_ema": True,
+    # set on every fine-tune, so that a parent version's own choices are not inherited
+    "cold_start": True,
+    "anchors": False,
 }
 #: A starting model whose predictions agree with the accepted labels below this mean Dice is new
 #: to the study's images (a cold start: a model trained elsewhere, a new scanner or sequence); it

@@ -127,7 +127,8 @@ class Study:
         if not (root / IMAGES_DIR).is_dir():
             raise StudyError(
                 f"{root} is not a study: it has no {IMAGES_DIR}/ folder (Medical Segmentation "
-                "Decathlon layout); make one with Study.create or `uamc phantoms`"
+                "Decathlon layout); make one from scans with `uamc import` or, in napari, with "
+                "\"New study from layers\" (Python: Study.create)"
             )
         study = cls(root, _private=True)
         study._prepare_tool_dir()
