@@ -259,3 +259,11 @@ def test_a_warm_start_trains_on_anchors_the_starting_model_labeled(study, model_
     off = finetune_study(study, iterations=1, device="cpu", score=False, overrides=FAST)
     info = json.loads(off.info_path.read_text())
     assert info["starting_agreement"]["mean"] == 1.0 and info["anchors"] == []  # warm, anchors off by default
+
+
+def test_the_packaged_model_given_as_a_path_is_named_default(study):
+    from napari_uamc.engine.checkpoint import default_model_path
+    from napari_uamc.engine.finetune import _model_source
+
+    assert _model_source(study, default_model_path()) == (default_model_path(), "default")
+    assert _model_source(study, None) == (default_model_path(), "default")  # no version yet

@@ -626,7 +626,9 @@ class UamcPanel(QWidget):
         self.segment_progress.setValue(self.segment_progress.maximum())
         self.segment_status.setText(
             f"{image_name}: segmented volume <b>{outcome.volume_ml:.1f} mL</b>, "
-            f"mean uncertainty {outcome.uncertainty_score:.4f} nats, {outcome.seconds:.1f} s "
+            f"uncertainty score {outcome.uncertainty_score:.4f} nats (mean over the whole volume, "
+            f"which ranks the cases; <code>uamc segment</code> reports the mean inside the segmentation), "
+            f"{outcome.seconds:.1f} s "
             f"({outcome.model_label})"
         )
         if outcome.saved_to_study:

@@ -103,6 +103,8 @@ def _model_source(study: Study, model_path: str | os.PathLike[str] | None) -> tu
         for known in study.model_versions():  # a version of this study: name it by its version
             if study.model_path(known).resolve() == path.resolve():
                 return path, known
+        if path.resolve() == default_model_path().resolve():  # the packaged model, as the CLI names it
+            return path, "default"
         return path, str(model_path)
     version = study.current_model
     if version is not None:
