@@ -311,7 +311,7 @@ def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
     panel._jump_to_region(region_items[0])
     image = viewer.layers[panel.case]
     shape = layer_io.layer_data_to_canonical(image.data).shape
-    expected_slice = layer_io.displayed_index(region.centre_voxel, shape)[0]
+    expected_slice = layer_io.displayed_index(region.focus, shape)[0]
     assert viewer.dims.point[0] == pytest.approx(expected_slice * image.scale[0], abs=image.scale[0])
 
 

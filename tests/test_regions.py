@@ -67,3 +67,15 @@ def test_regions_are_reported_in_the_volumes_coordinates_wherever_they_lie():
     expected = ndimage.center_of_mass(volume, labels, labels[42, 11, 21])
     assert first.centroid == pytest.approx(expected)
     assert regions[1].bbox_min == (5, 30, 2) and regions[1].volume_ml == pytest.approx(18 * 2 / 1000)
+
+
+def test_a_shell_region_points_at_its_densest_slice_not_its_empty_centre():
+    # the uncertain shell around a segmentation: its centroid lies in the certain inside
+    grid = np.indices((40, 40, 30)).astype(float)
+    dist = np.sqrt((grid[0] - 20) ** 2 + (grid[1] - 20) ** 2 + (grid[2] - 15) ** 2)
+    u = np.where(np.abs(dist - 10) <= 1, 0.5, 0.0).astype(np.float32)
+    u[28:31, 19:22, 10:12] = 0.69  # a hotter patch on the shell, on slices 10 and 11
+    region = uncertain_regions(u, min_voxels=5)[0]
+    assert u[region.centre_voxel] == 0  # the centroid is inside, where nothing is uncertain
+    assert u[region.focus] == pytest.approx(0.69)  # the focus is on the region, at its hottest
+    assert u[:, :, region.focus[2]].sum() == max(u[:, :, z].sum() for z in range(30))  # the densest slice

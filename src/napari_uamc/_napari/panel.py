@@ -713,7 +713,7 @@ class UamcPanel(QWidget):
             self.regions_list.addItem("no uncertain region above the threshold")
             return
         for region in outcome.regions:
-            x, y, z = region.centre_voxel
+            x, y, z = region.focus
             item = QListWidgetItem(
                 f"#{region.rank}  {region.volume_ml * 1000:.0f} mm³  "
                 f"Σu {region.summed_uncertainty:.1f}  slice {z}  (x {x}, y {y})"
@@ -730,7 +730,7 @@ class UamcPanel(QWidget):
         except UamcError:
             return
         shape = layer_io.layer_data_to_canonical(layer.data).shape
-        displayed = layer_io.displayed_index(region.centre_voxel, shape)
+        displayed = layer_io.displayed_index(region.focus, shape)
         world = [index * scale + offset for index, scale, offset in zip(displayed, layer.scale, layer.translate)]
         self.jump_to(world)
 

@@ -30,6 +30,9 @@ class UncertainRegion:
     centroid: tuple[float, float, float]
     bbox_min: tuple[int, int, int]
     bbox_max: tuple[int, int, int]
+    #: where to look: on the axial slice (z) holding most of the region's uncertainty, its most
+    #: uncertain voxel. Inside the region always, unlike the centroid of a ring or a shell.
+    focus: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def centre_voxel(self) -> tuple[int, int, int]:
@@ -87,6 +90,7 @@ def uncertain_regions(
     regions = []
     for rank, (i, peak, centroid) in enumerate(zip(keep, peaks, centroids), start=1):
         box = boxes[i]
+        focus = _focus(labels[box] == i + 1, values[box]) + offset + np.array([b.start for b in box])
         regions.append(
             UncertainRegion(
                 rank=rank,
@@ -97,6 +101,16 @@ def uncertain_regions(
                 centroid=tuple(float(c) for c in centroid),  # type: ignore[arg-type]
                 bbox_min=tuple(int(s.start + o) for s, o in zip(box, offset)),  # type: ignore[arg-type]
                 bbox_max=tuple(int(s.stop - 1 + o) for s, o in zip(box, offset)),  # type: ignore[arg-type]
+                focus=tuple(int(v) for v in focus),  # type: ignore[arg-type]
             )
         )
     return regions
+
+
+def _focus(member: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index (in ``member``'s box) of the most uncertain voxel on the slice along the last axis
+    that holds most of the region's summed uncertainty."""
+    weights = np.where(member, values, 0.0)
+    z = int(np.argmax(weights.sum(axis=(0, 1))))
+    x, y = np.unravel_index(int(np.argmax(weights[:, :, z])), weights.shape[:2])
+    return np.array([x, y, z])
