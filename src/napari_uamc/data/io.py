@@ -50,8 +50,8 @@ DICOM_FOLDER, DICOM_FILE = "dicom folder", ".dcm"
 OUTPUT_SUFFIX = NIFTI_SUFFIX
 #: nnU-Net's channel suffix of a single-channel image (``case_0000.nii.gz``).
 CHANNEL_SUFFIX = "_0000"
-#: Suffix of a prediction file (``case_seg.nii.gz``), stripped on request: SEGMENTATION_SUFFIX
-#: (imported from the study layout above).
+# The suffix of a prediction file (``case_seg.nii.gz``), stripped on request, is the study
+# layout's SEGMENTATION_SUFFIX (imported above).
 #: File names (without suffix) that research layouts give every case alike, one case per folder:
 #: the LA research code's ``<CASE>/mri_norm2.h5`` and the LA 2018 challenge's
 #: ``<CASE>/lgemri.nrrd`` + ``<CASE>/laendo.nrrd``. Such a file's case is its folder's name.

@@ -55,8 +55,8 @@ DEFAULT_SHAPE: tuple[int, int, int] = (96, 96, 48)
 #: Smallest and largest accepted grid size along any axis.
 MIN_SIZE = 16
 MAX_SIZE = 1024
-#: Folders and files of a study that ``overwrite=True`` replaces (anything else is kept):
-#: STUDY_PARTS, imported from the study layout above.
+# The folders and files of a study that ``overwrite=True`` replaces (anything else is kept) are
+# the study layout's STUDY_PARTS (imported above).
 
 
 # --------------------------------------------------------------------------- appearance

@@ -3,8 +3,7 @@
 :func:`load_cases_from_folder` reads the ``DATA`` argument of ``uamc train``, one of:
 
 * an MSD study folder: ``imagesTr/`` with labels in ``labelsTr/`` (``groundTruth/`` is never read:
-  reference labels must not leak into training), read through :class:`~napari_uamc.data.study.Study`
-  as the fine-tune reads it (so it gets the study's ``.uamc/`` records, or opens read-only);
+  reference labels must not leak into training); the folder is only read;
 * a folder of LA ``.h5`` files (datasets ``image`` and ``label``), flat or one sub-folder per case
   as in the research code's ``<case>/mri_norm2.h5``; they carry no geometry, so ``h5_spacing``;
 * a folder of NIfTI/NRRD images with their labels in a ``labels/`` (or ``labelsTr/``) sub-folder.
@@ -26,7 +25,6 @@ import numpy as np
 from napari_uamc.data.case_list import COMMENT as CASE_LIST_COMMENT
 from napari_uamc.data.case_list import read_case_list
 from napari_uamc.data.io import case_name, read_h5_case, read_label, read_volume
-from napari_uamc.data.study import Study
 from napari_uamc.data.study.layout import IMAGES_DIR, LABELS_DIR, NIFTI_SUFFIXES
 from napari_uamc.engine.preprocess import resample_to_spacing, zscore
 from napari_uamc.errors import InputError
@@ -224,12 +222,16 @@ def load_cases_from_folder(
     if isinstance(labeled_names, (str, os.PathLike)):
         labeled_names = read_case_list(labeled_names)
 
-    study: Study | None = None
     h5_files = _h5_index(root) if not (root / MSD_IMAGES).is_dir() else {}
-    if (root / MSD_IMAGES).is_dir():  # read as the fine-tune reads it: through Study
-        study = Study.open(root)
-        images = {name: study.image_path(name) for name in study.cases()}
-        labels = {name: study.label_path(name) for name in study.labeled_cases()}
+    if (root / MSD_IMAGES).is_dir():
+        # indexed here, not through Study: training only reads (Study.open would create .uamc/ and
+        # repair the folder's records) and also takes NRRD images and <case>_seg labels
+        images = _index(_files(root / MSD_IMAGES, IMAGE_SUFFIXES), strip_seg=False, folder=root / MSD_IMAGES)
+        labels_dir = root / MSD_LABELS
+        labels = (
+            _index(_files(labels_dir, IMAGE_SUFFIXES), strip_seg=True, folder=labels_dir)
+            if labels_dir.is_dir() else {}
+        )
         kind = "study"
     elif h5_files:
         images, labels, kind = h5_files, {}, "h5"
@@ -257,10 +259,6 @@ def load_cases_from_folder(
             image, label = read_h5_case(images[name], spacing=h5_spacing)
             if wants_label and label is None:
                 raise InputError(f"{images[name]}: case {name} is to be labeled but the file has no 'label'")
-        elif study is not None:
-            image = study.read_image(name)
-            # = study.read_label(name), without reading the image a second time
-            label = read_label(labels[name], image) if wants_label else None
         else:
             image = read_volume(images[name])
             label = read_label(labels[name], image) if wants_label else None
