@@ -46,6 +46,7 @@ from napari_uamc._napari.tasks import (
     refresh_ranking,
     segment_image,
 )
+from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
 from napari_uamc.engine.config import method_terms
 from napari_uamc.errors import UamcError
 
@@ -70,7 +71,7 @@ FINETUNE_METHODS: dict[str, dict | None] = {
 }
 #: Score key under which the honest accept Dice of a model version is stored per case.
 ACCEPT_DICE_PREFIX = "accept_dice:"
-DEFAULT_VERSION_KEY = "default"
+DEFAULT_VERSION_KEY = DEFAULT_MODEL_NAME
 
 
 class _Relay(QObject):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_uamc.data.regions import UncertainRegion, uncertain_regions, uncertainty_score
+from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
 from napari_uamc.data.volume import Volume
 
 #: Label shown for the packaged model in model pickers.
@@ -108,7 +109,7 @@ def segment_image(
             case, result.label, sdf, result.uncertainty,
             uncertainty_score=score,
             # the fine-tune reuses a prediction of the very model it starts from ("default": packaged)
-            model_version=model.version or ("default" if model.path is None else None),
+            model_version=model.version or (DEFAULT_MODEL_NAME if model.path is None else None),
         )
         saved = True
     return SegmentOutcome(

@@ -32,6 +32,7 @@ import numpy as np
 from napari_uamc._atomic import write_text_atomic
 from napari_uamc.data.metrics import dice
 from napari_uamc.data.study import ModelVersionInfo, Study
+from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
@@ -104,12 +105,12 @@ def _model_source(study: Study, model_path: str | os.PathLike[str] | None) -> tu
             if study.model_path(known).resolve() == path.resolve():
                 return path, known
         if path.resolve() == default_model_path().resolve():  # the packaged model, as the CLI names it
-            return path, "default"
+            return path, DEFAULT_MODEL_NAME
         return path, str(model_path)
     version = study.current_model
     if version is not None:
         return study.model_path(version), version
-    return default_model_path(), "default"
+    return default_model_path(), DEFAULT_MODEL_NAME
 
 
 def _fit_patch(patch: tuple[int, int, int], shapes: list[tuple[int, ...]]) -> tuple[int, int, int]:
@@ -156,7 +157,7 @@ def starting_prediction(model, meta: ModelMeta, study: Study, name: str, parent:
     holds from this very model (a version of the study, or ``"default"``, the packaged model) is
     reused; otherwise the case is segmented (deterministic pass). Raises ``inference.Cancelled``
     when ``should_stop()`` turns true."""
-    if parent == "default" or parent in study.model_versions():
+    if parent == DEFAULT_MODEL_NAME or parent in study.model_versions():
         info = study.case_info(name)
         if info.has_prediction and info.prediction_model == parent:
             return study.read_prediction(name)["seg"].array  # type: ignore[index]

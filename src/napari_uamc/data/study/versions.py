@@ -23,10 +23,14 @@ from napari_uamc.data.study.layout import (
 )
 from napari_uamc.errors import InputError
 
-__all__ = ["ModelVersionInfo", "RESERVED_PLACEHOLDER"]
+__all__ = ["DEFAULT_MODEL_NAME", "ModelVersionInfo", "RESERVED_PLACEHOLDER"]
 
 #: What a reserved version's ``.json`` holds until its writer replaces it.
 RESERVED_PLACEHOLDER = '{"status": "being written"}\n'
+
+#: How the packaged default model is named where a study version's name would stand (a fine-tune's
+#: parent, the model of a saved prediction).
+DEFAULT_MODEL_NAME = "default"
 
 
 def _check_model_version(version: str) -> str:
