@@ -93,6 +93,8 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     panel.show_changes()
     changes = viewer.layers[case + CHANGES_SUFFIX].data
     assert np.count_nonzero(changes[4:10, 10:20, 10:20]) >= 6 * 10 * 10 - 1
+    # the changes layer is a view: painting stays on the segmentation, which Accept saves
+    assert viewer.layers.selection.active is seg and not viewer.layers[case + CHANGES_SUFFIX].editable
     panel.accept()
     label_path = study.label_path(case)
     assert label_path is not None and label_path.is_file()

@@ -803,7 +803,10 @@ class UamcPanel(QWidget):
         changes = label_changes(baseline, current)
         name = image_layer.name + CHANGES_SUFFIX
         kwargs = self._layer_kwargs(volume, name, image_layer.name)
-        self._set_layer(name, np.ascontiguousarray(layer_io.volume_to_layer_data(changes)), "labels", kwargs)
+        shown = self._set_layer(name, np.ascontiguousarray(layer_io.volume_to_layer_data(changes)), "labels", kwargs)
+        # a view, never a painting target: painting stays on the segmentation, which Accept saves
+        shown.editable = False
+        self.viewer.layers.selection.active = seg_layer
         added, removed = int((changes == 1).sum()), int((changes == 2).sum())
         self.accept_status.setText(f"changes: {added} voxels added (1), {removed} removed (2)")
 
