@@ -16,10 +16,11 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -303,8 +304,15 @@ def phantom_study(
     parameters says it is whole; a folder without it (an interrupted write) is written again."""
     from napari_uamc.data.phantoms import write_phantom_study
 
-    folder = Path(folder)
     params = {"cases": cases, "seed": seed, "shape": list(shape), "labeled": labeled, "domain": domain}
+    return built_once(Path(folder), params, lambda target: write_phantom_study(
+        target, cases=cases, seed=seed, shape=tuple(shape), labeled=labeled, domain=domain, overwrite=True))
+
+
+def built_once(folder: Path, params: Any, build: Callable[[Path], Any]) -> Path:
+    """``folder``, written by ``build(folder)`` once: a ``<folder>.complete.json`` marker holding
+    ``params`` says it is whole; a folder without it (an interrupted write) or made with other
+    parameters is removed and built again."""
     marker = folder.parent / f"{folder.name}.complete.json"
     try:
         if json.loads(marker.read_text()) == params and folder.is_dir():
@@ -312,8 +320,8 @@ def phantom_study(
     except (OSError, ValueError):
         pass
     marker.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    write_phantom_study(folder, cases=cases, seed=seed, shape=tuple(shape), labeled=labeled,
-                        domain=domain, overwrite=True)
+    build(folder)
     write_json_atomically(marker, params)
     return folder

@@ -209,20 +209,12 @@ def _real_study(folder: Path, names: list[str], data: Path = LA2018) -> Path:
     """A study of the real scans ``names`` (ground truth only, none accepted), imported once."""
     from napari_uamc.data.research_import import import_study
 
-    marker = folder.parent / f"{folder.name}.complete.json"
-    try:
-        if json.loads(marker.read_text()) == names and folder.is_dir():
-            return folder
-    except (OSError, ValueError):
-        pass
-    marker.unlink(missing_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    listing = folder.parent / f"{folder.name}.list"
-    common.write_text_atomically(listing, "\n".join(names) + "\n")
-    import_study(data, folder, labeled=0, case_list=listing)
-    common.write_json_atomically(marker, names)
-    return folder
+    def build(target: Path) -> None:
+        listing = target.parent / f"{target.name}.list"
+        common.write_text_atomically(listing, "\n".join(names) + "\n")
+        import_study(data, target, labeled=0, case_list=listing)
+
+    return common.built_once(folder, names, build)
 
 
 def _real_data(cache_root: Path, setup: Setup, seed: int, synthetic_model: bool) -> dict[str, Path]:

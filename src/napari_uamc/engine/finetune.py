@@ -146,9 +146,13 @@ def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device
     for name in cases:
         label = study.read_label(name).array  # type: ignore[union-attr]
         predicted = segment_volume(model, meta, study.read_image(name), config, should_stop=should_stop).label
-        per_class = [dice(predicted == c, label == c) for c in range(1, meta.n_classes)]
-        scores[name] = float(np.mean(per_class))
+        scores[name] = _foreground_dice(predicted, label, meta.n_classes)
     return scores
+
+
+def _foreground_dice(predicted: np.ndarray, label: np.ndarray, n_classes: int) -> float:
+    """Dice of two label maps, the mean over the foreground classes 1 .. n_classes - 1."""
+    return float(np.mean([dice(predicted == c, label == c) for c in range(1, n_classes)]))
 
 
 def starting_prediction(model, meta: ModelMeta, study: Study, name: str, parent: str, device: str,
@@ -175,7 +179,7 @@ def starting_agreement(model, meta: ModelMeta, study: Study, cases: list[str], p
     for name in cases:
         predicted = starting_prediction(model, meta, study, name, parent, device, should_stop)
         label = study.read_label(name).array  # type: ignore[union-attr]
-        scores[name] = float(np.mean([dice(predicted == c, label == c) for c in range(1, meta.n_classes)]))
+        scores[name] = _foreground_dice(predicted, label, meta.n_classes)
     return scores
 
 
@@ -289,10 +293,11 @@ def finetune_study(
         compared = "stopped before the comparison ended"
     except (MemoryError, RuntimeError) as error:  # e.g. out of memory on a GPU: train anyway
         compared = f"the starting model could not be compared with the accepted labels ({error})"
-    else:
-        compared = f"the starting model agrees with the accepted labels at Dice {np.mean(list(agreement.values())):.2f}"
-    cold_rules = bool((overrides or {}).get("cold_start", True))
-    cold = cold_rules and bool(agreement) and float(np.mean(list(agreement.values()))) < COLD_START_DICE
+    agreed = float(np.mean(list(agreement.values()))) if agreement else None
+    if agreed is not None:
+        compared = f"the starting model agrees with the accepted labels at Dice {agreed:.2f}"
+    cold_rules = bool({**FINETUNE_DEFAULTS, **(overrides or {})}["cold_start"])
+    cold = cold_rules and agreed is not None and agreed < COLD_START_DICE
     spacing = tuple(float(v) for v in meta.spacing)
     if cold:
         spacing = structure_spacing(study, labeled_names, tuple(meta.patch))
@@ -321,16 +326,17 @@ def finetune_study(
         raise InputError(f"an accepted label has a class the model {parent} does not know "
                          f"({meta.n_classes} classes: {', '.join(meta.class_names)})")
     if "finetune_lr" in (overrides or {}):
-        why = f"learning rate {cfg.finetune_lr:g}, as asked"
-    elif agreement and cold_rules:
+        chosen_by, why = "settings", f"learning rate {cfg.finetune_lr:g}, as asked"
+    elif agreed is not None and cold_rules:
         learning_rate, why = choose_learning_rate(cfg, agreement)
         cfg = cfg.replace(finetune_lr=learning_rate)
+        chosen_by = "starting agreement"
     else:
-        why = f"{compared}: learning rate {cfg.finetune_lr:g}"
+        chosen_by, why = "settings", f"{compared}: learning rate {cfg.finetune_lr:g}"
     say(why)
 
     anchors: list[TrainingCase] = []
-    if cfg.anchors and not cold and agreement and unlabeled:
+    if cfg.anchors and not cold and agreed is not None and unlabeled:
         say(f"labeling the {len(unlabeled)} other cases with the starting model (anchors against forgetting)")
         try:
             anchors = anchor_cases(model, meta, study, unlabeled, parent, device, should_stop)
@@ -407,11 +413,9 @@ def finetune_study(
             "note": "Dice of the starting model's prediction against each accepted label (how much was "
                     "corrected); empty when it could not be compared",
             "cases": agreement,
-            "mean": float(np.mean(list(agreement.values()))) if agreement else None,
+            "mean": agreed,
         },
-        learning_rate={"value": cfg.finetune_lr,
-                       "chosen_by": "settings" if "finetune_lr" in (overrides or {}) or not agreement or not cold_rules
-                       else "starting agreement", "why": why},
+        learning_rate={"value": cfg.finetune_lr, "chosen_by": chosen_by, "why": why},
         anchors=[case.name for case in anchors],
         spacing={"value": list(spacing), "parent": list(meta.spacing),
                  "why": "a cold start: the patch holds the accepted structures whole" if cold

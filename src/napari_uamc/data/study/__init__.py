@@ -1,18 +1,6 @@
 """A study: a folder in the Medical Segmentation Decathlon (MSD) layout plus the tool's own state.
 
-::
-
-    study/
-      dataset.json              MSD metadata; ``training`` lists the accepted cases
-      imagesTr/<case>.nii.gz    the images, never modified
-      labelsTr/<case>.nii.gz    accepted labels: a case is accepted exactly when its file is here
-      groundTruth/<case>.nii.gz optional reference labels, never used for training
-      imagesTs/                 optional test images
-      .uamc/state.json          per case: status, uncertainty, timestamps, scores; current model
-      .uamc/predictions/<case>_{seg,sdf,uncertainty}.nii.gz
-      .uamc/history/<case>/<UTC time>.nii.gz   every earlier accepted label
-      .uamc/drafts/<case>.nii.gz
-      .uamc/models/v<NNN>.pt + v<NNN>.json
+The folder's files and what each holds: :mod:`.layout`.
 
 :class:`Study` (:mod:`.facade`) is the way in; the modules beside it hold the parts:
 :mod:`.layout` (every folder and file name; imports nothing else of napari-uamc, so even
