@@ -495,7 +495,7 @@ reports iterations per second, the projected time of the paper's 6000 iterations
 inside the functions that need it (none of which the timed paths call), so its rows run with
 torch and numpy alone; should an import still fail, the row says why and the plain rows still
 run. `--device cpu --smoke` runs the
-same code at tiny sizes in seconds (`tests/test_benchmarks_gpu_smoke.py`).
+same code at tiny sizes in seconds (`tests/benchmarks/test_gpu_smoke.py`).
 """
 
 

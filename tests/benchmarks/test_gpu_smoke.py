@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
 SCRIPT = BENCHMARKS / "gpu_bench.py"
 #: Packages the GPU machine lacks (or may lack): importing any of them fails in the child.

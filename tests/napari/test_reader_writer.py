@@ -20,7 +20,7 @@ from napari_uamc._napari.writer import label_dtype, write_labels
 from napari_uamc.data.io import read_volume
 from napari_uamc.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "src" / "napari_uamc" / "napari.yaml"
 #: The one command whose module the lead writes later (checked by the GUI tests).
 PANEL_COMMAND = "napari-uamc.make_panel"

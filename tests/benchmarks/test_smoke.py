@@ -13,7 +13,7 @@ from _helpers import requires_la2018, save_tiny_model
 
 from napari_uamc.engine.config import TrainConfig
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 OTHER_SECTION = "<!-- BEGIN inference -->\nkept as it is\n<!-- END inference -->"
 
 
