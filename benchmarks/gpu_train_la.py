@@ -5,7 +5,9 @@ rows, each trained from scratch with the engine's ``Trainer`` and scored on the 
 
 - ``ugmcl``: UG-MCL, the first 16 cases of ``train.list`` labeled, cases 17-64 unlabeled
   (paper: 16 labeled of 80; here the last 16 of the 80 are held out for validation);
-- ``upper``: all 64 training cases labeled, supervised (seg + dis, so the SDF head is trained).
+- ``upper``: all 64 training cases labeled, supervised (seg + dis, so the SDF head is trained);
+- ``lower``: the first 16 cases labeled, supervised (seg + dis), the unlabeled cases unused: the
+  paper's labeled-only lower bound (Table 3, first row).
 
 Paper configuration (METHOD.md section 4): width 16, patch 112 x 112 x 80, batch 4 (UG-MCL: 2
 labeled + 2 unlabeled; upper: 4 labeled), SGD lr 0.01 x 0.1 every 2500 steps, 6000 steps,
@@ -42,7 +44,7 @@ from gpu_bench import dice  # noqa: E402  (numpy only: data.metrics needs scipy)
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "la2018"
 LA_SPACING_MM = 0.625
 TRAIN_CASES, LABELED_CASES = 64, 16  # first 64 of train.list train; the last 16 validate
-ROWS = ("ugmcl", "upper")
+ROWS = ("ugmcl", "upper", "lower")
 
 
 def read_case(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -67,9 +69,11 @@ def row_config(row: str, args: argparse.Namespace):
     from napari_uamc.engine.config import TrainConfig, method_terms, parse_terms
 
     base = dict(width=args.width, patch=tuple(args.patch), iterations=args.iterations, lr_step=args.lr_step,
-                seed=1337, log_interval=50)
+                seed=args.seed, log_interval=50)
     if row == "ugmcl":
         return TrainConfig(**base, terms=method_terms("ugmcl"), batch_size=4, labeled_batch_size=2)
+    if row == "lower":  # the paper's lower bound: the labeled half of UG-MCL's batch, nothing else
+        return TrainConfig(**base, terms=parse_terms("seg,dis"), batch_size=2, labeled_batch_size=2)
     return TrainConfig(**base, terms=parse_terms("seg,dis"), batch_size=4, labeled_batch_size=4)
 
 
@@ -107,7 +111,7 @@ def train_row(row: str, args: argparse.Namespace, cases: dict[str, tuple[np.ndar
     labeled_count = TRAIN_CASES if row == "upper" else args.labeled
     train_names = order[: min(TRAIN_CASES, len(order) - len(val))]
     labeled = [training_case(n, *cases[n], args.target_spacing) for n in train_names[:labeled_count]]
-    unlabeled = [] if row == "upper" else [
+    unlabeled = [] if row != "ugmcl" else [
         training_case(n, cases[n][0], None, args.target_spacing) for n in train_names[labeled_count:]]
     budget = None if args.max_minutes is None else 60.0 * args.max_minutes
     trainer = Trainer(cfg, labeled, unlabeled, device=args.device, time_budget=budget)
@@ -151,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-la-runs")))
-    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated: ugmcl, upper")
+    parser.add_argument("--rows", default="ugmcl,upper", help="comma-separated: ugmcl, upper, lower")
+    parser.add_argument("--seed", type=int, default=1337, help="training seed (paper: 1337)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--iterations", type=int, default=6000)
     parser.add_argument("--lr-step", type=int, default=2500)
@@ -166,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here; use --device cpu (slow) or run on the GPU machine", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
