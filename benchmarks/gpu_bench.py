@@ -268,7 +268,7 @@ def engine_training(sizes: Sizes, device: torch.device, cudnn_benchmark: bool = 
 def trainer_split(trainer: Any, steps: Any, device: torch.device) -> dict[str, float]:
     """Run one more step of ``trainer`` with its teacher passes timed between device syncs:
     ``teacher_seconds`` (the T + 1 passes) and ``student_seconds`` (the rest of the step)."""
-    original = trainer._teacher_outputs
+    original = trainer.method.teacher_outputs
     spent: list[float] = []
 
     def timed_teacher(x: torch.Tensor) -> Any:
@@ -279,7 +279,7 @@ def trainer_split(trainer: Any, steps: Any, device: torch.device) -> dict[str, f
         spent.append(time.perf_counter() - started)
         return out
 
-    trainer._teacher_outputs = timed_teacher
+    trainer.method.teacher_outputs = timed_teacher
     try:
         sync(device)
         started = time.perf_counter()
@@ -287,7 +287,7 @@ def trainer_split(trainer: Any, steps: Any, device: torch.device) -> dict[str, f
         sync(device)
         total = time.perf_counter() - started
     finally:
-        del trainer._teacher_outputs  # back to the class's method
+        del trainer.method.teacher_outputs  # back to the class's method
     teacher = sum(spent)
     return {"teacher_seconds": teacher, "student_seconds": total - teacher}
 

@@ -34,7 +34,7 @@ def _test_dice(model, meta, test_dir: Path, device: str) -> float:
 
 def trace(setup: ablation.Setup, row: str, seed: int, every: int, cache_root: Path) -> list[dict[str, Any]]:
     """Train ``row``/``seed`` as bench_ablation does, scoring the three models every ``every`` steps."""
-    from napari_uamc.engine.training import recalibrate_batchnorm
+    from napari_uamc.engine.batchnorm import recalibrate_batchnorm
 
     trainer, split, unlabeled, train_dir, test_dir = ablation.prepare_run(setup, row, seed, cache_root)
     cfg = trainer.cfg

@@ -33,11 +33,12 @@ from napari_uamc._atomic import write_text_atomic
 from napari_uamc.data.metrics import dice
 from napari_uamc.data.study import ModelVersionInfo, Study
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
+from napari_uamc.engine.batchnorm import recalibrate_batchnorm
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.preprocess import resample_label, resample_to_spacing, zscore
-from napari_uamc.engine.training import StepReport, Trainer, recalibrate_batchnorm
+from napari_uamc.engine.training import StepReport, Trainer
 from napari_uamc.errors import InputError, TrainingError
 
 #: Budget when neither iterations nor minutes are given (sized for a CPU; a GPU does more steps).

@@ -8,12 +8,9 @@ background worker, the benchmarks and the tests::
         print(report.iteration, report.losses["total"])
     trainer.export("model.pt", spacing=..., trained_on="...")
 
-Per step: the student (the model that is trained and saved) sees the batch (labeled samples
-first); the supervised terms use the labeled part; the EMA teacher, in train mode (dropout on,
-BatchNorm on batch statistics), gives the consistency target from one pass on the input plus
-clamped Gaussian noise and the uncertainty from T more noisy passes, all batched into as few
-forwards as ``mc_chunk`` allows; ``L = L_sup + lambda(t) (L_itc + L_ctc)``; SGD with step decay;
-then the EMA update. Every random draw is a function of ``(seed, rank, iteration)``, so a resumed
+Per step: the loss of the batch from :class:`~napari_uamc.engine.ugmcl_step.UGMCLStep` (student
+pass, the EMA teacher's noisy MC-dropout passes, the uncertainty mask, ``L = L_sup + lambda(t)
+(L_itc + L_ctc)``); SGD with step decay; then the EMA update. Every random draw is a function of ``(seed, rank, iteration)``, so a resumed
 run continues exactly where the interrupted one was.
 
 Host syncs: on CPU the loss values are read every step; on CUDA only every ``log_interval``
@@ -43,29 +40,18 @@ from torch import Tensor, nn
 from napari_uamc.engine.checkpoint import ModelMeta, save_checkpoint
 from napari_uamc.engine.config import PATCH_MULTIPLE, TERM_CTC, TERM_DIS, TERM_ITC, TERM_SEG, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
-from napari_uamc.engine.device import autocast, resolve_device, resolve_precision
+from napari_uamc.engine.device import resolve_device, resolve_precision
 from napari_uamc.engine.distributed import DistContext, any_rank, current
 from napari_uamc.engine.ema import update_ema
-from napari_uamc.engine.losses import (
-    SUPERVISED_SCALE,
-    consistency_weight,
-    cross_task_consistency,
-    entropy,
-    intra_task_consistency,
-    supervised_loss,
-    uncertainty_threshold,
-)
 from napari_uamc.engine.model import DualTaskVNet
 from napari_uamc.engine.sampling import TrainingBatches, batch_loader
+from napari_uamc.engine.ugmcl_step import UGMCLStep
 from napari_uamc.errors import InputError, TrainingError
 
 TRAINER_STATE_FORMAT = "napari-uamc-trainer-state"
 TRAINER_STATE_VERSION = 1
 #: Loss names a report carries (those of inactive terms are left out).
 LOSS_NAMES = ("total", TERM_SEG, TERM_DIS, TERM_ITC, TERM_CTC)
-#: Teacher passes per forward on a CPU when ``mc_chunk`` is 0 (auto): stacking passes measured
-#: slower on a 2-core CPU (width 8, 64x64x48, batch 4, T=8: 0.95 s unstacked, 1.1 s by 3, 1.2 s all).
-CPU_MC_CHUNK = 1
 #: Most batch-building worker processes chosen automatically on CUDA.
 MAX_AUTO_WORKERS = 8
 #: Smoothing of the seconds-per-iteration estimate (weight of the newest step).
@@ -197,6 +183,9 @@ class Trainer:
             weight_decay=cfg.weight_decay,
         )
         self._net: nn.Module = self._wrap_distributed(self.student)
+        #: the loss of one batch (the semi-supervised method); see :mod:`engine.ugmcl_step`
+        self.method = UGMCLStep(self._net, self.teacher, cfg, device=self.device, dtype=self.dtype,
+                                memory_format=self.memory_format)
 
         self.iteration = 0
         self.stopped_early = False
@@ -291,10 +280,8 @@ class Trainer:
 
     @property
     def mc_chunk(self) -> int:
-        passes = self.cfg.mc_samples + (1 if self.cfg.teacher_target == "single" else 0)
-        if self.cfg.mc_chunk:
-            return min(self.cfg.mc_chunk, passes)
-        return passes if self.device.type == "cuda" else min(CPU_MC_CHUNK, passes)
+        """Teacher passes per stacked forward (see :func:`~napari_uamc.engine.ugmcl_step.mc_chunk_for`)."""
+        return self.method.mc_chunk
 
     def _sync_every(self) -> int:
         return self.cfg.log_interval if self.device.type == "cuda" else 1
@@ -366,103 +353,19 @@ class Trainer:
         x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         label = batch["label"].to(self.device, non_blocking=True).long()
         sdf_target = batch["sdf"].to(self.device, non_blocking=True) if "sdf" in batch else None
-        n_labeled = label.shape[0]
-        itc_on, ctc_on = TERM_ITC in self.terms, TERM_CTC in self.terms
-        weight = consistency_weight(it, cfg) if (itc_on or ctc_on) else 0.0
-        threshold = (
-            uncertainty_threshold(it, cfg.rampup_length, cfg.n_classes, cfg) if itc_on else None
-        )
 
         self.student.train()
-        with autocast(self.device, self.dtype):
-            seg_logits, sdf = self._net(x)
-        parts = supervised_loss(
-            seg_logits[:n_labeled], sdf[:n_labeled], label, sdf_target, self.terms, cfg
-        )
-        total = parts["sup"]
-        terms: dict[str, Tensor] = {}
-        if TERM_DIS in self.terms:
-            terms[TERM_DIS] = SUPERVISED_SCALE * parts["dis_dice"] + (
-                cfg.sdf_mse_weight * parts["sdf_mse"] if "sdf_mse" in parts else 0.0
-            )
-            terms[TERM_SEG] = parts["sup"] - terms[TERM_DIS]
-        else:
-            terms[TERM_SEG] = parts["sup"]
-        mask_fraction = None
-        if itc_on or ctc_on:
-            p_student = torch.softmax(seg_logits.float(), dim=1)
-        if itc_on:
-            p_teacher, sdf_teacher, uncertainty = self._teacher_outputs(x)
-            beta = cfg.effective_beta
-            terms[TERM_ITC], mask_fraction = intra_task_consistency(
-                p_student,
-                sdf if beta < 1 else None,
-                p_teacher,
-                sdf_teacher if beta < 1 else None,
-                uncertainty,
-                threshold,
-                beta,
-            )
-            total = total + weight * terms[TERM_ITC]
-        if ctc_on:
-            terms[TERM_CTC] = cross_task_consistency(p_student, sdf, cfg.sdf_k)
-            total = total + weight * terms[TERM_CTC]
-        terms = {"total": total, **terms}
-
+        losses = self.method.losses(x, label, sdf_target, it)
         fresh = self._is_sync_step(it)
         if fresh:
-            self._check_finite(it, terms, mask_fraction)
+            self._check_finite(it, losses.terms, losses.mask_fraction)
             self._remember_good_state()
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        losses.total.backward()
         self.optimizer.step()
         update_ema(self.teacher, self.student, it, cfg.ema_alpha)
         self.iteration = it + 1
-        return self._report(lr, weight, threshold, fresh)
-
-    def _teacher_outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(p_teacher, sdf_teacher, uncertainty)`` from the noisy teacher passes.
-
-        The passes are stacked along the batch axis (``mc_chunk`` at a time) so the teacher runs
-        a few large forwards instead of T + 1 small ones. In train mode its BatchNorm then
-        normalises with statistics over all stacked copies: the same inputs under independent
-        noise, so the same statistics in expectation.
-        """
-        cfg = self.cfg
-        single = cfg.teacher_target == "single"
-        passes = cfg.mc_samples + (1 if single else 0)
-        batch = x.shape[0]
-        prob_sum: Tensor | None = None
-        sdf_sum: Tensor | None = None
-        target_prob: Tensor | None = None
-        target_sdf: Tensor | None = None
-        self.teacher.train()
-        done = 0
-        with torch.no_grad():
-            while done < passes:
-                count = min(self.mc_chunk, passes - done)
-                inputs = x.repeat(count, 1, 1, 1, 1) if count > 1 else x
-                noise = torch.randn_like(inputs).mul_(cfg.noise_std).clamp_(-cfg.noise_clip, cfg.noise_clip)
-                inputs = (inputs + noise).contiguous(memory_format=self.memory_format)
-                with autocast(self.device, self.dtype):
-                    logits, sdf = self.teacher(inputs)
-                prob = torch.softmax(logits.float(), dim=1).unflatten(0, (count, batch))
-                sdf = sdf.float().unflatten(0, (count, batch))
-                first = 0
-                if single and done == 0:
-                    target_prob, target_sdf, first = prob[0], sdf[0], 1
-                if count > first:
-                    part = prob[first:].sum(dim=0)
-                    prob_sum = part if prob_sum is None else prob_sum + part
-                    if not single:
-                        sdf_part = sdf[first:].sum(dim=0)
-                        sdf_sum = sdf_part if sdf_sum is None else sdf_sum + sdf_part
-                done += count
-        assert prob_sum is not None
-        mean_prob = prob_sum / cfg.mc_samples
-        if target_prob is None:
-            target_prob, target_sdf = mean_prob, sdf_sum / cfg.mc_samples  # type: ignore[operator]
-        return target_prob, target_sdf, entropy(mean_prob)  # type: ignore[return-value]
+        return self._report(lr, losses.weight, losses.threshold, fresh)
 
     def _is_sync_step(self, it: int) -> bool:
         every = self._sync_every()
@@ -704,60 +607,3 @@ def train(
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
     yield from trainer.steps()
-
-
-# ------------------------------------------------------------------------ BatchNorm recalibration
-@torch.no_grad()
-def recalibrate_batchnorm(
-    model: nn.Module,
-    images: Sequence[np.ndarray],
-    patch: Sequence[int],
-    *,
-    batch_size: int = 2,
-    patches_per_image: int = 2,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    channels_last: bool = True,
-) -> int:
-    """Re-estimate every BatchNorm's running statistics on random patches of ``images``.
-
-    The statistics are reset and then averaged cumulatively (``momentum=None``) over all
-    patches, with dropout off (as at inference) and no gradients; the model ends in eval mode
-    on ``device``.
-    Returns the number of patches used (0 when the model has no BatchNorm).
-    """
-    from napari_uamc.engine.augment import padding_for
-
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or not images:
-        return 0
-    device = torch.device(device)
-    rng = np.random.default_rng(seed & 0xFFFFFFFFFFFFFFFF)
-    crops = []
-    for image in images:
-        padded = np.pad(image, padding_for(image.shape, patch)) if any(
-            s < p for s, p in zip(image.shape, patch)) else image
-        for _ in range(patches_per_image):
-            start = [int(rng.integers(s - p + 1)) for s, p in zip(padded.shape, patch)]
-            window = tuple(slice(o, o + p) for o, p in zip(start, patch))
-            crops.append(np.ascontiguousarray(padded[window], dtype=np.float32))
-    saved_momentum = [m.momentum for m in norms]
-    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
-    model.to(device, memory_format=memory_format)
-    model.eval()
-    for module in norms:
-        module.reset_running_stats()
-        module.momentum = None
-        module.train()
-    try:
-        for start in range(0, len(crops), batch_size):
-            x = torch.from_numpy(np.stack(crops[start:start + batch_size])[:, None]).to(device)
-            with autocast(device, dtype):
-                model(x.contiguous(memory_format=memory_format))
-    finally:
-        for module, momentum in zip(norms, saved_momentum):
-            module.momentum = momentum
-        model.to(memory_format=torch.contiguous_format)
-        model.eval()
-    return len(crops)
