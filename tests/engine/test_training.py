@@ -135,6 +135,27 @@ def test_resume_refuses_other_cases(cases):
         other.load_state_dict({"format": "something else"})
 
 
+def test_save_state_and_load_state_round_trip(cases, tmp_path):
+    cfg = TrainConfig(**{**TINY, "iterations": 3})
+    first = Trainer(cfg, *cases, device="cpu", should_stop=lambda: first.iteration >= 2)
+    list(first.steps())
+    path = tmp_path / "model.resume.pt"
+    first.save_state(path, data_json='{"data": "spheres"}')
+    assert [p.name for p in tmp_path.iterdir()] == ["model.resume.pt"]  # no temporary file left
+    stored = torch.load(path, weights_only=True)
+    assert stored["iteration"] == 2 and stored["data_json"] == '{"data": "spheres"}'
+    second = Trainer(cfg, *cases, device="cpu")
+    second.load_state(path)
+    assert second.iteration == 2
+    for model in ("student", "teacher"):
+        for a, b in zip(getattr(first, model).state_dict().values(), getattr(second, model).state_dict().values()):
+            assert torch.equal(a, b)
+    assert second.optimizer.state_dict()["state"].keys() == first.optimizer.state_dict()["state"].keys()
+    torch.save({"something": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not a napari-uamc training state"):
+        second.load_state(tmp_path / "other.pt")
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_state(cases):
     labeled = [TrainingCase(c.name, c.image.copy(), c.label, c.spacing) for c in cases[0]]
     trainer = Trainer(TrainConfig(**{**TINY, "iterations": 5}), labeled, cases[1], device="cpu")

@@ -10,8 +10,8 @@ background worker, the benchmarks and the tests::
 
 Per step: the loss of the batch from :class:`~napari_uamc.engine.ugmcl_step.UGMCLStep` (student
 pass, the EMA teacher's noisy MC-dropout passes, the uncertainty mask, ``L = L_sup + lambda(t)
-(L_itc + L_ctc)``); SGD with step decay; then the EMA update. Every random draw is a function of ``(seed, rank, iteration)``, so a resumed
-run continues exactly where the interrupted one was.
+(L_itc + L_ctc)``); SGD with step decay; then the EMA update. Every random draw is a function of
+``(seed, rank, iteration)``, so a resumed run continues exactly where the interrupted one was.
 
 Host syncs: on CPU the loss values are read every step; on CUDA only every ``log_interval``
 steps (and at the last), so in between :class:`StepReport` repeats the last values read
@@ -22,7 +22,6 @@ the last state known to give a finite loss.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
@@ -45,11 +44,17 @@ from napari_uamc.engine.distributed import DistContext, any_rank, current
 from napari_uamc.engine.ema import update_ema
 from napari_uamc.engine.model import DualTaskVNet
 from napari_uamc.engine.sampling import TrainingBatches, batch_loader
+from napari_uamc.engine.training_state import (
+    LastGoodState,
+    modules_are_finite,
+    pack_state,
+    read_training_state,
+    unpack_state,
+    write_training_state,
+)
 from napari_uamc.engine.ugmcl_step import UGMCLStep
 from napari_uamc.errors import InputError, TrainingError
 
-TRAINER_STATE_FORMAT = "napari-uamc-trainer-state"
-TRAINER_STATE_VERSION = 1
 #: Loss names a report carries (those of inactive terms are left out).
 LOSS_NAMES = ("total", TERM_SEG, TERM_DIS, TERM_ITC, TERM_CTC)
 #: Most batch-building worker processes chosen automatically on CUDA.
@@ -59,8 +64,6 @@ SPEED_SMOOTHING = 0.1
 #: Random streams derived from the seed (fixed forever so that runs stay reproducible).
 _STREAM_INIT = 11
 _STREAM_STEP = 12
-#: Config fields that may differ between an interrupted run and its resumption.
-_RESUME_FREE_FIELDS = frozenset({"iterations", "data_workers", "log_interval", "precision", "mc_chunk"})
 
 StopRequest = Callable[[], bool]
 
@@ -119,6 +122,32 @@ def _validate_runtime_fields(cfg: TrainConfig) -> None:
         raise InputError(f"Training config: mc_chunk must be an integer >= 0, not {cfg.mc_chunk!r}")
 
 
+def _check_cases(labeled: Sequence[TrainingCase], cfg: TrainConfig) -> None:
+    if not labeled:
+        raise TrainingError(
+            "the labeled set is empty: training needs at least one case with a label "
+            "(accept a label, or choose labeled cases with --labeled / --labeled-cases)"
+        )
+    for case in labeled:
+        if case.label is None:
+            raise TrainingError(f"case {case.name} is in the labeled set but has no label")
+        largest = int(case.label.max(initial=0))
+        if largest >= cfg.n_classes:
+            raise InputError(
+                f"case {case.name}: label value {largest} does not fit a model with "
+                f"{cfg.n_classes} classes (background included)"
+            )
+
+
+def _check_model(model: DualTaskVNet, cfg: TrainConfig) -> None:
+    if not isinstance(model, DualTaskVNet):
+        raise InputError(f"the model to train must be a DualTaskVNet, not {type(model).__name__}")
+    if model.n_classes != cfg.n_classes:
+        raise InputError(
+            f"the model has {model.n_classes} classes but the training config {cfg.n_classes}"
+        )
+
+
 def build_model(cfg: TrainConfig) -> DualTaskVNet:
     """A freshly initialised dual-task V-Net for ``cfg`` (initialisation seeded by ``cfg.seed``)."""
     torch.manual_seed(derived_seed(cfg.seed, _STREAM_INIT))
@@ -132,7 +161,13 @@ class Trainer:
     ``time_budget``: seconds after which :meth:`steps` ends (fine-tuning by minutes).
     ``should_stop``: checked before every step; True ends :meth:`steps` early.
     Attributes the caller may read: ``student``, ``teacher``, ``iteration``, ``cfg`` (terms may
-    have been reduced, see ``notes``), ``stopped_early``, ``notes`` (messages for the user).
+    have been reduced, see ``notes``), ``stopped_early``, ``notes`` (messages for the user),
+    ``method`` (the :class:`~napari_uamc.engine.ugmcl_step.UGMCLStep` that computes each loss).
+
+    Raises:
+        TrainingError: no labeled case, or a labeled case without a label.
+        InputError: a label value beyond ``cfg.n_classes``, invalid runtime settings, a batch
+            BatchNorm cannot train on, or a ``model`` that does not fit ``cfg``.
     """
 
     def __init__(
@@ -151,7 +186,7 @@ class Trainer:
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)
         self.notes: list[str] = []
-        self._check_cases(cfg)
+        _check_cases(self.labeled, cfg)
         if not self.unlabeled and cfg.terms & {TERM_ITC, TERM_CTC}:
             message = (
                 "no unlabeled cases: training with the supervised terms only "
@@ -172,7 +207,7 @@ class Trainer:
 
         if model is None:
             model = build_model(cfg)
-        self._check_model(model, cfg)
+        _check_model(model, cfg)
         self.student = model.to(self.device, memory_format=self.memory_format)
         self.student.train()
         self.teacher = copy.deepcopy(self.student)
@@ -190,7 +225,7 @@ class Trainer:
         self.iteration = 0
         self.stopped_early = False
         self.seconds = 0.0
-        self._last_good: dict[str, Any] | None = None
+        self._good = LastGoodState()  # the state before the last update checked finite
         self._last_values: dict[str, float] = {}
         self._last_mask_fraction: float | None = None
         self._speed: float | None = None
@@ -207,22 +242,6 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------------- set-up checks
-    def _check_cases(self, cfg: TrainConfig) -> None:
-        if not self.labeled:
-            raise TrainingError(
-                "the labeled set is empty: training needs at least one case with a label "
-                "(accept a label, or choose labeled cases with --labeled / --labeled-cases)"
-            )
-        for case in self.labeled:
-            if case.label is None:
-                raise TrainingError(f"case {case.name} is in the labeled set but has no label")
-            largest = int(case.label.max(initial=0))
-            if largest >= cfg.n_classes:
-                raise InputError(
-                    f"case {case.name}: label value {largest} does not fit a model with "
-                    f"{cfg.n_classes} classes (background included)"
-                )
-
     def _check_batchnorm_batch(self, cfg: TrainConfig) -> None:
         """Refuse a batch that BatchNorm cannot train on: one patch whose bottleneck is one voxel."""
         batch = cfg.batch_size if self.uses_unlabeled else cfg.labeled_batch_size
@@ -233,15 +252,6 @@ class Trainer:
                 f"(its bottleneck is one voxel): use at least 2 "
                 f"{'patches per step' if self.uses_unlabeled else 'labeled patches per step'} "
                 f"(--labeled-batch-size) or a larger patch"
-            )
-
-    @staticmethod
-    def _check_model(model: DualTaskVNet, cfg: TrainConfig) -> None:
-        if not isinstance(model, DualTaskVNet):
-            raise InputError(f"the model to train must be a DualTaskVNet, not {type(model).__name__}")
-        if model.n_classes != cfg.n_classes:
-            raise InputError(
-                f"the model has {model.n_classes} classes but the training config {cfg.n_classes}"
             )
 
     def _pick_device(self, device: str | torch.device) -> torch.device:
@@ -288,7 +298,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ the loop
     def steps(self) -> Iterator[StepReport]:
-        """Run from ``self.iteration`` to ``cfg.iterations``, yielding a report per step."""
+        """Run from ``self.iteration`` to ``cfg.iterations``, yielding a report per step.
+
+        Raises:
+            TrainingError: a non-finite loss (the last finite state is restored) or out of memory.
+        """
         started = time.perf_counter()
         self._started = self._last_tick = started
         self.stopped_early = False
@@ -359,7 +373,7 @@ class Trainer:
         fresh = self._is_sync_step(it)
         if fresh:
             self._check_finite(it, losses.terms, losses.mask_fraction)
-            self._remember_good_state()
+            self._good.remember(self.iteration, self.student, self.teacher, self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         self.optimizer.step()
@@ -382,10 +396,12 @@ class Trainer:
             bad = any_rank(bad, self.device)
         if bad:
             shown = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, values))
-            if self._state_is_finite():
+            if modules_are_finite(self.student, self.teacher):
                 where = f"the model is kept as it was after iteration {self.iteration}"
             else:
-                restored = self._restore_good_state()
+                restored = self._good.restore(self.student, self.teacher, self.optimizer)
+                if restored is not None:
+                    self.iteration = restored
                 where = (
                     f"the model was restored to iteration {restored}, the last with a finite loss"
                     if restored is not None else "no earlier state was kept"
@@ -396,29 +412,6 @@ class Trainer:
             )
         self._last_values = dict(zip(names, values[: len(names)]))
         self._last_mask_fraction = values[-1] if mask_fraction is not None else None
-
-    def _state_is_finite(self) -> bool:
-        tensors = [*self.student.state_dict().values(), *self.teacher.state_dict().values()]
-        return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
-
-    def _remember_good_state(self) -> None:
-        """Keep a copy of the state that just gave a finite loss (before its update)."""
-        self._last_good = {
-            "iteration": self.iteration,
-            "student": {k: v.detach().clone() for k, v in self.student.state_dict().items()},
-            "teacher": {k: v.detach().clone() for k, v in self.teacher.state_dict().items()},
-            "optimizer": _clone_optimizer_state(self.optimizer.state_dict()),
-        }
-
-    def _restore_good_state(self) -> int | None:
-        good = self._last_good
-        if good is None:
-            return None
-        self.student.load_state_dict(good["student"])
-        self.teacher.load_state_dict(good["teacher"])
-        self.optimizer.load_state_dict(good["optimizer"])
-        self.iteration = good["iteration"]
-        return self.iteration
 
     def _report(self, lr: float, weight: float, threshold: float | None, fresh: bool) -> StepReport:
         now = time.perf_counter()
@@ -452,56 +445,38 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs; only tensors, ints and JSON strings (loads with
-        ``torch.load(..., weights_only=True)``)."""
-        optimizer = self.optimizer.state_dict()
-        return {
-            "format": TRAINER_STATE_FORMAT,
-            "format_version": TRAINER_STATE_VERSION,
-            "iteration": int(self.iteration),
-            "config_json": json.dumps(self.cfg.to_dict()),
-            "cases_json": json.dumps(self.case_names()),
-            "architecture_json": json.dumps(_architecture(self.student)),
-            "student": {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()},
-            "teacher": {k: v.detach().cpu().clone() for k, v in self.teacher.state_dict().items()},
-            "optimizer_json": json.dumps(optimizer["param_groups"]),
-            "optimizer_state": {
-                str(index): {name: value.detach().cpu().clone() for name, value in entry.items()
-                             if isinstance(value, Tensor)}
-                for index, entry in optimizer["state"].items()
-            },
-        }
+        ``torch.load(..., weights_only=True)``; format in :mod:`~napari_uamc.engine.training_state`)."""
+        return pack_state(iteration=self.iteration, cfg=self.cfg, cases=self.case_names(),
+                          student=self.student, teacher=self.teacher, optimizer=self.optimizer)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from :meth:`state_dict` output (same cases and architecture)."""
-        if not isinstance(state, Mapping) or state.get("format") != TRAINER_STATE_FORMAT:
-            raise TrainingError("this is not a napari-uamc training state (resume file)")
-        if int(state.get("format_version", 0)) > TRAINER_STATE_VERSION:
-            raise TrainingError("this training state was written by a newer napari-uamc")
-        saved_cases = json.loads(state["cases_json"])
-        if saved_cases != self.case_names():
-            raise TrainingError(
-                "the training state was made with other cases (labeled "
-                f"{_short(saved_cases['labeled'])}, {len(saved_cases['unlabeled'])} unlabeled) than "
-                f"this run (labeled {_short(self.case_names()['labeled'])}, "
-                f"{len(self.unlabeled)} unlabeled)"
-            )
-        saved_cfg = json.loads(state["config_json"])
-        now_cfg = self.cfg.to_dict()
-        changed = sorted(k for k in now_cfg if k not in _RESUME_FREE_FIELDS and saved_cfg.get(k) != now_cfg[k])
-        if changed:
-            warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=2)
-        try:
-            self.student.load_state_dict(state["student"])
-            self.teacher.load_state_dict(state["teacher"])
-        except RuntimeError as error:
-            raise TrainingError(
-                f"the training state does not fit this network: {str(error).splitlines()[0]}"
-            ) from None
-        groups = json.loads(state["optimizer_json"])
-        optimizer_state = {int(k): dict(v) for k, v in state["optimizer_state"].items()}
-        self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": groups})
-        self.iteration = int(state["iteration"])
-        self._last_good = None
+        """Continue from :meth:`state_dict` output (same cases and architecture).
+
+        Raises:
+            TrainingError: not a training state, or made with other cases or another network.
+        """
+        self.iteration = unpack_state(state, cfg=self.cfg, cases=self.case_names(), student=self.student,
+                                      teacher=self.teacher, optimizer=self.optimizer)
+        self._good.forget()
+
+    def save_state(self, path: str | os.PathLike[str], **extra: str) -> None:
+        """Write :meth:`state_dict` to ``path`` (``MODEL.resume.pt``) atomically; ``extra``
+        strings (JSON, e.g. ``data_json``) are stored beside it. The folder must exist.
+
+        Raises:
+            OSError: the file cannot be written.
+        """
+        write_training_state(path, {**self.state_dict(), **extra})
+
+    def load_state(self, path: str | os.PathLike[str]) -> None:
+        """Continue from a file :meth:`save_state` wrote (``torch.load(..., weights_only=True)``).
+
+        Raises:
+            InputError: the file holds no training state.
+            TrainingError: made with other cases or another network (see :meth:`load_state_dict`).
+            OSError: the file cannot be read.
+        """
+        self.load_state_dict(read_training_state(path))
 
     def result_model(self, use_teacher: bool = False) -> DualTaskVNet:
         """The trained network: the student, or the EMA teacher (the live module, not a copy)."""
@@ -565,29 +540,6 @@ class Trainer:
         meta = self.build_meta(spacing=spacing, use_teacher=use_teacher, **fields)
         save_checkpoint(Path(path), self.result_model(use_teacher), meta, half=half)
         return meta
-
-
-def _clone_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``optimizer.state_dict()`` whose tensors are cloned (not shared)."""
-    return {
-        "state": {
-            index: {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in entry.items()}
-            for index, entry in state["state"].items()
-        },
-        "param_groups": copy.deepcopy(state["param_groups"]),
-    }
-
-
-def _architecture(model: DualTaskVNet) -> dict[str, Any]:
-    return {
-        "in_channels": model.in_channels, "n_classes": model.n_classes, "width": model.width,
-        "norm": model.norm, "dropout": model.dropout_p,
-    }
-
-
-def _short(names: Sequence[str], shown: int = 4) -> str:
-    text = ", ".join(names[:shown])
-    return text + (f", ... ({len(names)})" if len(names) > shown else "")
 
 
 def train(
