@@ -24,15 +24,18 @@ import numpy as np
 
 from napari_uamc.data.case_list import COMMENT as CASE_LIST_COMMENT
 from napari_uamc.data.case_list import read_case_list
-from napari_uamc.data.io import case_name, read_h5_case, read_label, read_volume
-from napari_uamc.data.study.layout import IMAGES_DIR, LABELS_DIR, NIFTI_SUFFIXES
+from napari_uamc.data.io import read_h5_case, read_label, read_volume
+from napari_uamc.data.study.layout import IMAGES_DIR, LABELS_DIR
+from napari_uamc.data.study.training_files import (
+    READABLE_SUFFIXES,
+    index_cases,
+    list_files,
+    read_training_files,
+)
 from napari_uamc.engine.preprocess import resample_to_spacing, zscore
 from napari_uamc.errors import InputError
 
-IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr")
 H5_SUFFIX = ".h5"
-MSD_IMAGES = IMAGES_DIR
-MSD_LABELS = LABELS_DIR
 #: Label sub-folders of a plain image folder, tried in this order.
 PLAIN_LABEL_FOLDERS = ("labels", LABELS_DIR)
 #: Lines of a case-list file starting with this are comments (:func:`read_case_list`).
@@ -154,36 +157,15 @@ def split_labeled(
 
 
 # ------------------------------------------------------------------------------ folder kinds
-def _suffix(path: Path, suffixes: Sequence[str]) -> str | None:
-    name = path.name.lower()
-    return next((s for s in suffixes if name.endswith(s)), None)
-
-
-def _files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and _suffix(p, suffixes)
-    )
-
-
-def _index(files: Sequence[Path], *, strip_seg: bool, folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in files:
-        name = case_name(path, strip_seg=strip_seg)
-        if name in found:
-            raise InputError(f"{folder}: {found[name].name} and {path.name} are both case {name!r}; keep one")
-        found[name] = path
-    return found
-
-
 def _h5_index(folder: Path) -> dict[str, Path]:
     """Case name -> .h5 file; files inside case sub-folders take the sub-folder's name."""
-    flat = _files(folder, (H5_SUFFIX,))
+    flat = list_files(folder, (H5_SUFFIX,))
     nested = [
         path
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        for path in _files(sub, (H5_SUFFIX,))
+        for path in list_files(sub, (H5_SUFFIX,))
     ]
-    found = _index(flat, strip_seg=False, folder=folder)
+    found = index_cases(flat, strip_seg=False, folder=folder)
     for path in nested:
         name = path.parent.name
         if name in found:
@@ -222,27 +204,25 @@ def load_cases_from_folder(
     if isinstance(labeled_names, (str, os.PathLike)):
         labeled_names = read_case_list(labeled_names)
 
-    h5_files = _h5_index(root) if not (root / MSD_IMAGES).is_dir() else {}
-    if (root / MSD_IMAGES).is_dir():
-        # indexed here, not through Study: training only reads (Study.open would create .uamc/ and
-        # repair the folder's records) and also takes NRRD images and <case>_seg labels
-        images = _index(_files(root / MSD_IMAGES, IMAGE_SUFFIXES), strip_seg=False, folder=root / MSD_IMAGES)
-        labels_dir = root / MSD_LABELS
-        labels = (
-            _index(_files(labels_dir, IMAGE_SUFFIXES), strip_seg=True, folder=labels_dir)
-            if labels_dir.is_dir() else {}
-        )
-        kind = "study"
+    h5_files = _h5_index(root) if not (root / IMAGES_DIR).is_dir() else {}
+    if (root / IMAGES_DIR).is_dir():
+        # listed without opening a Study: training only reads (Study.open would create .uamc/ and
+        # repair the folder's records), and it also takes NRRD images and <case>_seg labels
+        study = read_training_files(root)
+        images, labels, kind = dict(study.images), dict(study.labels), "study"
     elif h5_files:
         images, labels, kind = h5_files, {}, "h5"
     else:
-        images = _index(_files(root, IMAGE_SUFFIXES), strip_seg=False, folder=root)
+        images = index_cases(list_files(root, READABLE_SUFFIXES), strip_seg=False, folder=root)
         labels_dir = next((root / n for n in PLAIN_LABEL_FOLDERS if (root / n).is_dir()), None)
-        labels = _index(_files(labels_dir, IMAGE_SUFFIXES), strip_seg=True, folder=labels_dir) if labels_dir else {}
+        labels = (
+            index_cases(list_files(labels_dir, READABLE_SUFFIXES), strip_seg=True, folder=labels_dir)
+            if labels_dir else {}
+        )
         kind = "images"
     if not images:
         raise InputError(
-            f"{root} holds no training images: expected an MSD study ({MSD_IMAGES}/ + {MSD_LABELS}/), "
+            f"{root} holds no training images: expected an MSD study ({IMAGES_DIR}/ + {LABELS_DIR}/), "
             f"LA .h5 files, or NIfTI/NRRD images with a labels/ sub-folder"
         )
 

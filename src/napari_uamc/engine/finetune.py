@@ -32,6 +32,7 @@ import numpy as np
 from napari_uamc._atomic import write_text_atomic
 from napari_uamc.data.metrics import dice
 from napari_uamc.data.study import ModelVersionInfo, Study
+from napari_uamc.data.study.training_files import read_training_files
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
 from napari_uamc.engine.batchnorm import recalibrate_batchnorm
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
@@ -123,6 +124,18 @@ def _fit_patch(patch: tuple[int, int, int], shapes: list[tuple[int, ...]]) -> tu
         max(PATCH_MULTIPLE, min(p, -(-int(s) // PATCH_MULTIPLE) * PATCH_MULTIPLE))
         for p, s in zip(patch, largest)
     )  # type: ignore[return-value]
+
+
+def study_cases(study: Study) -> tuple[list[str], list[str]]:
+    """``(accepted, other)`` case names of ``study``, sorted, listed as ``uamc train`` lists a
+    study (:func:`~napari_uamc.data.study.training_files.read_training_files`, with the study's
+    rules: NIfTI images, labels named ``labelsTr/<case>.nii.gz``); only cases the study knows.
+
+    Raises:
+        InputError: two image files of the study are one case.
+    """
+    files = read_training_files(study.root, study_rules=True)
+    return [c for c in files.labeled if c in study], [c for c in files.unlabeled if c in study]
 
 
 def _read_case(study: Study, name: str, spacing: tuple[float, float, float], labeled: bool,
@@ -274,8 +287,7 @@ def finetune_study(
     if not isinstance(study, Study):
         study = Study.open(study)
 
-    labeled_names = study.labeled_cases()
-    unlabeled_names = study.unlabeled_cases()
+    labeled_names, unlabeled_names = study_cases(study)
     if not labeled_names:
         raise TrainingError(
             f"study {study.root} has no accepted case: accept at least one label before fine-tuning"
