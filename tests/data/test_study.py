@@ -16,7 +16,7 @@ import pytest
 
 from napari_uamc.data.io import volume_from_array
 from napari_uamc.data.study import CaseStatus, Study, StudyWarning
-from napari_uamc.data.study import facade as study_module  # the label and draft writes are there
+from napari_uamc.data.study import labels as study_module  # the label and draft writes are there
 from napari_uamc.errors import GridMismatchError, InputError, StudyError, UamcError
 
 SOURCE_SHAPE = (8, 9, 10)
@@ -424,7 +424,7 @@ def test_read_only_study_still_reads(
     study: Study, shape: Shape, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     study.accept(CASES[0], box_label(shape))
-    monkeypatch.setattr(study_module.os, "access", lambda *args, **kwargs: False)
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
     with pytest.warns(StudyWarning, match="read-only"):
         readonly = Study.open(study.root)
     assert readonly.read_only

@@ -51,7 +51,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(
         ("DEFAULT_LABELS", "DEFAULT_MODALITY", "NNUNET_V2_KEYS", "SUPPORTED_FILE_ENDINGS",
          "_index_names", "_is_nnunet_v2", "_nnunet_v2_channels", "_nnunet_v2_labels"), "dataset_json"),
-    **dict.fromkeys(("CASES_LISTED_IN_ERRORS", "UNCHANGED", "Study", "_unlink_quietly"), "facade"),
+    **dict.fromkeys(("CASES_LISTED_IN_ERRORS", "Study"), "facade"),
+    **dict.fromkeys(("UNCHANGED", "_unlink_quietly"), "labels"),
     **dict.fromkeys(
         ("HISTORY_STAMP_FORMAT", "HISTORY_STAMP_PATTERN", "HistoryEntry", "_file_time", "_iso",
          "_parse_iso", "_parse_stamp", "_stamp", "_utc_now"), "history"),

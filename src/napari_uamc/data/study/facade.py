@@ -9,74 +9,41 @@ the truth: a case's status is derived from them (accepted = a label in ``labelsT
 an exclusive ``flock`` on ``.uamc/state.lock`` and every file is replaced atomically (temporary
 file, fsync, rename), so the napari plugin and a CLI working on the same study never corrupt it.
 
-The label, draft and image writes stay in this module (``write_volume``, ``atomic_copy``); the
-record keeping is delegated to the modules beside it.
+:class:`Study` keeps the public methods and the folder's paths, cases and read-only state; the
+jobs are in the modules beside it: :mod:`.opening` (checking and creating the folder),
+:mod:`.labels` (accept, restore, history copies, drafts, ground truth), :mod:`.predictions`
+(model outputs), :mod:`.records` (per-case records and the locked edit of ``state.json``),
+:mod:`.images`, :mod:`.versions`, :mod:`.dataset_json`, :mod:`.state`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
-from functools import partial
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_uamc.data._study_files import (
-    InterProcessLock,
-    atomic_copy,
-    os_cause,
-    os_failure,
-    writing,
-)
-from napari_uamc.data.io import read_volume, rounded_map, write_volume, write_volumes
+from napari_uamc.data._study_files import InterProcessLock, os_cause
 from napari_uamc.data.io import read_label as read_label_file
-from napari_uamc.data.study.checks import (
-    _PREDICTION_DTYPES,
-    _float_map,
-    _integer_label_array,
-    _jsonable,
-    _label_dtype,
-    _uncertainty_value,
-)
-from napari_uamc.data.study.dataset_json import (
-    DEFAULT_LABELS,
-    DEFAULT_MODALITY,
-    _index_names,
-    dataset_metadata,
-    read_dataset,
-    sync_dataset,
-)
-from napari_uamc.data.study.history import (
-    HistoryEntry,
-    _file_time,
-    _iso,
-    _parse_iso,
-    _utc_now,
-    list_history,
-    new_history_stamp,
-)
-from napari_uamc.data.study.images import _remove_empty_skeleton, new_image_sources, scan_images
+from napari_uamc.data.io import read_volume
+from napari_uamc.data.study import labels as _labels
+from napari_uamc.data.study import opening, records
+from napari_uamc.data.study import predictions as _predictions
+from napari_uamc.data.study.dataset_json import dataset_metadata, read_dataset, sync_dataset
+from napari_uamc.data.study.history import HistoryEntry, list_history
+from napari_uamc.data.study.images import new_image_sources, scan_images
 from napari_uamc.data.study.images import add_images as add_staged_images
-from napari_uamc.data.study.layout import (
-    IMAGES_DIR,
-    NIFTI_SUFFIXES,
-    StudyLayout,
-    find_nifti,
-    nifti_stem,
-    nifti_suffix,
-)
+from napari_uamc.data.study.layout import IMAGES_DIR, StudyLayout, find_nifti
 from napari_uamc.data.study.state import (
     CaseInfo,
     CaseStatus,
     StudyWarning,
     _new_case_entry,
     load_state,
-    quarantine,
     reconciled_state,
     write_state,
 )
@@ -88,13 +55,17 @@ from napari_uamc.data.study.versions import (
     reserve_model_version,
 )
 from napari_uamc.data.volume import Volume
-from napari_uamc.errors import InputError, StudyError
+from napari_uamc.errors import StudyError
 
 __all__ = ["Study", "ModelVersionInfo"]
 
-UNCHANGED = "the accepted label was not changed"
 #: How many case names an "unknown case" message lists before eliding the rest.
 CASES_LISTED_IN_ERRORS = 10
+
+
+def _layout_path(name: str) -> property:
+    """A read-only property: the study layout's path ``name`` (:class:`StudyLayout`)."""
+    return property(lambda self: getattr(self.layout, name), doc=f"The study's ``{name}`` path.")
 
 
 class Study:
@@ -118,20 +89,16 @@ class Study:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Study:
-        """Open an existing study, add ``.uamc/`` if missing; reconcile state with the files."""
-        root = Path(path).expanduser()
-        if not root.exists():
-            raise StudyError(f"study folder {root} does not exist")
-        if not root.is_dir():
-            raise StudyError(f"{root} is not a folder; a study is a folder holding {IMAGES_DIR}/")
-        if not (root / IMAGES_DIR).is_dir():
-            raise StudyError(
-                f"{root} is not a study: it has no {IMAGES_DIR}/ folder (Medical Segmentation "
-                "Decathlon layout); make one from scans with `uamc import` or, in napari, with "
-                "\"New study from layers\" (Python: Study.create)"
-            )
-        study = cls(root, _private=True)
-        study._prepare_tool_dir()
+        """Open an existing study, add ``.uamc/`` if missing; reconcile state with the files.
+
+        A folder that cannot be written opens read-only (with a :class:`StudyWarning`).
+
+        Raises:
+            StudyError: ``path`` is not a folder holding ``imagesTr/``, or the study is damaged
+                beyond repair (e.g. two images of one case, a newer ``state.json``).
+        """
+        study = cls(opening.study_root(path), _private=True)
+        opening.prepare_tool_dir(study)
         study.refresh()
         return study
 
@@ -152,41 +119,15 @@ class Study:
         NIfTI files are copied byte for byte (a plain ``.nii`` is gzip-wrapped); NRRD, ``.h5`` and
         in-memory volumes are written as ``.nii.gz`` on their own grid. A folder that already has
         content is refused unless ``exist_ok``, in which case the images are added to it.
+
+        Raises:
+            StudyError: ``path`` is a file or a non-empty folder (without ``exist_ok``), or a
+                write failed. InputError: an unreadable image or a duplicate case name.
         """
-        root = Path(path).expanduser()
-        if root.exists() and not root.is_dir():
-            raise StudyError(f"cannot create a study at {root}: it is a file, not a folder")
-        if root.is_dir() and any(root.iterdir()) and not exist_ok:
-            raise StudyError(
-                f"cannot create a study at {root}: the folder is not empty; open it with "
-                "Study.open, or pass exist_ok=True to add the images to it"
-            )
-        overrides: dict[str, Any] = {}
-        if name is not None:
-            overrides["name"] = name
-        if description:
-            overrides["description"] = description
-        if labels is not None:
-            overrides["labels"] = _index_names(labels, DEFAULT_LABELS, "labels")
-        if modality is not None:
-            overrides["modality"] = _index_names(modality, DEFAULT_MODALITY, "modality")
-        images = list(images)
-        was_empty = not root.exists() or not any(root.iterdir())
-        try:
-            (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise os_failure("create the study folder", root, exc) from exc
-        try:
-            study = cls.open(root)
-            study._require_writable()
-            if overrides:
-                study._update_dataset_metadata(overrides)
-            study.add_images(images)
-        except BaseException:
-            if was_empty:
-                _remove_empty_skeleton(root)
-            raise
-        return study
+        return opening.create_study(
+            cls, path, images, name=name, description=description, labels=labels,
+            modality=modality, exist_ok=exist_ok,
+        )
 
     @classmethod
     def open_or_create(
@@ -216,67 +157,20 @@ class Study:
 
     # --------------------------------------------------------------------------- folders
 
-    @property
-    def tool_dir(self) -> Path:
-        return self.layout.tool_dir
-
-    @property
-    def images_dir(self) -> Path:
-        return self.layout.images_dir
-
-    @property
-    def labels_dir(self) -> Path:
-        return self.layout.labels_dir
-
-    @property
-    def ground_truth_dir(self) -> Path:
-        return self.layout.ground_truth_dir
-
-    @property
-    def predictions_dir(self) -> Path:
-        return self.layout.predictions_dir
-
-    @property
-    def history_dir(self) -> Path:
-        return self.layout.history_dir
-
-    @property
-    def drafts_dir(self) -> Path:
-        return self.layout.drafts_dir
-
-    @property
-    def models_dir(self) -> Path:
-        return self.layout.models_dir
-
-    @property
-    def dataset_path(self) -> Path:
-        return self.layout.dataset_path
-
-    @property
-    def state_path(self) -> Path:
-        return self.layout.state_path
+    tool_dir = _layout_path("tool_dir")
+    images_dir = _layout_path("images_dir")
+    labels_dir = _layout_path("labels_dir")
+    ground_truth_dir = _layout_path("ground_truth_dir")
+    predictions_dir = _layout_path("predictions_dir")
+    history_dir = _layout_path("history_dir")
+    drafts_dir = _layout_path("drafts_dir")
+    models_dir = _layout_path("models_dir")
+    dataset_path = _layout_path("dataset_path")
+    state_path = _layout_path("state_path")
 
     @property
     def read_only(self) -> bool:
         return self.read_only_reason is not None
-
-    def _prepare_tool_dir(self) -> None:
-        folders = [
-            self.labels_dir,
-            self.tool_dir,
-            self.predictions_dir,
-            self.history_dir,
-            self.drafts_dir,
-            self.models_dir,
-        ]
-        try:
-            for folder in folders:
-                folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            self._become_read_only(f"cannot create {folder}: {exc.strerror or exc}")
-            return
-        if not os.access(self.tool_dir, os.W_OK) or not os.access(self.root, os.W_OK):
-            self._become_read_only(f"{self.root} is not writable")
 
     def _become_read_only(self, reason: str) -> None:
         self.read_only_reason = reason
@@ -293,23 +187,15 @@ class Study:
 
     def refresh(self) -> None:
         """Rescan ``imagesTr/``; bring ``state.json`` and ``dataset.json`` in line with it."""
-        self._images = self._scan_images()
+        self._images = scan_images(self.layout)
         if self.read_only:
             return
         try:
-            with self._lock.hold():
-                state = self._load_state(repair=True)
-                reconciled = self._reconciled(state)
-                if reconciled != state or not self.state_path.is_file():
-                    self._write_state(reconciled)
-                self._sync_dataset()
+            records.sync_with_files(self)
         except StudyError as exc:
             if exc.__cause__ is None or os_cause(exc.__cause__) is None:
                 raise
             self._become_read_only(str(exc))
-
-    def _scan_images(self) -> dict[str, Path]:
-        return scan_images(self.layout)
 
     def cases(self) -> list[str]:
         """All case names, sorted."""
@@ -334,30 +220,14 @@ class Study:
         return CaseStatus.NEW
 
     def case_info(self, case: str) -> CaseInfo:
+        """Status, uncertainty, times, scores and which files ``case`` has."""
         self._require_case(case)
-        return self._case_info(case, self._load_state()["cases"].get(case, _new_case_entry()))
+        return records.case_info(self, case, self._load_state()["cases"].get(case, _new_case_entry()))
 
     def cases_info(self) -> list[CaseInfo]:
-        state = self._load_state()
-        entries = state["cases"]
-        return [self._case_info(case, entries.get(case, {})) for case in self.cases()]
-
-    def _case_info(self, case: str, entry: dict[str, Any]) -> CaseInfo:
-        status = self.status(case)
-        accepted_at = None
-        if status is CaseStatus.ACCEPTED:
-            accepted_at = _parse_iso(entry.get("accepted_at")) or _file_time(self.label_path(case))
-        return CaseInfo(
-            name=case,
-            status=status,
-            uncertainty=entry.get("uncertainty"),
-            accepted_at=accepted_at,
-            has_draft=self.draft_path(case).is_file(),
-            has_prediction=self.has_prediction(case),
-            has_ground_truth=self.ground_truth_path(case) is not None,
-            prediction_model=entry.get("prediction_model"),
-            scores=dict(entry.get("scores") or {}),
-        )
+        """:meth:`case_info` of every case, sorted by name."""
+        entries = self._load_state()["cases"]
+        return [records.case_info(self, case, entries.get(case, {})) for case in self.cases()]
 
     def labeled_cases(self) -> list[str]:
         """Cases with an accepted label, sorted."""
@@ -369,13 +239,7 @@ class Study:
 
     def ranked_for_labeling(self) -> list[str]:
         """Unlabeled cases, most uncertain first (cases without a score last, by name)."""
-        cases = self._load_state()["cases"]
-
-        def key(case: str) -> tuple[bool, float, str]:
-            score = cases.get(case, {}).get("uncertainty")
-            return (score is None, -(score or 0.0), case)
-
-        return sorted(self.unlabeled_cases(), key=key)
+        return records.ranked_for_labeling(self)
 
     def suggest_next_case(self) -> str | None:
         """The unlabeled case to correct next (active learning: the most uncertain), or ``None``."""
@@ -420,16 +284,14 @@ class Study:
         return None if path is None else read_label_file(path, like=self.read_image(case))
 
     def save_ground_truth(self, case: str, label: np.ndarray | Volume) -> Path:
-        """Write a reference label to ``groundTruth/`` (phantoms, benchmarks)."""
-        self._require_writable()
-        image = self.read_image(case)
-        array = _integer_label_array(label, image, f"ground truth for case {case!r}")
-        target = self.layout.ground_truth_file(case)
-        dtype = _label_dtype(int(array.max(initial=0)), case)
-        with writing("write the ground truth", target):
-            self.ground_truth_dir.mkdir(exist_ok=True)
-            write_volume(target, array, like=image, dtype=dtype)
-        return target
+        """Write a reference label to ``groundTruth/`` (phantoms, benchmarks); returns its path.
+
+        ``label``: integer array (canonical order, the image's shape) or a :class:`Volume`.
+
+        Raises:
+            StudyError: read-only study or unknown case. GridMismatchError, InputError: bad label.
+        """
+        return _labels.save_ground_truth(self, case, label)
 
     # ----------------------------------------------------------------------- accepting
 
@@ -445,26 +307,12 @@ class Study:
 
         The previous accepted label is first copied to ``history/``; the new one is then written
         atomically on the image's exact grid and affine. Returns the label file's path.
+
+        Raises:
+            StudyError: read-only study, unknown case, empty label (unless ``allow_empty``), or a
+                failed write (nothing changed). GridMismatchError, InputError: a bad label.
         """
-        self._require_writable()
-        image = self.read_image(case)
-        what = f"label for case {case!r}"
-        array = _integer_label_array(label, image, what)
-        max_value = self._check_label_values(array, what)
-        if max_value == 0 and not allow_empty:
-            raise StudyError(
-                f"empty label for case {case!r} in study {self.root}: no voxel is foreground; "
-                "paint the structure first (or pass allow_empty=True to accept it on purpose)"
-            )
-        target = self.layout.label_file(case)
-        with self._lock.hold():
-            pushed = self._push_to_history(case)
-            undo = partial(_unlink_quietly, pushed)
-            with writing("write the label", target, UNCHANGED, undo):
-                self.labels_dir.mkdir(exist_ok=True)
-                write_volume(target, array, like=image, dtype=_label_dtype(max_value, what))
-            self._label_replaced(case, target, pushed, note)
-        return target
+        return _labels.accept(self, case, label, note=note, allow_empty=allow_empty)
 
     def history(self, case: str) -> list[HistoryEntry]:
         """Earlier accepted labels of ``case``, oldest first."""
@@ -475,85 +323,12 @@ class Study:
         return list_history(folder, self._load_state()["cases"].get(case, {}).get("history", {}))
 
     def restore(self, case: str, timestamp: str | HistoryEntry) -> Path:
-        """Make an earlier label the accepted one again; the current label goes to history first."""
-        self._require_writable()
-        stamp = timestamp.timestamp if isinstance(timestamp, HistoryEntry) else str(timestamp)
-        entries = {entry.timestamp: entry for entry in self.history(case)}
-        if stamp not in entries:
-            known = ", ".join(entries) or "none"
-            raise StudyError(
-                f"case {case!r} of study {self.root} has no history entry {stamp!r} "
-                f"(it has: {known})"
-            )
-        source = entries[stamp].path
-        read_label_file(source, like=self.read_image(case))  # readable, on the image's grid
-        target = self.labels_dir / f"{case}{nifti_suffix(source)}"
-        with self._lock.hold():
-            pushed = self._push_to_history(case)
-            undo = partial(_unlink_quietly, pushed)
-            with writing("restore the label to", target, UNCHANGED, undo):
-                self.labels_dir.mkdir(exist_ok=True)
-                atomic_copy(source, target)
-            self._label_replaced(case, target, pushed, f"restored from history {stamp}")
-        return target
+        """Make an earlier label the accepted one again; the current label goes to history first.
 
-    def _check_label_values(self, array: np.ndarray, what: str) -> int:
-        """Refuse classes that ``dataset.json``'s labels do not name; returns the largest value."""
-        max_value = int(array.max(initial=0))
-        known = set(self.labels) | {0}
-        if max_value > max(known):
-            unknown = [max_value]
-        else:
-            unnamed = (value for value in range(max_value + 1) if value not in known)
-            unknown = [value for value in unnamed if np.any(array == value)]
-        if unknown:
-            names = ", ".join(f"{index} = {name}" for index, name in self.labels.items())
-            raise InputError(
-                f"{what} contains values {unknown} that the study's labels ({names}) do not name"
-            )
-        return max_value
-
-    def _push_to_history(self, case: str) -> Path | None:
-        """Copy the current accepted label (if any) to ``history/<case>/<UTC stamp>``."""
-        current = self.label_path(case)
-        if current is None:
-            return None
-        folder = self.history_dir / case
-        target = folder / f"{new_history_stamp(self.history(case))}{nifti_suffix(current)}"
-        with writing("keep the previous label in", folder, UNCHANGED):
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_copy(current, target)
-        return target
-
-    def _label_replaced(
-        self, case: str, target: Path, pushed: Path | None, note: str | None
-    ) -> None:
-        """Bookkeeping after a new accepted label is in place (lock held)."""
-        for suffix in NIFTI_SUFFIXES:
-            stale = self.labels_dir / f"{case}{suffix}"
-            if stale != target:
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-        now = _iso(_utc_now())
-        try:
-            with self._editing_state() as state:
-                entry = state["cases"].setdefault(case, _new_case_entry())
-                if pushed is not None:
-                    stamp = nifti_stem(pushed)
-                    entry["history"][stamp] = {
-                        "accepted_at": entry.get("accepted_at"),
-                        "note": entry.get("note"),
-                    }
-                entry.update(
-                    status=CaseStatus.ACCEPTED.value, accepted_at=now, updated=now, note=note
-                )
-            self._sync_dataset()
-        except StudyError as exc:
-            raise StudyError(
-                f"the label was saved to {target}, but the study's records were not updated: {exc}"
-            ) from exc
-        with contextlib.suppress(OSError):
-            self.draft_path(case).unlink(missing_ok=True)
+        Raises:
+            StudyError: read-only study, unknown case or history entry, or a failed write.
+        """
+        return _labels.restore(self, case, timestamp)
 
     # ----------------------------------------------------------------------- predictions
 
@@ -576,48 +351,20 @@ class Study:
         model_version: str | None = None,
     ) -> dict[str, Path]:
         """Write the model outputs of ``case`` (seg uint8; sdf and uncertainty float32, rounded
-        to 1e-4 so they compress: :func:`~napari_uamc.data.io.rounded_map`)."""
-        self._require_writable()
-        image = self.read_image(case)
-        seg_array = _integer_label_array(seg, image, f"segmentation for case {case!r}")
-        seg_max = np.iinfo(_PREDICTION_DTYPES["seg"]).max
-        if seg_array.size and int(seg_array.max()) > seg_max:
-            raise InputError(f"segmentation for case {case!r} has values above {seg_max}")
-        arrays = {
-            "seg": seg_array,
-            "sdf": rounded_map(_float_map(sdf, image, f"signed distance map for case {case!r}")),
-            "uncertainty": rounded_map(_float_map(uncertainty, image, f"uncertainty map for case {case!r}")),
-        }
-        score = _uncertainty_value(uncertainty_score, case)
-        paths = self.prediction_paths(case)
-        with writing("write the prediction of", self.predictions_dir):
-            self.predictions_dir.mkdir(exist_ok=True)
-            write_volumes((paths[kind], array, image, _PREDICTION_DTYPES[kind]) for kind, array in arrays.items())
-        now = _iso(_utc_now())
-        with self._editing_state() as state:
-            entry = state["cases"].setdefault(case, _new_case_entry())
-            entry.update(
-                status=self.status(case).value,
-                updated=now,
-                predicted_at=now,
-                prediction_model=model_version,
-            )
-            if score is not None:
-                entry["uncertainty"] = score
-        return paths
+        to 1e-4 so they compress: :func:`~napari_uamc.data.io.rounded_map`); returns their paths.
+
+        Arrays are in canonical order on the image's grid; ``uncertainty_score`` in nats.
+
+        Raises:
+            StudyError: read-only study or unknown case. GridMismatchError, InputError: bad maps.
+        """
+        return _predictions.save_prediction(
+            self, case, seg, sdf, uncertainty, uncertainty_score=uncertainty_score, model_version=model_version
+        )
 
     def read_prediction(self, case: str) -> dict[str, Volume] | None:
         """The ``seg``, ``sdf`` and ``uncertainty`` volumes of ``case``, or ``None``."""
-        if not self.has_prediction(case):
-            return None
-        image = self.read_image(case)
-        paths = self.prediction_paths(case)
-        result = {"seg": read_label_file(paths["seg"], like=image)}
-        for kind in ("sdf", "uncertainty"):
-            volume = read_volume(paths[kind])
-            image.require_same_grid(volume)
-            result[kind] = volume
-        return result
+        return _predictions.read_prediction(self, case)
 
     # ---------------------------------------------------------------------------- drafts
 
@@ -626,33 +373,19 @@ class Study:
         return self.layout.draft_file(case)
 
     def save_draft(self, case: str, label: np.ndarray | Volume) -> Path:
-        """Keep unaccepted edits of ``case`` (overwrites the previous draft)."""
-        self._require_writable()
-        image = self.read_image(case)
-        what = f"draft for case {case!r}"
-        array = _integer_label_array(label, image, what)
-        target = self.draft_path(case)
-        dtype = _label_dtype(int(array.max(initial=0)), what)
-        with writing("save the draft", target):
-            self.drafts_dir.mkdir(exist_ok=True)
-            write_volume(target, array, like=image, dtype=dtype)
-        return target
+        """Keep unaccepted edits of ``case`` (overwrites the previous draft); returns its path.
+
+        Raises:
+            StudyError: read-only study, unknown case or failed write. InputError: bad label.
+        """
+        return _labels.save_draft(self, case, label)
 
     def read_draft(self, case: str) -> Volume | None:
-        path = self.draft_path(case)
-        return read_label_file(path, like=self.read_image(case)) if path.is_file() else None
+        return _labels.read_draft(self, case)
 
     def discard_draft(self, case: str) -> bool:
         """Delete the draft of ``case``; returns whether there was one."""
-        self._require_writable()
-        path = self.draft_path(case)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise os_failure("delete the draft", path, exc) from exc
-        return True
+        return _labels.discard_draft(self, case)
 
     # ---------------------------------------------------------------------------- models
 
@@ -689,32 +422,25 @@ class Study:
 
     @current_model.setter
     def current_model(self, version: str | None) -> None:
-        if version is not None and version not in self.model_versions():
-            known = ", ".join(self.model_versions()) or "none"
-            raise StudyError(f"study {self.root} has no model {version!r} (its models: {known})")
-        with self._editing_state() as state:
-            state["current_model"] = version
+        records.set_current_model(self, version)
 
     # ------------------------------------------------------------------------ per-case data
 
     def set_uncertainty(self, case: str, score: float | None) -> None:
-        """Store the case's uncertainty score (nats; ``None`` clears it)."""
-        self._require_case(case)
-        value = _uncertainty_value(score, case)
-        with self._editing_state() as state:
-            entry = state["cases"].setdefault(case, _new_case_entry())
-            entry.update(uncertainty=value, updated=_iso(_utc_now()))
+        """Store the case's uncertainty score (nats; ``None`` clears it).
+
+        Raises:
+            StudyError: unknown case or read-only study. InputError: not a finite number >= 0.
+        """
+        records.set_uncertainty(self, case, score)
 
     def record_score(self, case: str, key: str, value: Any) -> None:
-        """Store ``value`` (a number, text, or a small dict/list of them) under ``scores[key]``."""
-        self._require_case(case)
-        if not isinstance(key, str) or not key:
-            raise InputError(f"score key must be non-empty text, not {key!r}")
-        data = _jsonable(value, f"score {key!r} of case {case!r}")
-        with self._editing_state() as state:
-            entry = state["cases"].setdefault(case, _new_case_entry())
-            entry["scores"][key] = data
-            entry["updated"] = _iso(_utc_now())
+        """Store ``value`` (a number, text, or a small dict/list of them) under ``scores[key]``.
+
+        Raises:
+            StudyError: unknown case or read-only study. InputError: a value JSON cannot hold.
+        """
+        records.record_score(self, case, key, value)
 
     def scores(self, case: str) -> dict[str, Any]:
         self._require_case(case)
@@ -761,25 +487,12 @@ class Study:
         """
         return load_state(self.state_path, self._reconciled, repair=repair)
 
-    def _quarantine(self, path: Path) -> Path | None:
-        return quarantine(path)
-
     def _write_state(self, state: dict[str, Any]) -> None:
         write_state(self.state_path, state)
 
-    @contextlib.contextmanager
-    def _editing_state(self) -> Iterator[dict[str, Any]]:
-        """Lock, read the latest ``state.json``, let the caller change it, write it back atomically.
-
-        Do not nest: an inner edit would be overwritten by the outer one.
-        """
-        self._require_writable()
-        with self._lock.hold():
-            state = self._load_state(repair=True)
-            before = json.dumps(state, sort_keys=True)
-            yield state
-            if json.dumps(state, sort_keys=True) != before or not self.state_path.is_file():
-                self._write_state(state)
+    def _editing_state(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """:func:`~napari_uamc.data.study.records.editing_state` of this study."""
+        return records.editing_state(self)
 
     def _reconciled(self, state: dict[str, Any], *, rebuilt: bool = False) -> dict[str, Any]:
         """``state`` in line with the files: cases from ``imagesTr/``, statuses from the labels."""
@@ -791,12 +504,3 @@ class Study:
             versions=self.model_versions(),
             rebuilt=rebuilt,
         )
-
-
-# ------------------------------------------------------------------------------- helpers
-
-
-def _unlink_quietly(path: Path | None) -> None:
-    if path is not None:
-        with contextlib.suppress(OSError):
-            path.unlink()
