@@ -117,7 +117,7 @@ def train_row(row: str, args: argparse.Namespace, cases: dict[str, tuple[np.ndar
     trainer = Trainer(cfg, labeled, unlabeled, device=args.device, time_budget=budget)
     resume = out / f"{row}.resume.pt"
     if resume.is_file():
-        trainer.load_state_dict(torch.load(resume, map_location="cpu", weights_only=True))
+        trainer.load_state(resume)
         print(f"{row}: resuming at iteration {trainer.iteration}", flush=True)
     started = time.perf_counter()
     with open(out / f"{row}.log", "a") as log:
@@ -129,9 +129,9 @@ def train_row(row: str, args: argparse.Namespace, cases: dict[str, tuple[np.ndar
                 print(line, flush=True)
                 log.write(line + "\n")
             if args.checkpoint_every and report.iteration % args.checkpoint_every == 0:
-                torch.save(trainer.state_dict(), resume)
+                trainer.save_state(resume)
     seconds = time.perf_counter() - started
-    torch.save(trainer.state_dict(), resume)
+    trainer.save_state(resume)
     spacing = args.target_spacing or (LA_SPACING_MM,) * 3
     model_path = out / f"{row}.pt"
     trainer.export(model_path, spacing=spacing, half=True, trained_on=f"LA 2018, first {len(train_names)} of "

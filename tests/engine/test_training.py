@@ -1,5 +1,5 @@
 """The trainer on tiny phantoms: every method and ablation row, stop, resume, errors, export,
-data-parallel training (gloo, two processes), and ``uamc train``."""
+data-parallel training (gloo, two processes); ``uamc train`` is in tests/cli/test_train.py."""
 
 from __future__ import annotations
 
@@ -249,45 +249,6 @@ def test_data_parallel_keeps_ranks_in_sync(tmp_path):
         assert len(rank0[model]) > 50
         for name, tensor in rank0[model].items():
             torch.testing.assert_close(tensor, rank1[model][name], rtol=0, atol=1e-6, msg=name)
-
-
-# ------------------------------------------------------------------------------------ CLI
-def _write_study(root, n_cases=4, n_labeled=2):
-    import nibabel as nib
-
-    for folder in ("imagesTr", "labelsTr"):
-        (root / folder).mkdir(parents=True)
-    for index in range(n_cases):
-        case = sphere_case(index, shape=(32, 32, 16))
-        label = case.label if case.label is not None else None
-        affine = np.diag([1.0, 1.0, 1.5, 1.0])
-        nib.save(nib.Nifti1Image(case.image, affine), str(root / "imagesTr" / f"c{index}.nii.gz"))
-        if index < n_labeled:
-            nib.save(nib.Nifti1Image(label, affine), str(root / "labelsTr" / f"c{index}.nii.gz"))
-
-
-def test_cli_train_writes_model_log_and_resume_state(tmp_path, capsys):
-    from napari_uamc.cli import main
-
-    _write_study(tmp_path / "data")
-    out = tmp_path / "model.pt"
-    common = ["train", str(tmp_path / "data"), "--out", str(out), "--patch", "16", "16", "16",
-              "--width", "2", "--mc-samples", "2", "--device", "cpu", "--precision", "float32",
-              "--log-every", "1"]
-    assert main(common + ["--iterations", "2", "--checkpoint-every", "1"]) == 0
-    model, meta = load_checkpoint(out)
-    assert meta.history[-1]["iterations"] == 2 and meta.spacing == (1.0, 1.0, 1.5)
-    assert meta.history[-1]["labeled"] == ["c0", "c1"]
-    log = (tmp_path / "model.log").read_text().splitlines()
-    assert sum(line.startswith("iter ") for line in log) == 2
-    resume = tmp_path / "model.resume.pt"
-    assert torch.load(resume, weights_only=True)["iteration"] == 2
-    assert main(common + ["--iterations", "3", "--resume", str(resume)]) == 0
-    assert load_checkpoint(out)[1].history[-1]["iterations"] == 3
-    assert "resuming at iteration 2" in capsys.readouterr().err
-    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "x.pt"), "--labeled", "3",
-                 "--device", "cpu"]) == 2  # c2 has no label: a clear error, exit status 2
-    assert "no label file" in capsys.readouterr().err
 
 
 def test_reports_between_host_syncs_repeat_the_last_values(cases, monkeypatch):

@@ -1,9 +1,9 @@
 """``uamc train``: UG-MCL (or supervised) training of a dual-task V-Net on a folder of cases.
 
-Writes the model (``--out MODEL.pt``), a log beside it (``MODEL.log``, one line per
-``--log-every`` steps) and a resumable training state (``MODEL.resume.pt``, every
-``--checkpoint-every`` steps, on Ctrl-C, on a NaN stop, and at the end). Under ``torchrun`` the
-run is data-parallel over the launched processes; only rank 0 writes files and prints.
+Parses the arguments, reads the cases and builds the config; the run itself (the model
+``--out MODEL.pt``, its log ``MODEL.log``, the resumable state ``MODEL.resume.pt``, Ctrl-C and
+NaN stops, rank-0-only writing under ``torchrun``) is
+:func:`napari_uamc.engine.training_run.run_training`. Only rank 0 prints.
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ from typing import Any
 
 from napari_uamc.cli._options import XYZ, add_device_option, add_precision_option
 from napari_uamc.data.study.layout import DATASET_FILE
-
-#: Default number of steps between resumable training states.
-DEFAULT_CHECKPOINT_EVERY = 500
-RESUME_SUFFIX = ".resume.pt"
-LOG_SUFFIX = ".log"
+from napari_uamc.engine.training_run import DEFAULT_CHECKPOINT_EVERY, RESUME_SUFFIX
 
 DESCRIPTION = """\
 Train a dual-task V-Net with UG-MCL (uncertainty-guided mutual consistency learning) or
@@ -129,24 +125,7 @@ def _class_names(data: Path, n_classes: int) -> list[str] | None:
     return names
 
 
-def _log_line(report) -> str:
-    losses = " ".join(f"{k} {v:.5f}" for k, v in report.losses.items())
-    extra = ""
-    if report.threshold is not None:
-        extra = f" tau {report.threshold:.4f}"
-        if report.mask_fraction is not None:
-            extra += f" mask {report.mask_fraction:.3f}"
-    return (
-        f"iter {report.iteration}/{report.total} {losses} lr {report.lr:.3g} "
-        f"w {report.consistency_weight:.4g}{extra} s/it {report.seconds_per_iteration:.3f}"
-        + ("" if report.fresh else " (losses of an earlier step)")
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from napari_uamc._atomic import atomic_path
     from napari_uamc.cli._progress import ProgressBar
     from napari_uamc.engine import distributed
     from napari_uamc.engine.checkpoint import load_checkpoint
@@ -154,16 +133,12 @@ def run(args: argparse.Namespace) -> int:
     from napari_uamc.engine.dataset import load_cases_from_folder
     from napari_uamc.engine.device import resolve_device
     from napari_uamc.engine.preprocess import needs_resampling
-    from napari_uamc.engine.training import Trainer
-    from napari_uamc.errors import InputError, TrainingError
+    from napari_uamc.engine.training_run import RunPaths, check_checkpoint_every, run_training
+    from napari_uamc.engine.training_state import read_training_state, state_config
+    from napari_uamc.errors import InputError
 
-    out = Path(args.out)
-    if out.suffix != ".pt":
-        raise InputError(f"--out must name a .pt file, not {out}")
-    if args.checkpoint_every < 0:
-        raise InputError(f"--checkpoint-every must be >= 0, not {args.checkpoint_every}")
-    resume_path = out.with_name(out.name[: -len(".pt")] + RESUME_SUFFIX)
-    log_path = out.with_name(out.name[: -len(".pt")] + LOG_SUFFIX)
+    paths = RunPaths.for_model(args.out)
+    check_checkpoint_every(args.checkpoint_every)
     data = Path(args.data)
 
     device = resolve_device(args.device)
@@ -182,14 +157,8 @@ def run(args: argparse.Namespace) -> int:
             say(f"note: {len(odd)} case(s) differ from the median spacing {median} mm by more than "
                 f"10% ({', '.join(odd[:5])}); training uses each case at its own spacing")
 
-        resume_state = None
-        if args.resume:
-            resume_state = torch.load(args.resume, map_location="cpu", weights_only=True)
-            if not isinstance(resume_state, dict) or "config_json" not in resume_state:
-                raise InputError(f"{args.resume} is not a napari-uamc training state")
-            base = TrainConfig.from_dict(json.loads(resume_state["config_json"]))
-        else:
-            base = TrainConfig(n_classes=split.n_classes())
+        resume_state = read_training_state(args.resume) if args.resume else None
+        base = state_config(resume_state) if resume_state is not None else TrainConfig(n_classes=split.n_classes())
         model = None
         parent = None
         if args.init:
@@ -203,62 +172,26 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--width {changes['width']} differs from the --init model's width {base.width}")
         cfg = base.replace(**changes)
 
-        trainer = Trainer(cfg, split.labeled, split.unlabeled, model=model, device=device, dist_context=ctx)
-        if resume_state is not None:
-            trainer.load_state_dict(resume_state)
-            say(f"resuming at iteration {trainer.iteration} of {cfg.iterations}")
-        for note in trainer.notes:
-            say(f"note: {note}")
-        say(f"training on {trainer.device} ({str(trainer.dtype).removeprefix('torch.')}"
-            + (f", {ctx.world_size} processes" if ctx.enabled else "") + f"); log: {log_path}")
-
-        def save_state() -> None:
-            if main:
-                extra = {"data_json": json.dumps({"data": str(data), "labeled": args.labeled,
-                                                  "labeled_cases": args.labeled_cases})}
-                with atomic_path(resume_path) as temp, open(temp, "wb") as handle:
-                    torch.save({**trainer.state_dict(), **extra}, handle)
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "a") if main else None
+        names = _class_names(data, cfg.n_classes)
         bar = ProgressBar(cfg.iterations, "train") if main else None
-        try:
-            if log:
-                log.write(f"# uamc train {data} -> {out}; config {json.dumps(cfg.to_dict())}\n")
-            for report in trainer.steps():
-                if bar:
-                    total = report.losses.get("total", float("nan"))
-                    bar.update(report.iteration, f"loss {total:.4f}")
-                if log and (report.iteration % cfg.log_interval == 0 or report.iteration == cfg.iterations):
-                    log.write(_log_line(report) + "\n")
-                    log.flush()
-                if args.checkpoint_every and report.iteration % args.checkpoint_every == 0:
-                    save_state()
-        except TrainingError:
-            save_state()
-            say(f"training state kept in {resume_path}")
-            raise
-        except KeyboardInterrupt:
-            save_state()
-            say(f"interrupted at iteration {trainer.iteration}; continue with --resume {resume_path}")
-            raise
-        finally:
-            if log:
-                log.close()
-        save_state()
-        if main:
-            bar.close(f"{trainer.iteration} iterations")  # type: ignore[union-attr]
-            names = _class_names(data, cfg.n_classes)
-            meta = trainer.export(
-                out,
-                spacing=split.spacing,
-                half=args.half,
-                trained_on=str(data),
-                synthetic_only=args.synthetic_only,
-                parent=parent,
-                **({"class_names": names} if names else {}),
-            )
-            print(f"wrote {out} (width {meta.width}, {meta.n_classes} classes, spacing "
+
+        def on_step(report) -> None:
+            bar.update(report.iteration, f"loss {report.losses.get('total', float('nan')):.4f}")  # type: ignore[union-attr]
+
+        result = run_training(
+            cfg, split.labeled, split.unlabeled, paths.model,
+            spacing=split.spacing, model=model, resume_state=resume_state, device=device, dist_context=ctx,
+            checkpoint_every=args.checkpoint_every, half=args.half, log_title=f"uamc train {data}",
+            state_extra={"data_json": json.dumps({"data": str(data), "labeled": args.labeled,
+                                                  "labeled_cases": args.labeled_cases})},
+            export_fields={"trained_on": str(data), "synthetic_only": args.synthetic_only, "parent": parent,
+                           **({"class_names": names} if names else {})},
+            on_step=on_step, on_message=say,
+        )
+        if main and result.meta is not None:
+            bar.close(f"{result.iterations} iterations")  # type: ignore[union-attr]
+            meta = result.meta
+            print(f"wrote {paths.model} (width {meta.width}, {meta.n_classes} classes, spacing "
                   f"{' x '.join(f'{s:g}' for s in meta.spacing)} mm)")
     finally:
         distributed.shutdown()
