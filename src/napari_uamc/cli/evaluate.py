@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from napari_uamc import _atomic
-from napari_uamc.data.study.layout import NIFTI_SUFFIXES
+from napari_uamc.data.study.layout import NIFTI_SUFFIXES, PREDICTION_KINDS, SEGMENTATION_SUFFIX
 from napari_uamc.errors import GridMismatchError, InputError, UamcError
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ __all__ = [
 #: File types compared (every readable type but ``.h5``, which holds image and label together).
 EVALUATED_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr")
 #: Endings of the per-case maps `uamc segment` writes beside a prediction; never compared.
-IGNORED_MAP_SUFFIXES = ("_sdf", "_uncertainty")
+IGNORED_MAP_SUFFIXES = tuple(f"_{kind}" for kind in PREDICTION_KINDS if f"_{kind}" != SEGMENTATION_SUFFIX)
 #: Show a progress bar from this many cases on.
 PROGRESS_MIN_CASES = 5
 #: Column headers and their number formats in the printed table.

@@ -31,7 +31,6 @@ from napari_uamc.errors import GridMismatchError, InputError, UamcError
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
-    "OUTPUT_SUFFIX",
     "case_name",
     "read_volume",
     "read_label",
@@ -46,8 +45,6 @@ __all__ = [
 SUPPORTED_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr", ".h5", ".dcm")
 #: What :func:`read_volume` calls a folder (of one DICOM series) or a DICOM file without suffix.
 DICOM_FOLDER, DICOM_FILE = "dicom folder", ".dcm"
-#: Every output is written as compressed NIfTI.
-OUTPUT_SUFFIX = NIFTI_SUFFIX
 #: nnU-Net's channel suffix of a single-channel image (``case_0000.nii.gz``).
 CHANNEL_SUFFIX = "_0000"
 # The suffix of a prediction file (``case_seg.nii.gz``), stripped on request, is the study
@@ -551,7 +548,7 @@ def _save_atomically(image: Any, path: Path) -> None:
     import nibabel as nib
 
     try:
-        with atomic_path(path, suffix=OUTPUT_SUFFIX, parents=True) as temp:
+        with atomic_path(path, suffix=NIFTI_SUFFIX, parents=True) as temp:
             nib.save(image, str(temp))
     except OSError as exc:
         raise UamcError(f"{path}: could not be written ({exc})") from exc
@@ -566,10 +563,14 @@ def write_volume(
     its qform/sform codes and units), so it overlays the original in any viewer. Labels are
     stored as uint8/int16 (whichever fits), floats as float32, unless ``dtype`` is given.
     The write is atomic: an existing file is replaced only by a complete new one.
+
+    Raises:
+        InputError: ``path`` does not end in ``.nii.gz``. GridMismatchError: ``array``'s shape
+            is not ``like.shape``. UamcError: the file could not be written.
     """
     path = Path(path)
-    if not path.name.lower().endswith(OUTPUT_SUFFIX):
-        raise InputError(f"{path}: outputs are written as {OUTPUT_SUFFIX}; change the file name")
+    if not path.name.lower().endswith(NIFTI_SUFFIX):
+        raise InputError(f"{path}: outputs are written as {NIFTI_SUFFIX}; change the file name")
     array = np.asarray(array)
     if array.shape != like.shape:
         raise GridMismatchError(

@@ -35,8 +35,8 @@ from napari_uamc.data.study import opening, records
 from napari_uamc.data.study import predictions as _predictions
 from napari_uamc.data.study.dataset_json import dataset_metadata, read_dataset, sync_dataset
 from napari_uamc.data.study.history import HistoryEntry, list_history
-from napari_uamc.data.study.images import new_image_sources, scan_images
 from napari_uamc.data.study.images import add_images as add_staged_images
+from napari_uamc.data.study.images import new_image_sources, scan_images
 from napari_uamc.data.study.layout import IMAGES_DIR, StudyLayout, find_nifti
 from napari_uamc.data.study.state import (
     CaseInfo,
