@@ -3,7 +3,9 @@
 :func:`load_cases_from_folder` reads the ``DATA`` argument of ``uamc train``, one of:
 
 * an MSD study folder: ``imagesTr/`` with labels in ``labelsTr/`` (``groundTruth/`` is never read:
-  reference labels must not leak into training); the folder is only read;
+  reference labels must not leak into training), listed by
+  :func:`~napari_uamc.data.study.training_files.read_training_files` as the fine-tune lists it;
+  the folder is only read;
 * a folder of LA ``.h5`` files (datasets ``image`` and ``label``), flat or one sub-folder per case
   as in the research code's ``<case>/mri_norm2.h5``; they carry no geometry, so ``h5_spacing``;
 * a folder of NIfTI/NRRD images with their labels in a ``labels/`` (or ``labelsTr/``) sub-folder.
@@ -196,7 +198,12 @@ def load_cases_from_folder(
     ``labeled_names`` is a list of case names or the path of a list file. ``target_spacing``
     (mm, three numbers) resamples every case whose spacing differs from it by more than 10 %
     (images linearly, labels class by class), so a model can train coarser than its data.
-    ``progress(done, total)`` is called after each case is read.
+    ``progress(done, total)`` is called after each case is read. Images come back z-scored in
+    canonical order (float32), labels as uint8 class indices; nothing in the folder is written.
+
+    Raises:
+        InputError: not a folder, no training images, two files of one case, a case to be
+            labeled without a label, or an unreadable or malformed file.
     """
     root = Path(path).expanduser()
     if not root.is_dir():

@@ -7,7 +7,11 @@ The folder's files and what each holds: :mod:`.layout`.
 :mod:`napari_uamc.data.io` takes its suffixes from it), :mod:`.state` (``state.json``),
 :mod:`.dataset_json` (``dataset.json``, MSD and nnU-Net v2), :mod:`.history` (earlier accepted
 labels, time stamps), :mod:`.versions` (model versions and their :class:`ModelVersionInfo`
-record), :mod:`.images` (finding and adding images), :mod:`.checks` (what may go in).
+record), :mod:`.images` (finding and adding images), :mod:`.checks` (what may go in),
+:mod:`.opening` (checking and creating the folder), :mod:`.labels` (accept, restore, drafts,
+ground truth), :mod:`.predictions` (model outputs), :mod:`.records` (per-case records in
+``state.json``), :mod:`.training_files` (the read-only listing of images and accepted labels
+that ``uamc train`` and the fine-tune share).
 
 Every name this module had before it became a package is still importable from it; they load
 on first use (PEP 562), so that importing
