@@ -434,7 +434,7 @@ def test_outputs_are_written_on_the_exact_source_grid(model, meta, tmp_path: Pat
 
 # --------------------------------------------------------------------------- fused network
 def test_fused_copy_computes_the_same_function(model) -> None:
-    from napari_uamc.engine.fast import FusedConvReLU, can_fuse, fuse_for_inference
+    from napari_uamc.engine.fused_inference import FusedConvReLU, can_fuse, fuse_for_inference
 
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fused = fuse_for_inference(model, torch.float32, "cpu", channels_last=True)
@@ -474,7 +474,7 @@ def test_instance_norm_model_runs_unfused() -> None:
 
 
 def test_fast_mc_logits_equal_decode_with_the_same_masks(model) -> None:
-    from napari_uamc.engine.fast import fuse_for_inference, mc_segmentation_logits
+    from napari_uamc.engine.fused_inference import fuse_for_inference, mc_segmentation_logits
 
     torch.manual_seed(4)
     x = torch.randn(1, 1, 32, 16, 16)

@@ -81,7 +81,7 @@ def machine_key() -> str:
 
 
 def _probe_networks() -> dict[torch.dtype, torch.nn.Module]:
-    from napari_uamc.engine.fast import fuse_for_inference
+    from napari_uamc.engine.fused_inference import fuse_for_inference
     from napari_uamc.engine.model import DualTaskVNet
 
     torch.manual_seed(0)

@@ -13,13 +13,13 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from napari_uamc.engine.device import autocast
-from napari_uamc.engine.fast import can_fuse, fuse_for_inference, mc_segmentation_logits
+from napari_uamc.engine.fused_inference import can_fuse, fuse_for_inference, mc_segmentation_logits
+from napari_uamc.engine.inference_config import InferenceConfig
 from napari_uamc.engine.model import DualTaskVNet
 from napari_uamc.engine.windows import (
     WindowPlan,
@@ -29,9 +29,6 @@ from napari_uamc.engine.windows import (
     window_weights,
 )
 from napari_uamc.errors import UamcError
-
-if TYPE_CHECKING:
-    from napari_uamc.engine.inference import InferenceConfig
 
 #: Relative cost of the encoder and of one decoder pass (FLOPs of the V-Net, for progress units).
 ENCODER_COST, DECODER_COST = 0.77, 1.0
@@ -123,7 +120,7 @@ def prepare_network(
 ) -> tuple[DualTaskVNet, bool]:
     """An eval-mode copy of ``model`` to run, and whether it needs autocast to ``dtype``.
 
-    With ``cfg.fuse`` (and a foldable norm) it is the fused copy of :mod:`engine.fast`, stored
+    With ``cfg.fuse`` (and a foldable norm) it is the fused copy of :mod:`engine.fused_inference`, stored
     in ``dtype``; otherwise a float32 copy run under autocast. ``model`` itself is untouched.
     """
     if cfg.fuse and can_fuse(model):
