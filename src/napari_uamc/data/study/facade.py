@@ -44,7 +44,6 @@ from napari_uamc.data.study.state import (
     StudyWarning,
     _new_case_entry,
     load_state,
-    reconciled_state,
     write_state,
 )
 from napari_uamc.data.study.versions import (
@@ -461,13 +460,9 @@ class Study:
     def name(self) -> str:
         return str(self._dataset_metadata()["name"])
 
-    def _read_dataset(self) -> dict[str, Any] | None:
-        """``dataset.json`` parsed (:func:`~napari_uamc.data.study.dataset_json.read_dataset`)."""
-        return read_dataset(self.dataset_path)
-
-    def _dataset_metadata(self, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Name, description, labels and modality from ``data`` (default: ``dataset.json``)."""
-        return dataset_metadata(self._read_dataset() if data is None else data, self.root.name)
+    def _dataset_metadata(self) -> dict[str, Any]:
+        """Name, description, labels and modality from ``dataset.json``."""
+        return dataset_metadata(read_dataset(self.dataset_path), self.root.name)
 
     def _update_dataset_metadata(self, values: Mapping[str, Any]) -> None:
         with self._lock.hold():
@@ -496,11 +491,4 @@ class Study:
 
     def _reconciled(self, state: dict[str, Any], *, rebuilt: bool = False) -> dict[str, Any]:
         """``state`` in line with the files: cases from ``imagesTr/``, statuses from the labels."""
-        return reconciled_state(
-            state,
-            root=self.root,
-            statuses={case: self.status(case) for case in self.cases()},
-            label_path=self.label_path,
-            versions=self.model_versions(),
-            rebuilt=rebuilt,
-        )
+        return records.reconciled(self, state, rebuilt=rebuilt)

@@ -15,7 +15,7 @@ from typing import Any
 
 from napari_uamc.data.study.checks import _jsonable, _uncertainty_value
 from napari_uamc.data.study.history import _file_time, _iso, _parse_iso, _utc_now
-from napari_uamc.data.study.state import CaseInfo, CaseStatus, _new_case_entry
+from napari_uamc.data.study.state import CaseInfo, CaseStatus, _new_case_entry, reconciled_state
 from napari_uamc.errors import InputError, StudyError
 
 #: The :class:`~napari_uamc.data.study.facade.Study` that calls in (not imported: the facade
@@ -53,6 +53,18 @@ def sync_with_files(study: _Study) -> None:
         if reconciled != state or not study.state_path.is_file():
             study._write_state(reconciled)
         study._sync_dataset()
+
+
+def reconciled(study: _Study, state: dict[str, Any], *, rebuilt: bool = False) -> dict[str, Any]:
+    """``state`` in line with the files: cases from ``imagesTr/``, statuses from the labels."""
+    return reconciled_state(
+        state,
+        root=study.root,
+        statuses={case: study.status(case) for case in study.cases()},
+        label_path=study.label_path,
+        versions=study.model_versions(),
+        rebuilt=rebuilt,
+    )
 
 
 def case_info(study: _Study, case: str, entry: dict[str, Any]) -> CaseInfo:
