@@ -35,8 +35,8 @@ from napari_uamc.data.study.layout import prediction_name
 from napari_uamc.data.volume import Volume
 from napari_uamc.engine.checkpoint import ModelMeta, check_meta_fits
 from napari_uamc.engine.device import resolve_device, resolve_precision
-from napari_uamc.engine.model import SIZE_MULTIPLE, DualTaskVNet
 from napari_uamc.engine.inference_config import InferenceConfig
+from napari_uamc.engine.model import SIZE_MULTIPLE, DualTaskVNet
 from napari_uamc.engine.preprocess import (
     checked_resampled_shape,
     needs_resampling,

@@ -66,7 +66,11 @@ class RunPaths:
 
 
 def check_checkpoint_every(steps: int) -> None:
-    """Raises InputError unless ``steps`` (between resume states; 0: only at the end) is >= 0."""
+    """Check the steps between resume states (0: only at the end, on Ctrl-C and on a NaN stop).
+
+    Raises:
+        InputError: ``steps`` < 0.
+    """
     if steps < 0:
         raise InputError(f"--checkpoint-every must be >= 0, not {steps}")
 
