@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from napari_uamc._napari import layers as layer_io  # noqa: E402
 from napari_uamc._napari.panel import (  # noqa: E402
     CHANGES_SUFFIX,
+    DISAGREEMENT_SUFFIX,
     SDF_SUFFIX,
     SEGMENTATION_SUFFIX,
     UNCERTAINTY_SUFFIX,
@@ -26,22 +27,7 @@ from napari_uamc.data.study import Study  # noqa: E402
 from napari_uamc.engine.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
 from napari_uamc.engine.model import DualTaskVNet  # noqa: E402
 
-SHAPE = (32, 32, 16)
-
-
-@pytest.fixture
-def tiny_study(tmp_path):
-    """A 4-case phantom study, no accepted label, with a tiny random model as version v001."""
-    root = write_phantom_study(tmp_path / "study", cases=4, seed=3, shape=SHAPE, labeled=0)
-    study = Study.open(root)
-    torch.manual_seed(0)
-    model = DualTaskVNet(width=2)
-    spacing = study.read_image(study.cases()[0]).spacing
-    meta = ModelMeta.for_model(model, spacing=spacing, patch=SHAPE, trained_on="test", version="v001")
-    save_checkpoint(study.model_path("v001"), model, meta)
-    study.model_info_path("v001").write_text(json.dumps({"version": "v001", "parent": None}))
-    study.current_model = "v001"
-    return root
+SHAPE = (32, 32, 16)  # the tiny study's shape (conftest.py)
 
 
 def _wait(qtbot, panel, attribute, timeout=60_000):
@@ -119,7 +105,7 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     panel.budget_spin.setValue(1000)
     panel.finetune()
     qtbot.waitUntil(lambda: panel.finetune_progress.value() >= 2, timeout=120_000)
-    panel._finetune_stop.set()
+    panel.session.finetuning.stop()
     _wait(qtbot, panel, "_finetune_worker", timeout=120_000)
     versions = study.model_versions()
     assert versions == ["v001", "v002"]
@@ -133,7 +119,7 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     # Segment again with the new version
     panel.segment()
     _wait(qtbot, panel, "_segment_worker")
-    assert panel._outcomes[case].model_version == "v002"
+    assert panel.session.outcomes[case].model_version == "v002"
 
     # Roll back to v001
     for row in range(panel.versions_list.count()):
@@ -216,9 +202,8 @@ def test_closing_napari_during_finetune_stops_cleanly(make_napari_viewer, qtbot,
     panel.budget_spin.setValue(10_000)
     panel.finetune()
     qtbot.waitUntil(lambda: panel.finetune_progress.value() >= 1, timeout=120_000)
-    stop = panel._finetune_stop
     viewer.close()  # closes the main window, as its close button does: it waits for the worker
-    assert stop.is_set()
+    assert panel.session.finetuning.stop_requested
     reopened = Study.open(tiny_study)
     assert reopened.model_versions() == ["v001", "v002"]
     assert json.loads(reopened.model_info_path("v002").read_text())["stopped_early"] is True
@@ -309,7 +294,7 @@ def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
     region_items = [item for item in region_items if item.data(256) is not None]
     assert region_items, "the tiny model's seeded MC dropout gives uncertain regions on this phantom"
     region = region_items[0].data(256)
-    panel._jump_to_region(region_items[0])
+    panel.regions_list.itemClicked.emit(region_items[0])  # a click
     image = viewer.layers[panel.case]
     shape = layer_io.layer_data_to_canonical(image.data).shape
     expected_slice = layer_io.displayed_index(region.focus, shape)[0]
@@ -365,7 +350,7 @@ def test_bad_layers_and_models(make_napari_viewer, qtbot, tiny_study):
     meta = ModelMeta.for_model(model, patch=SHAPE)
     study = panel.study
     save_checkpoint(study.model_path("v002"), model, meta)
-    panel._refresh_models()
+    panel.session.refresh_models()
     panel.model_combo.setCurrentIndex(panel.model_combo.count() - 1)
     assert panel.selected_model().version == "v002"
     panel.segment()
@@ -377,15 +362,108 @@ def test_a_minutes_budget_shows_elapsed_and_remaining_time(make_napari_viewer):
     from napari_uamc.engine.training import StepReport
 
     panel = UamcPanel(make_napari_viewer())
-    panel._finetune_budget_seconds = 180.0
+    tuning = panel.session.finetuning
+    tuning.budget_seconds = 180.0
     report = StepReport(iteration=4, total=100_000, losses={"total": 0.5}, lr=0.001, consistency_weight=0.0,
                         threshold=None, mask_fraction=None, seconds_per_iteration=0.5, eta_seconds=170.0)
-    panel._on_finetune_step(report)
+    tuning.on_step(report)
     assert panel.finetune_progress.maximum() == 180  # seconds, not the iteration cap
     assert "iteration 4, 0 s of 180 s, about 170 s left" in panel.finetune_status.text()
     assert "100000" not in panel.finetune_status.text()
-    panel._finetune_budget_seconds = None  # an iterations budget: iterations
-    panel._on_finetune_step(report)
+    tuning.budget_seconds = None  # an iterations budget: iterations
+    tuning.on_step(report)
     assert panel.finetune_progress.maximum() == 100_000 and "iteration 4/100000" in panel.finetune_status.text()
-    panel._on_finetune_message("recalibrating BatchNorm statistics on the study's images")
+    tuning.on_message("recalibrating BatchNorm statistics on the study's images")
     assert panel.finetune_stage.text().startswith("recalibrating")
+
+
+def _flip_box(layer, box):
+    """Paint ``box`` of a Labels layer with the opposite of what is there (differs from any prediction)."""
+    data = np.array(layer.data)
+    data[box] = 1 - np.minimum(data[box], 1)
+    layer.data = data
+    return data
+
+
+def test_segment_keeps_what_was_painted_as_a_draft(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    case = panel.case
+    panel.mc_spin.setValue(0)
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    painted = _flip_box(viewer.layers[case + SEGMENTATION_SUFFIX], np.s_[2:6, 4:12, 4:12])
+    panel.segment()  # again: the new prediction must not swallow the painted voxels
+    _wait(qtbot, panel, "_segment_worker")
+    draft = panel.study.read_draft(case)
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+    assert "draft" in panel.accept_status.text()
+    assert panel.history_list.item(0).text().startswith("draft")
+    panel.history_list.setCurrentRow(0)
+    panel.restore_selected()  # the draft comes back on screen, not accepted
+    assert np.array_equal(viewer.layers[case + SEGMENTATION_SUFFIX].data, painted)
+    assert panel.study.label_path(case) is None
+
+
+def test_helper_layers_never_take_the_painting(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    case = panel.case
+    panel.mc_spin.setValue(1)
+    panel.disagreement_check.setChecked(True)  # before Segment: the layer comes with the result
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    seg = viewer.layers[case + SEGMENTATION_SUFFIX]
+    assert case + DISAGREEMENT_SUFFIX in viewer.layers
+    assert viewer.layers.selection.active is seg
+    panel.disagreement_check.setChecked(False)
+    panel.disagreement_check.setChecked(True)  # after Segment
+    assert case + DISAGREEMENT_SUFFIX in viewer.layers
+    assert viewer.layers.selection.active is seg
+    panel.show_changes()
+    assert viewer.layers.selection.active is seg
+
+
+def test_next_case_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    first = panel.case
+    painted = _paint_box(viewer, first, np.s_[3:6, 5:12, 5:12])
+    panel.next_case_button.click()
+    assert panel.case != first
+    draft = panel.study.read_draft(first)
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+
+
+def test_closing_napari_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    viewer.window.add_dock_widget(panel)
+    panel.open_study(tiny_study)
+    case = panel.case
+    panel.mc_spin.setValue(0)
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    painted = _flip_box(viewer.layers[case + SEGMENTATION_SUFFIX], np.s_[1:4, 2:9, 2:9])
+    viewer.close()  # napari removes every layer, then closes its window
+    draft = Study.open(tiny_study).read_draft(case)
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+
+
+def test_closing_the_main_window_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
+    from qtpy.QtWidgets import QMainWindow
+
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    viewer.window.add_dock_widget(panel)
+    panel.open_study(tiny_study)
+    case = panel.case
+    painted = _paint_box(viewer, case, np.s_[2:5, 6:11, 6:11])
+    window = panel.window()
+    assert isinstance(window, QMainWindow)
+    window.close()  # the window's close button: the layers stay, the panel hears the Close
+    draft = Study.open(tiny_study).read_draft(case)
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))

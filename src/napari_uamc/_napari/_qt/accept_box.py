@@ -1,0 +1,60 @@
+"""Accept section: Accept label, Show my changes, earlier labels and the draft, Restore."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_uamc._napari._qt.common import StatusLine
+from napari_uamc._napari.session import Session
+
+
+class AcceptBox(QGroupBox):
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("Accept", parent)
+        self.session = session
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.accept_button = QPushButton("Accept label")
+        self.accept_button.setToolTip("Save the segmentation layer as this case's label (earlier ones are kept)")
+        self.accept_button.clicked.connect(session.accept)
+        self.changes_button = QPushButton("Show my changes")
+        self.changes_button.clicked.connect(session.show_changes)
+        row.addWidget(self.accept_button)
+        row.addWidget(self.changes_button)
+        layout.addLayout(row)
+        self.status = StatusLine(session, "accept")
+        layout.addWidget(self.status)
+        layout.addWidget(QLabel("Earlier labels of this case:"))
+        self.history_list = QListWidget()
+        self.history_list.setMaximumHeight(90)
+        layout.addWidget(self.history_list)
+        self.restore_button = QPushButton("Restore selected label")
+        self.restore_button.setToolTip("An earlier label becomes the accepted one again; "
+                                       "the draft comes back on screen (not accepted)")
+        self.restore_button.clicked.connect(self.restore_selected)
+        layout.addWidget(self.restore_button)
+        session.history_changed.connect(self._show)
+
+    def _show(self, rows: list) -> None:
+        self.history_list.clear()
+        for text, entry in rows:
+            item = QListWidgetItem(text)
+            item.setData(Qt.UserRole, entry)
+            self.history_list.addItem(item)
+
+    def restore_selected(self) -> None:
+        item = self.history_list.currentItem()
+        if item is None or self.session.study is None or self.session.case is None:
+            self.session.notice.emit("select an earlier label first", "info")
+            return
+        self.session.corrections.restore(item.data(Qt.UserRole), item.text())

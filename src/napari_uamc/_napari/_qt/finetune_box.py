@@ -1,0 +1,96 @@
+"""Fine-tune section: budget, method, Fine-tune / Stop, ranking refresh, progress, loss curve."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_uamc._napari._qt.common import StatusLine
+from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, default_budget
+from napari_uamc._napari.loss_curve import LossCurve
+from napari_uamc._napari.session import Session
+
+
+class FinetuneBox(QGroupBox):
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("Fine-tune", parent)
+        tuning = self.finetuning = session.finetuning
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.budget_unit = QComboBox()
+        self.budget_unit.addItems(list(BUDGET_UNITS))
+        self.budget_unit.setCurrentText(tuning.budget_unit)
+        self.budget_unit.currentTextChanged.connect(self._unit_changed)
+        self.budget_spin = QSpinBox()
+        self.budget_spin.setRange(1, 100000)
+        self.budget_spin.setValue(tuning.budget)
+        self.budget_spin.valueChanged.connect(lambda value: setattr(tuning, "budget", value))
+        budget_row = QHBoxLayout()
+        budget_row.addWidget(self.budget_spin)
+        budget_row.addWidget(self.budget_unit)
+        form.addRow("Budget", budget_row)
+        self.method = QComboBox()
+        self.method.addItems(list(FINETUNE_METHODS))
+        self.method.setCurrentText(tuning.method)
+        self.method.currentTextChanged.connect(lambda text: setattr(tuning, "method", text))
+        self.method.setToolTip(
+            "Supervised + BatchNorm recalibration (default): accepted cases train both heads; the other "
+            "study cases re-estimate the normalisation statistics. Measured best on a CPU budget.\n"
+            "UG-MCL consistency: the other cases also train through the mean-teacher and cross-task "
+            "consistency; each step costs 5-8x more (docs/benchmarks.md)."
+        )
+        form.addRow("Method", self.method)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        self.finetune_button = QPushButton("Fine-tune")
+        self.finetune_button.setToolTip("Fine-tune on the study: accepted cases are labeled, the other study cases unlabeled")
+        self.finetune_button.clicked.connect(tuning.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(tuning.stop)
+        row.addWidget(self.finetune_button)
+        row.addWidget(self.stop_button)
+        layout.addLayout(row)
+        self.refresh_check = QCheckBox("Then refresh the case ranking")
+        self.refresh_check.setChecked(tuning.refresh_after)
+        self.refresh_check.setToolTip("After a fine-tune, re-segment the unaccepted cases with the new "
+                                      "version so 'Next case' uses current uncertainty scores")
+        self.refresh_check.toggled.connect(lambda on: setattr(tuning, "refresh_after", on))
+        layout.addWidget(self.refresh_check)
+        self.progress = QProgressBar()
+        layout.addWidget(self.progress)
+        self.status = StatusLine(session, "finetune")
+        layout.addWidget(self.status)
+        self.stage = QLabel("")
+        self.stage.setWordWrap(True)
+        layout.addWidget(self.stage)
+        self.loss_curve = LossCurve()
+        layout.addWidget(self.loss_curve)
+        tuning.running.connect(self._running)
+        tuning.progress.connect(self._progress)
+        tuning.started.connect(self.loss_curve.clear)
+        tuning.stepped.connect(self.loss_curve.add_point)
+        tuning.stage.connect(lambda text: self.stage.setText(text))
+
+    def _unit_changed(self, unit: str) -> None:
+        self.finetuning.budget_unit = unit
+        self.budget_spin.setValue(default_budget(unit))
+
+    def _running(self, running: bool) -> None:
+        self.finetune_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+
+    def _progress(self, value: int, maximum: int) -> None:
+        self.progress.setMaximum(max(1, maximum))
+        self.progress.setValue(value)

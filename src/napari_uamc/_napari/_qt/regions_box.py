@@ -1,0 +1,51 @@
+"""Where-to-correct section: the ranked uncertain regions (a click goes there), head disagreement."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QCheckBox, QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+
+from napari_uamc._napari.session import Session
+
+NO_REGION = "no uncertain region above the threshold"
+
+
+class RegionsBox(QGroupBox):
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("Where to correct", parent)
+        self.session = session
+        layout = QVBoxLayout(self)
+        hint = QLabel("Regions where the model is least sure, most uncertain first. Click one to go there.")
+        hint.setWordWrap(True)
+        layout.addWidget(hint)
+        self.regions_list = QListWidget()
+        self.regions_list.setMaximumHeight(150)
+        self.regions_list.itemClicked.connect(self._jump)
+        layout.addWidget(self.regions_list)
+        self.disagreement_check = QCheckBox("Show head disagreement layer")
+        self.disagreement_check.setToolTip("Where the segmentation head and the SDF head disagree (no sampling needed)")
+        self.disagreement_check.toggled.connect(session.set_disagreement)
+        layout.addWidget(self.disagreement_check)
+        session.regions_changed.connect(self._show)
+        session.case_changed.connect(lambda _case: self.regions_list.clear())
+
+    def _show(self, regions: list) -> None:
+        self.regions_list.clear()
+        outcome = self.session.outcomes.get(self.session.image_name)
+        if not regions:
+            if outcome is not None:
+                self.regions_list.addItem(NO_REGION)
+            return
+        for region in regions:
+            x, y, z = region.focus
+            item = QListWidgetItem(
+                f"#{region.rank}  {region.volume_ml * 1000:.0f} mm³  "
+                f"Σu {region.summed_uncertainty:.1f}  slice {z}  (x {x}, y {y})"
+            )
+            item.setData(Qt.UserRole, region)
+            self.regions_list.addItem(item)
+
+    def _jump(self, item: QListWidgetItem) -> None:
+        region = item.data(Qt.UserRole)
+        if region is not None:
+            self.session.jump_to_region(region)

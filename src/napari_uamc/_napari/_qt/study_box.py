@@ -1,0 +1,106 @@
+"""Study section: open or create a study, the case table, Open case and Next case."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_uamc._napari._qt.common import StatusLine
+from napari_uamc._napari.session import Session
+
+NO_STUDY = "No study open: open a study folder or segment any image layer."
+
+
+class StudyBox(QGroupBox):
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("Study", parent)
+        self.session = session
+        layout = QVBoxLayout(self)
+        self.study_label = QLabel(NO_STUDY)
+        self.study_label.setWordWrap(True)
+        layout.addWidget(self.study_label)
+        self.status = StatusLine(session, "study")
+        layout.addWidget(self.status)
+        row = QHBoxLayout()
+        self.open_study_button = QPushButton("Open study…")
+        self.open_study_button.clicked.connect(self._choose_study)
+        self.create_study_button = QPushButton("New study from layers…")
+        self.create_study_button.clicked.connect(self._choose_new_study)
+        row.addWidget(self.open_study_button)
+        row.addWidget(self.create_study_button)
+        layout.addLayout(row)
+        self.case_table = table = QTableWidget(0, 3)
+        table.setHorizontalHeaderLabels(["case", "status", "uncertainty"])
+        table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        table.verticalHeader().setVisible(False)
+        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        for column in (1, 2):
+            table.horizontalHeader().setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        table.setMaximumHeight(170)
+        table.cellDoubleClicked.connect(lambda _row, _col: self.open_selected_case())
+        layout.addWidget(table)
+        row = QHBoxLayout()
+        self.open_case_button = QPushButton("Open case")
+        self.open_case_button.clicked.connect(self.open_selected_case)
+        self.next_case_button = QPushButton("Next case")
+        self.next_case_button.setToolTip("Open the unaccepted case the model is least sure about (active learning)")
+        self.next_case_button.clicked.connect(session.open_next_case)
+        row.addWidget(self.open_case_button)
+        row.addWidget(self.next_case_button)
+        layout.addLayout(row)
+        session.study_changed.connect(self.refresh)
+        self.refresh()
+
+    def _choose_study(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a study folder (MSD layout)")
+        if folder:
+            self.session.open_study(folder)
+
+    def _choose_new_study(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the new study (empty)")
+        if folder:
+            self.session.create_study_from_layers(folder)
+
+    def open_selected_case(self) -> None:
+        model = self.case_table.selectionModel()
+        rows = model.selectedRows() if model is not None else []
+        if not rows or self.session.study is None:
+            self.session.notice.emit("select a case in the list first", "info")
+            return
+        self.session.open_case(self.case_table.item(rows[0].row(), 0).text())
+
+    def refresh(self) -> None:
+        study = self.session.study
+        if study is None:
+            self.study_label.setText(NO_STUDY)
+            self.case_table.setRowCount(0)
+            return
+        infos = study.cases_info()
+        accepted = sum(1 for info in infos if info.status == "accepted")
+        self.study_label.setText(f"<b>{study.name}</b>: {len(infos)} cases, {accepted} accepted<br>{study.root}")
+        self.case_table.setRowCount(len(infos))
+        for row, info in enumerate(infos):
+            score = "" if info.uncertainty is None else f"{info.uncertainty:.4f}"
+            status = str(info.status.value if hasattr(info.status, "value") else info.status)
+            if info.has_draft:
+                status += " (draft)"
+            for column, text in enumerate((info.name, status, score)):
+                item = QTableWidgetItem(text)
+                if column == 0 and info.name == self.session.case:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.case_table.setItem(row, column, item)

@@ -1,0 +1,174 @@
+"""Which napari layers belong to an image, and whether its segmentation was painted.
+
+No Qt: works on a ``napari.components.ViewerModel`` as on a full viewer. For an image layer
+called ``<image>`` the panel makes ``<image> segmentation`` and the helper layers named in
+:mod:`napari_uamc._napari.styling`. :class:`CaseLayers` puts them in the viewer (styled, on the
+image's grid), keeps helper layers from becoming the active layer, and remembers what it last
+put in each segmentation layer, so an edit (painting since then) is never overwritten unseen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from napari_uamc._napari import layers as layer_io
+from napari_uamc._napari import styling
+from napari_uamc._napari.styling import (
+    CHANGES_SUFFIX,
+    DISAGREEMENT_SUFFIX,
+    MAP_SUFFIXES,
+    SDF_SUFFIX,
+    SEGMENTATION_SUFFIX,
+    UNCERTAINTY_SUFFIX,
+)
+
+
+class CaseLayers:
+    """The panel's layers in one viewer."""
+
+    def __init__(self, viewer: Any) -> None:
+        self.viewer = viewer
+        #: segmentation layer name -> the model's prediction (canonical order), for changes and Dice
+        self.baselines: dict[str, np.ndarray] = {}
+        #: segmentation layer name -> the layer data the panel last put there or saved from it
+        self._snapshots: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ lookups
+    def get(self, name: str) -> Any:
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def image_layers(self) -> list[Any]:
+        """Image layers a person can segment (not the panel's maps)."""
+        from napari.layers import Image
+
+        return [
+            layer for layer in self.viewer.layers
+            if isinstance(layer, Image) and not layer.name.endswith(MAP_SUFFIXES)
+        ]
+
+    def segmentation(self, image: str) -> Any:
+        return self.get(image + SEGMENTATION_SUFFIX)
+
+    def belongs_to(self, name: str, image: str) -> bool:
+        return name == image or name.startswith(image + " ")
+
+    # ------------------------------------------------------------------ edits
+    def is_edited(self, image: str) -> bool:
+        """Whether ``<image> segmentation`` holds voxels the panel did not put there.
+
+        A layer the panel never filled (a person's own *New labels layer*) counts as edited as
+        soon as it holds any label.
+        """
+        layer = self.segmentation(image)
+        if layer is None:
+            return False
+        snapshot = self._snapshots.get(layer.name)
+        data = np.asarray(layer.data)
+        if snapshot is None:
+            return bool(np.any(data))
+        return snapshot.shape != data.shape or not np.array_equal(snapshot, data)
+
+    def mark_saved(self, image: str) -> None:
+        """The segmentation's current voxels are kept somewhere (a draft, an accepted label)."""
+        layer = self.segmentation(image)
+        if layer is not None:
+            self._snapshots[layer.name] = np.array(layer.data, copy=True)
+
+    def edited_canonical(self, image: str) -> np.ndarray:
+        """The segmentation's voxels in canonical order (contiguous), for saving."""
+        return np.ascontiguousarray(layer_io.layer_data_to_canonical(self.segmentation(image).data))
+
+    def set_aside(self, image: str) -> str:
+        """Rename ``<image> segmentation`` so a new one can take its place; returns the new name."""
+        layer = self.segmentation(image)
+        old = layer.name
+        layer.name = f"{image} segmentation (your edit)"
+        self._snapshots.pop(old, None)
+        self.baselines.pop(old, None)
+        return layer.name  # napari makes it unique if that name is taken
+
+    # ------------------------------------------------------------------ putting layers
+    def layer_kwargs(self, volume: Any, name: str, case: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "scale": layer_io.display_scale(volume.spacing),
+            "metadata": {layer_io.META_KEY: layer_io.volume_metadata(volume, case=case)},
+        }
+
+    def _set_layer(self, name: str, data: np.ndarray, kind: str, kwargs: dict[str, Any]) -> Any:
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            for key in ("scale", "metadata"):
+                setattr(layer, key, kwargs[key])
+            return layer
+        adder = self.viewer.add_labels if kind == "labels" else self.viewer.add_image
+        return adder(data, **kwargs)
+
+    @contextmanager
+    def _active_kept(self) -> Iterator[None]:
+        """Adding a helper layer leaves the active layer as it was (napari activates new layers)."""
+        selection = self.viewer.layers.selection
+        before = selection.active
+        try:
+            yield
+        finally:
+            if before is not None and before in self.viewer.layers:
+                selection.active = before
+
+    def put_segmentation(self, image: str, volume: Any, label: np.ndarray,
+                         *, baseline: np.ndarray | None) -> Any:
+        """Show ``label`` (canonical) as ``<image> segmentation`` and make it the painting target."""
+        name = image + SEGMENTATION_SUFFIX
+        kwargs = self.layer_kwargs(volume, name, image)
+        data = np.ascontiguousarray(layer_io.volume_to_layer_data(np.asarray(label, dtype=np.uint8)))
+        layer = self._set_layer(name, data, "labels", kwargs)
+        styling.style_segmentation(layer)
+        if baseline is not None:
+            self.baselines[name] = np.array(baseline, dtype=np.uint8, copy=True)
+        self._snapshots[name] = np.array(layer.data, copy=True)
+        self.viewer.layers.selection.active = layer
+        return layer
+
+    def put_maps(self, image: str, volume: Any, sdf: np.ndarray, uncertainty: np.ndarray) -> None:
+        with self._active_kept():
+            name = image + SDF_SUFFIX
+            layer = self._set_layer(name, layer_io.volume_to_layer_data(sdf), "image",
+                                    self.layer_kwargs(volume, name, image))
+            styling.style_sdf(layer, sdf)
+            name = image + UNCERTAINTY_SUFFIX
+            layer = self._set_layer(name, layer_io.volume_to_layer_data(uncertainty), "image",
+                                    self.layer_kwargs(volume, name, image))
+            styling.style_uncertainty(layer, uncertainty)
+
+    def put_disagreement(self, image: str, volume: Any, disagreement: np.ndarray) -> Any:
+        name = image + DISAGREEMENT_SUFFIX
+        with self._active_kept():
+            layer = self._set_layer(name, layer_io.volume_to_layer_data(disagreement), "image",
+                                    self.layer_kwargs(volume, name, image))
+            styling.style_disagreement(layer)
+        return layer
+
+    def put_changes(self, image: str, volume: Any, changes: np.ndarray) -> Any:
+        name = image + CHANGES_SUFFIX
+        with self._active_kept():
+            layer = self._set_layer(name, np.ascontiguousarray(layer_io.volume_to_layer_data(changes)),
+                                    "labels", self.layer_kwargs(volume, name, image))
+            styling.style_changes(layer)
+        return layer
+
+    def remove(self, name: str) -> None:
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+
+    def remove_all_of(self, image: str) -> None:
+        """Remove the image layer and every layer named after it."""
+        for name in [layer.name for layer in self.viewer.layers]:
+            if self.belongs_to(name, image):
+                self.viewer.layers.remove(name)
+                self._snapshots.pop(name, None)
+                self.baselines.pop(name, None)

@@ -1,0 +1,106 @@
+"""The models a person can segment and fine-tune with, and how each version has done (no Qt).
+
+:class:`ModelCatalog` lists the packaged default and the open study's versions, knows which
+one is picked, and writes the rows of the version list (parent, stopped early, training Dice,
+honest Dice against labels accepted later).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_uamc._napari.tasks import DEFAULT_MODEL_LABEL, ModelChoice
+from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
+
+if TYPE_CHECKING:
+    from napari_uamc.data.study.versions import ModelVersionInfo
+
+#: Score key under which the honest accept Dice of a model version is stored per case.
+ACCEPT_DICE_PREFIX = "accept_dice:"
+DEFAULT_VERSION_KEY = DEFAULT_MODEL_NAME
+
+
+class ModelCatalog:
+    """The model choices for one study (or none) and the picked one."""
+
+    def __init__(self) -> None:
+        self.choices: list[ModelChoice] = [ModelChoice(DEFAULT_MODEL_LABEL, None, None)]
+        self.index = 0
+
+    def reload(self, study: Any) -> None:
+        """Re-read the study's versions; the study's current model becomes the picked one."""
+        self.choices = [ModelChoice(DEFAULT_MODEL_LABEL, None, None)]
+        self.index = 0
+        if study is None:
+            return
+        current = study.current_model
+        for version in study.model_versions():
+            info = read_version_info(study, version)
+            marks = []
+            if info.stopped_early:
+                marks.append("stopped early")
+            if info.parent:
+                marks.append(f"from {info.parent}")
+            label = version + (f" ({', '.join(marks)})" if marks else "")
+            self.choices.append(ModelChoice(label, study.model_path(version), version))
+            if version == current:
+                self.index = len(self.choices) - 1
+
+    def select(self, index: int) -> None:
+        self.index = min(max(0, index), len(self.choices) - 1)
+
+    @property
+    def selected(self) -> ModelChoice:
+        return self.choices[self.index]
+
+
+def version_rows(study: Any) -> list[tuple[str, str | None]]:
+    """The version list, newest first, then the packaged default: (text, version or None)."""
+    rows: list[tuple[str, str | None]] = []
+    if study is None:
+        return rows
+    honest = honest_scores(study)
+    current = study.current_model
+    for version in reversed(study.model_versions()):
+        info = read_version_info(study, version)
+        parts = [version + ("  (in use)" if version == current else "")]
+        if info.parent:
+            parts.append(f"from {info.parent}")
+        if info.stopped_early:
+            parts.append("stopped early")
+        training = info.training_dice_mean
+        if training is not None:
+            parts.append(f"training Dice {training:.3f} (on its own training cases)")
+        scores = honest.get(version, [])
+        if scores:
+            parts.append(f"honest Dice {np.mean(scores):.3f} on {len(scores)} later accepts")
+        rows.append((", ".join(parts), version))
+    text = DEFAULT_MODEL_LABEL + ("  (in use)" if current is None else "")
+    default_scores = honest.get(DEFAULT_VERSION_KEY, [])
+    if default_scores:
+        text += f", honest Dice {np.mean(default_scores):.3f} on {len(default_scores)} accepts"
+    rows.append((text, None))
+    return rows
+
+
+def read_version_info(study: Any, version: str) -> ModelVersionInfo:
+    """The record of a model version (an empty one if its file is missing or unreadable)."""
+    from napari_uamc.data.study.versions import ModelVersionInfo
+
+    try:
+        return ModelVersionInfo.from_json(json.loads(study.model_info_path(version).read_text()))
+    except (OSError, ValueError):
+        return ModelVersionInfo()
+
+
+def honest_scores(study: Any) -> dict[str, list[float]]:
+    """Per model version, the Dice of its predictions against labels accepted afterwards."""
+    scores: dict[str, list[float]] = {}
+    for case in study.cases():
+        for key, value in study.scores(case).items():
+            if key.startswith(ACCEPT_DICE_PREFIX) and isinstance(value, (int, float)):
+                scores.setdefault(key[len(ACCEPT_DICE_PREFIX):], []).append(float(value))
+    return scores

@@ -1,0 +1,207 @@
+"""The panel's session without Qt: a napari ViewerModel, jobs run on the spot (InlineRunner)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from napari.components import ViewerModel  # noqa: E402
+
+from napari_uamc._napari import layers as layer_io  # noqa: E402
+from napari_uamc._napari.corrections import DRAFT  # noqa: E402
+from napari_uamc._napari.session import Session  # noqa: E402
+from napari_uamc._napari.styling import (  # noqa: E402
+    CHANGES_SUFFIX,
+    DISAGREEMENT_SUFFIX,
+    SDF_SUFFIX,
+    SEGMENTATION_SUFFIX,
+    UNCERTAINTY_SUFFIX,
+)
+from napari_uamc.data.study import Study  # noqa: E402
+
+
+@pytest.fixture
+def session():
+    viewer = ViewerModel()
+    made = Session(viewer)
+    made.mc_samples = 2
+    yield made
+    made.close()
+
+
+def _record(signal):
+    seen = []
+    signal.connect(lambda *args: seen.append(args))
+    return seen
+
+
+def _paint(session, image, box):
+    """Flip ``box`` of ``<image> segmentation`` (1 <-> 0), so it differs from any prediction."""
+    layer = session.viewer.layers[image + SEGMENTATION_SUFFIX]
+    data = np.array(layer.data)
+    data[box] = 1 - np.minimum(data[box], 1)
+    layer.data = data
+    return data
+
+
+def test_no_qt_is_imported():
+    import subprocess
+    import sys
+
+    code = ("import sys; import napari_uamc._napari.session; "
+            "print([m for m in sys.modules if m.startswith(('qtpy', 'PyQt', 'PySide'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_open_study_opens_the_suggested_case_and_says_so(session, tiny_study):
+    cases, studies = _record(session.case_changed), _record(session.study_changed)
+    session.open_study(tiny_study)
+    assert session.case in session.study.cases()
+    assert session.image_name == session.case and session.case in session.viewer.layers
+    assert (session.case,) in cases and studies
+    assert session.models.selected.version == "v001"
+
+
+def test_segment_makes_the_layers_and_keeps_helpers_inactive(session, tiny_study):
+    session.open_study(tiny_study)
+    case = session.case
+    session.show_disagreement = True
+    session.segment()
+    assert not session.segmenting
+    layers = session.viewer.layers
+    for suffix in (SEGMENTATION_SUFFIX, SDF_SUFFIX, UNCERTAINTY_SUFFIX, DISAGREEMENT_SUFFIX):
+        assert case + suffix in layers
+    assert layers.selection.active is layers[case + SEGMENTATION_SUFFIX]
+    assert "mL" in session.texts["segment"][0]
+    assert session.study.has_prediction(case)
+    session.set_disagreement(False)
+    session.set_disagreement(True)  # toggled again after Segment: still painting the segmentation
+    assert layers.selection.active is layers[case + SEGMENTATION_SUFFIX]
+
+
+def test_segment_keeps_painted_voxels_as_a_draft(session, tiny_study):
+    session.open_study(tiny_study)
+    case = session.case
+    session.segment()
+    painted = _paint(session, case, np.s_[2:6, 4:12, 4:12])
+    session.segment()  # the new prediction replaces the layer on screen...
+    draft = session.study.read_draft(case)  # ...and the painted voxels are in the draft
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+    assert "draft" in session.texts["accept"][0]
+    rows = _record(session.history_changed)
+    session.corrections.refresh_history()
+    assert rows[-1][0][0][1] == DRAFT
+    session.corrections.restore(DRAFT)  # brings the painted voxels back on screen
+    assert np.array_equal(session.viewer.layers[case + SEGMENTATION_SUFFIX].data, painted)
+
+
+def test_segment_of_an_unedited_prediction_leaves_no_draft(session, tiny_study):
+    session.open_study(tiny_study)
+    session.segment()
+    session.segment()
+    assert session.study.read_draft(session.case) is None
+
+
+def test_segment_outside_a_study_sets_the_painted_layer_aside(session, tiny_study):
+    study = Study.open(tiny_study)
+    image = study.read_image(study.cases()[0])
+    data, kwargs, _ = layer_io.image_layer_tuple(image, name="loose")
+    session.viewer.add_image(data, **kwargs)
+    session.models.choices[0].path = study.model_path("v001")  # the tiny model, not the packaged one
+    session.select_image("loose")
+    session.segment()
+    painted = _paint(session, "loose", np.s_[1:3, 2:6, 2:6])
+    session.segment()
+    kept = [layer for layer in session.viewer.layers if layer.name.startswith("loose segmentation (")]
+    assert len(kept) == 1 and np.array_equal(kept[0].data, painted)
+    assert session.viewer.layers.selection.active is session.viewer.layers["loose" + SEGMENTATION_SUFFIX]
+
+
+def test_next_case_keeps_the_draft(session, tiny_study):
+    session.open_study(tiny_study)
+    first = session.case
+    session.segment()
+    painted = _paint(session, first, np.s_[3:5, 6:10, 6:10])
+    session.open_next_case()
+    assert session.case != first and first not in session.viewer.layers
+    draft = session.study.read_draft(first)
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+
+
+def test_napari_removing_its_layers_keeps_the_draft(session, tiny_study):
+    """napari's Viewer.close() clears the layers before it closes the window."""
+    session.open_study(tiny_study)
+    case = session.case
+    session.segment()
+    painted = _paint(session, case, np.s_[3:5, 6:10, 6:10])
+    session.viewer.layers.clear()
+    draft = Study.open(tiny_study).read_draft(case)
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+
+
+def test_shutdown_keeps_the_draft(session, tiny_study):
+    session.open_study(tiny_study)
+    case = session.case
+    session.segment()
+    painted = _paint(session, case, np.s_[0:2, 0:4, 0:4])
+    session.shutdown(timeout_s=1)
+    assert np.array_equal(Study.open(tiny_study).read_draft(case).array, layer_io.layer_data_to_canonical(painted))
+
+
+def test_changes_layer_is_a_view(session, tiny_study):
+    session.open_study(tiny_study)
+    case = session.case
+    session.segment()
+    _paint(session, case, np.s_[2:4, 2:8, 2:8])
+    session.show_changes()
+    changes = session.viewer.layers[case + CHANGES_SUFFIX]
+    assert not changes.editable
+    assert session.viewer.layers.selection.active is session.viewer.layers[case + SEGMENTATION_SUFFIX]
+
+
+def test_accept_records_the_honest_score_and_clears_the_draft(session, tiny_study):
+    from napari_uamc._napari.versions import honest_scores, version_rows
+
+    session.open_study(tiny_study)
+    case = session.case
+    session.segment()
+    _paint(session, case, np.s_[2:6, 4:12, 4:12])
+    session.keep_draft()
+    assert session.study.read_draft(case) is not None
+    session.accept()
+    assert session.study.read_draft(case) is None
+    assert session.texts["accept"][0].startswith(f"accepted {case}")
+    assert "v001" in honest_scores(session.study)
+    assert any("honest Dice" in text for text, version in version_rows(session.study) if version == "v001")
+    assert not session.layers.is_edited(case)  # what is on screen is saved: nothing to keep on leaving
+    session.open_next_case()
+    assert session.study.read_draft(case) is None
+
+
+def test_texts_about_the_previous_case_go_when_another_opens(session, tiny_study):
+    session.open_study(tiny_study)
+    session.segment()
+    assert session.texts["segment"][0]
+    other = next(case for case in session.study.cases() if case != session.case)
+    session.open_case(other)
+    assert session.texts["segment"][0] == "" and session.texts["accept"][0] == ""
+
+
+def test_errors_are_said_in_their_section(session):
+    session.segment()
+    assert session.texts["segment"] == (
+        "no image layer to segment: open an MRI (File > Open) or a study case", "error")
+    session.finetuning.start()
+    assert session.texts["finetune"][1] == "error" and "open a study" in session.texts["finetune"][0]
+
+
+def test_use_version_and_back_to_the_default(session, tiny_study):
+    session.open_study(tiny_study)
+    assert session.models.selected.version == "v001"
+    session.use_version(None)
+    assert session.study.current_model is None and session.models.selected.version is None
+    session.use_version("v001")
+    assert Study.open(tiny_study).current_model == "v001"
