@@ -172,3 +172,21 @@ class CaseLayers:
                 self.viewer.layers.remove(name)
                 self._snapshots.pop(name, None)
                 self.baselines.pop(name, None)
+
+    # ------------------------------------------------------------------ navigation
+    @staticmethod
+    def world_point(layer: Any, canonical: Any) -> list[float]:
+        """The world coordinates of a canonical voxel index ``(x, y, z)`` of an image layer."""
+        shape = layer_io.layer_data_to_canonical(layer.data).shape
+        displayed = layer_io.displayed_index(canonical, shape)
+        return [index * scale + offset for index, scale, offset in zip(displayed, layer.scale, layer.translate)]
+
+    def jump_to(self, world: list[float]) -> None:
+        """Move the slider to a world point's slice and centre the camera on it."""
+        viewer = self.viewer
+        step = list(viewer.dims.point)
+        step[-3:] = world
+        viewer.dims.point = step
+        scene = getattr(viewer, "scene", None)  # napari >= 0.9 keeps the camera in the scene
+        camera = scene.camera if scene is not None else viewer.camera
+        camera.center = tuple(world[-2:]) if viewer.dims.ndisplay == 2 else tuple(world)

@@ -391,29 +391,14 @@ class Session:
         self.corrections.show_changes()
 
     # ------------------------------------------------------------------ where to correct
-    def region_point(self, region: Any) -> list[float] | None:
-        """The world point of a region's focus voxel on the picked image (None: no image)."""
-        try:
-            layer = self.selected_image_layer()
-        except UamcError:
-            return None
-        shape = layer_io.layer_data_to_canonical(layer.data).shape
-        displayed = layer_io.displayed_index(region.focus, shape)
-        return [index * scale + offset for index, scale, offset in zip(displayed, layer.scale, layer.translate)]
-
     def jump_to_region(self, region: Any) -> None:
-        world = self.region_point(region)
-        if world is not None:
-            self.jump_to(world)
+        """Go to a region's focus voxel on the picked image: its slice, centred."""
+        layer = self.layers.get(self.image_name)
+        if layer is not None:
+            self.layers.jump_to(self.layers.world_point(layer, region.focus))
 
     def jump_to(self, world: list[float]) -> None:
-        """Move the slider to a world point's slice and centre the camera on it."""
-        step = list(self.viewer.dims.point)
-        step[-3:] = world
-        self.viewer.dims.point = step
-        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 keeps the camera in the scene
-        camera = scene.camera if scene is not None else self.viewer.camera
-        camera.center = tuple(world[-2:]) if self.viewer.dims.ndisplay == 2 else tuple(world)
+        self.layers.jump_to(world)
 
     def set_disagreement(self, on: bool) -> None:
         """Show (or remove) where the two heads disagree, for the picked image."""

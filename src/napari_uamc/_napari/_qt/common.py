@@ -26,3 +26,4 @@ class StatusLine(QLabel):
             return
         colour = LEVEL_COLOURS.get(level)
         self.setText(f"<span style='color:{colour}'>{text}</span>" if colour and text else text)
+        self.setVisible(bool(text))  # an empty line takes no room
