@@ -10,6 +10,15 @@ import pytest
 SHAPE = (32, 32, 16)
 
 
+@pytest.fixture(autouse=True)
+def own_napari_settings(monkeypatch):
+    """napari's settings in memory only: the panel's reader preference never reaches the real file."""
+    import napari.settings
+    from napari.settings import NapariSettings
+
+    monkeypatch.setattr(napari.settings, "_SETTINGS", NapariSettings(config_path=None))
+
+
 @pytest.fixture
 def tiny_study(tmp_path):
     """A 4-case phantom study, no accepted label, with a tiny random model as version v001."""

@@ -68,6 +68,7 @@ class UamcPanel(QWidget):
         self._watch_window_close()
         session.refresh_models()
         session._images_changed()
+        self._claim_reader_patterns()
 
     def _layout(self) -> None:
         content = QWidget()
@@ -161,6 +162,27 @@ class UamcPanel(QWidget):
     def jump_to(self, world: list[float]) -> None:
         self.session.jump_to(world)
 
+    # ------------------------------------------------------------------ reader preference
+    def _claim_reader_patterns(self) -> None:
+        """First use: napari-uamc opens MRI files without napari asking which reader (undoable)."""
+        from napari.utils.notifications import Notification, NotificationSeverity, notification_manager
+
+        from napari_uamc._napari import reader_preference
+
+        try:
+            claimed = reader_preference.claim_reader_patterns()
+        except (OSError, ValueError) as error:  # never in the way of the panel
+            self.session.say("study", f"could not set napari's reader preference: {error}")
+            return
+        if not claimed:
+            return
+        message = reader_preference.claim_message(claimed)
+        self.session.say("study", message)
+        # napari keeps notifications: the action must not hold the panel (nor, through it, the viewer)
+        notification_manager.dispatch(
+            Notification(message, NotificationSeverity.INFO, actions=[("Undo", _undo_reader_preference)])
+        )
+
     # ------------------------------------------------------------------ shutdown
     def _watch_window_close(self) -> None:
         """Watch every Qt ancestor: a re-parenting re-watches, the main window's Close shuts down.
@@ -187,6 +209,16 @@ class UamcPanel(QWidget):
     def shutdown(self, timeout_ms: int = 60000) -> None:
         """Stop running work and wait for it, so no model or label is left half-written; keep drafts."""
         self.session.shutdown(timeout_ms / 1000.0)
+
+
+def _undo_reader_preference(*_args: Any) -> None:
+    from napari.utils.notifications import show_info
+
+    from napari_uamc._napari import reader_preference
+
+    removed = [pattern.lstrip("*") for pattern in reader_preference.undo_claim()]
+    if removed:
+        show_info(f"napari asks again which reader opens {', '.join(removed)} files")
 
 
 def _notify(text: str, level: str) -> None:
