@@ -28,7 +28,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE_DIR = REPO_ROOT / ".bench-cache"
 DEFAULT_DOC = REPO_ROOT / "docs" / "benchmarks.md"
-DOC_TITLE = "# Benchmarks\n\nEach section below is written by the script it names (`--write`); edit the scripts, not this file.\n"
+DOC_TITLE = (
+    "# Benchmarks\n\nEach section below is written by the script it names (`--write`); "
+    "edit the scripts, not this file.\n"
+)
 #: Length of the hexadecimal config key that names a cache folder.
 KEY_LENGTH = 12
 

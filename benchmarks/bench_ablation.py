@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import statistics
 import sys
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,7 +234,8 @@ def build_report(setup: Setup, cache: common.ResultCache, rows: list[str], seeds
             common.fmt_range([r["seconds"] / 60 for r in results], 1, 1),
         ])
     table = common.markdown_table(
-        ["row", "seeds", "Dice %", "median Dice %", "Dice % per seed", "Jaccard %", "HD95 mm", "ASD mm", "paper Dice %", "iterations",
+        ["row", "seeds", "Dice %", "median Dice %", "Dice % per seed", "Jaccard %", "HD95 mm", "ASD mm", "paper Dice %",
+         "iterations",
          "s/it", "minutes per run"], table_rows)
     return table, _findings(by_row, seeds, found)
 

@@ -68,9 +68,9 @@ def cli_speed(study: Path, iterations: int) -> float:
 
 
 def gui_speed_and_latency(study: Path, iterations: int) -> tuple[float, list[float]]:
-    import napari
     from qtpy.QtCore import QEventLoop, QTimer
 
+    import napari
     from napari_uamc._napari.panel import UamcPanel
 
     viewer = napari.Viewer(show=True)

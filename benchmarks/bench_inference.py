@@ -30,8 +30,8 @@ import torch
 
 from napari_uamc.data.phantoms import make_phantom
 from napari_uamc.data.volume import Volume
-from napari_uamc.engine.device import keep_freed_memory
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint
+from napari_uamc.engine.device import keep_freed_memory
 from napari_uamc.engine.inference import InferenceConfig, segment_volume
 from napari_uamc.engine.model import DualTaskVNet
 from napari_uamc.errors import CheckpointError
@@ -69,7 +69,7 @@ class PeakMemory:
             self.peak = max(self.peak, self.rss())
             time.sleep(self.interval)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self.start = self.rss()
         self.peak = self.start
         self._thread = threading.Thread(target=self._watch, daemon=True)

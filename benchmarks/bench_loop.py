@@ -403,7 +403,7 @@ def _run_mean(result: dict[str, Any], key: str) -> float | None:
 def build_tables(found: dict[str, dict], runs: list[tuple], reference: str = BASELINE,
                  forgetting_set: str = "Domain A", show_pending: bool = True) -> tuple[str, list[str]]:
     sections = []
-    for exp_name, exp in EXPERIMENTS.items():
+    for exp_name in EXPERIMENTS:
         keys = sorted({(v, k, o, r) for (e, v, k, o, r, s) in runs if e == exp_name},
                       key=lambda key: (key[1], list(VARIANTS).index(key[0])))
         rows = []
@@ -445,7 +445,7 @@ def _paired(found: dict[str, dict], a: tuple, b: tuple, key: str = "dice_after",
     a and b are (variant, order, replay); each is matched over every (k, seed) both ran, or
     over the seeds at ``k`` only."""
     out = []
-    for name, result in found.items():
+    for result in found.values():
         if "dice_after" not in result:
             continue
         if (result["variant"], result["order"], bool(result["replay"])) != a:
@@ -507,7 +507,8 @@ def _findings(found: dict[str, dict], reference: str = BASELINE, forgetting_set:
         most = max(len(d) for d in versus.values())  # a best pick needs as many seeds as the others had
         better = [v for v in ranked if _mean(versus[v]) > 0 and len(versus[v]) == most]
         best = better[0] if better else reference
-        lines.append(f"- Best on the uncorrected cases alone (forgetting not weighed): {VARIANTS[best].label}, overrides "
+        lines.append("- Best on the uncorrected cases alone (forgetting not weighed): "
+                     f"{VARIANTS[best].label}, overrides "
                      f"`{VARIANTS[best].overrides}`"
                      + ("" if better else " (no other fine-tune beat it on average)") + ".")
     for variant in VARIANTS:  # case by case: the loop must not trade one scan for another

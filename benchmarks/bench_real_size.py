@@ -165,13 +165,15 @@ def document(report: dict[str, Any]) -> str:
     ]
     precisions = list(report["rows"])
     headers = ["", *precisions]
-    rows = [["`uamc segment`, end to end (s)", *[f"{report['rows'][p]['cli']['wall_seconds']:.1f}" for p in precisions]],
+    row_of = report["rows"]
+    worker = "Segment worker (inference, regions, score, save)"
+    rows = [["`uamc segment`, end to end (s)", *[f"{row_of[p]['cli']['wall_seconds']:.1f}" for p in precisions]],
             ["`uamc segment`, peak memory (GB)", *[f"{report['rows'][p]['cli']['peak_gb']:.2f}" for p in precisions]],
-            ["panel Segment worker (s)", *[f"{report['rows'][p]['panel']['stages']['Segment worker (inference, regions, score, save)']:.1f}" for p in precisions]],
+            ["panel Segment worker (s)", *[f"{row_of[p]['panel']['stages'][worker]:.1f}" for p in precisions]],
             ["panel, peak memory (GB)", *[f"{report['rows'][p]['panel']['peak_gb']:.2f}" for p in precisions]]]
     for stage, value in report["rows"][precisions[0]]["stages"]["stages"].items():
         if isinstance(value, float):
-            rows.append([f"stage: {stage} (s)", *[f"{report['rows'][p]['stages']['stages'][stage]:.2f}" for p in precisions]])
+            rows.append([f"stage: {stage} (s)", *[f"{row_of[p]['stages']['stages'][stage]:.2f}" for p in precisions]])
     lines.append(common.markdown_table(headers, rows))
     return "\n".join(lines) + "\n"
 

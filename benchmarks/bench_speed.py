@@ -143,7 +143,7 @@ def load_model(spec: dict[str, Any]):
     return model, meta, f"random weights, width {spec['random_width']}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def file_digest(path: str | None) -> str:
     if not path:
         return ""
@@ -216,7 +216,6 @@ def measure_inference(spec: dict[str, Any]) -> dict[str, Any]:
     meta = dataclasses.replace(meta, spacing=volume.spacing)  # no resampling in the measurement
     if spec["config"] is None:
         from _plain import paper_sliding_window
-
         from napari_uamc.engine.preprocess import zscore
 
         cpu, started = time.process_time(), time.perf_counter()
@@ -287,7 +286,6 @@ def network_flops_per_voxel(width: int) -> tuple[float, float]:
 def inference_flops(width: int, patch, shape, config: dict[str, Any] | None, stride, mc_samples: int) -> float:
     """FLOPs of one inference path: the paper reference (``config`` None) or an engine layout."""
     from _plain import paper_window_count
-
     from napari_uamc.engine.inference import InferenceConfig
     from napari_uamc.engine.sweep import plan_passes
 
@@ -592,7 +590,8 @@ def report_text(ctx: Context, results: dict[str, Any], info: dict[str, Any], com
         "of each part's measurements, and when they ended: "
         + "; ".join(f"{part} {load[part][0]} to {load[part][1]} ({load[part][2]})" for part in PARTS if part in load)
         + ". The machine was shared with other jobs. "
-        f"Matmul ceiling ({MATMUL_SIZE}^3, median of {MATMUL_REPEATS}, best of the runs): float32 {ceiling['float32']:.0f} "
+        f"Matmul ceiling ({MATMUL_SIZE}^3, median of {MATMUL_REPEATS}, best of the runs): "
+        f"float32 {ceiling['float32']:.0f} "
         f"GFLOP/s, bfloat16 {ceiling['bfloat16']:.0f} GFLOP/s. Each row ran in its own process (peak RSS "
         "is its `ru_maxrss`); results are cached per row in `.bench-cache/speed/`.", "",
     ]

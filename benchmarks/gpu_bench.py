@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import math
 import os
@@ -47,9 +48,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-try:
-    import napari_uamc  # noqa: F401
-except ImportError:  # not installed: use the checkout's sources
+if importlib.util.find_spec("napari_uamc") is None:  # not installed: use the checkout's sources
     sys.path.insert(0, str(HERE.parent / "src"))
 
 from _plain import (  # noqa: E402

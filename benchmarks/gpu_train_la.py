@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         val = {n: (i[:64, :64, :32], lbl[:64, :64, :32]) for n, (i, lbl) in val.items()}
     results = [train_row(row, args, cases, order, val) for row in rows]
     (args.out / "summary.json").write_text(json.dumps(
-        {r["row"]: {"dice": r["validation"]["mean"]["dice"], "iterations": r["iterations"]} for r in results}, indent=2))
+        {r["row"]: {"dice": r["validation"]["mean"]["dice"], "iterations": r["iterations"]} for r in results},
+        indent=2))
     return 0
 
 

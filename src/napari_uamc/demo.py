@@ -68,7 +68,6 @@ def ensure_real_demo_study(path: Path, source: Path) -> Path:
 def open_viewer(study: Path, *, show: bool = True):
     """A napari viewer with the panel docked and ``study`` open; returns (viewer, panel)."""
     import napari
-
     from napari_uamc._napari.panel import UamcPanel
 
     viewer = napari.Viewer(title="napari-uamc: UG-MCL segmentation", show=show)

@@ -15,7 +15,6 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import _plain  # noqa: E402
 import bench_speed  # noqa: E402
-
 from napari_uamc.data.volume import Volume  # noqa: E402
 from napari_uamc.engine.checkpoint import ModelMeta  # noqa: E402
 from napari_uamc.engine.inference import InferenceConfig, segment_volume  # noqa: E402

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from _helpers import requires_la2018, save_tiny_model
-
 from napari_uamc.engine.config import TrainConfig
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"

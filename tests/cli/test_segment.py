@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from _helpers import save_tiny_model
-
 from napari_uamc.cli import main
 from napari_uamc.cli.segment import DEFAULT_MODEL_NOTICE
 from napari_uamc.engine import checkpoint

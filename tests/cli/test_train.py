@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from _helpers import noisy_sphere
-
 from napari_uamc.cli import main
 from napari_uamc.engine.checkpoint import load_checkpoint
 

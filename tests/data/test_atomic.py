@@ -47,7 +47,7 @@ def test_a_missing_folder_is_an_error_unless_parents(tmp_path: Path) -> None:
         write_text_atomic(target, "x")
     assert not (tmp_path / "new").exists()
     write_text_atomic(target, "héllo\n", parents=True)
-    assert target.read_bytes() == "héllo\n".encode("utf-8")
+    assert target.read_bytes() == "héllo\n".encode()
 
 
 def test_json_is_indented_and_refuses_nan(tmp_path: Path) -> None:

@@ -461,7 +461,6 @@ def test_spatial_units_are_honoured_and_kept(tmp_path, unit, pixdim):
 
 def test_a_resampling_that_collapses_the_volume_is_refused(tmp_path):
     from _helpers import save_tiny_model
-
     from napari_uamc.engine.checkpoint import load_checkpoint
     from napari_uamc.engine.inference import InferenceConfig, segment_volume
 

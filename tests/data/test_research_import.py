@@ -13,13 +13,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from _helpers import LA2018, la2018_cases, requires_la2018
 from napari_uamc.cli import main
 from napari_uamc.data.io import case_name, read_volume
 from napari_uamc.data.research_import import find_research_cases, import_study
 from napari_uamc.data.study import Study
 from napari_uamc.errors import InputError, StudyError
-
-from _helpers import LA2018, la2018_cases, requires_la2018
 
 
 def _tiny_h5_layout(root: Path, names=("caseB", "caseA", "caseC"), shape=(12, 10, 8)) -> Path:

@@ -561,7 +561,8 @@ def _nnunet_v2_study(root, labels=None, channels=None):
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
     for case in ("a", "b"):
-        _nib.save(_nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), str(root / "imagesTr" / f"{case}_0000.nii.gz"))
+        image = _nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4))
+        _nib.save(image, str(root / "imagesTr" / f"{case}_0000.nii.gz"))
     label = np.zeros((8, 8, 4), np.uint8)
     label[2:5, 2:5, 1:3] = 2
     _nib.save(_nib.Nifti1Image(label, np.eye(4)), str(root / "labelsTr" / "a.nii.gz"))

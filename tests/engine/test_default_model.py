@@ -8,10 +8,8 @@ the first 64), read from ../shared/data/la2018 beside the clone.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from _helpers import LA2018, la2018_cases, requires_la2018
-
 from napari_uamc.data.io import read_h5_case
 from napari_uamc.data.metrics import dice
 from napari_uamc.engine.checkpoint import default_model_path, load_checkpoint

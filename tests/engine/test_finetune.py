@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from _helpers import noisy_sphere, save_tiny_model
-
 from napari_uamc.data.study import Study
 from napari_uamc.engine.checkpoint import load_checkpoint
 from napari_uamc.engine.config import TrainConfig

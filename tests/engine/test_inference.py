@@ -340,7 +340,8 @@ def test_progress_and_stop_request(model, meta) -> None:
         return len(asked) > 2
 
     with pytest.raises(Cancelled, match="stopped at"):
-        segment_volume(model, meta, volume, InferenceConfig(mc_samples=0, windows="sliding"), should_stop=stop_after_two)
+        cfg = InferenceConfig(mc_samples=0, windows="sliding")
+        segment_volume(model, meta, volume, cfg, should_stop=stop_after_two)
     assert not model.training
 
 
@@ -488,5 +489,6 @@ def test_fast_mc_logits_equal_decode_with_the_same_masks(model) -> None:
         assert torch.allclose(fast, expected, atol=1e-5)
         fused = fuse_for_inference(model, torch.float32, "cpu", channels_last=False)
         torch.manual_seed(21)
-        fused_fast = mc_segmentation_logits(fused, [*fused.encode(x)[:-1], fused.encode(x)[-1].expand(3, -1, -1, -1, -1)])
+        features = fused.encode(x)
+        fused_fast = mc_segmentation_logits(fused, [*features[:-1], features[-1].expand(3, -1, -1, -1, -1)])
     assert torch.allclose(fused_fast, expected, atol=1e-4)

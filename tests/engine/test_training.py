@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from _helpers import noisy_sphere
-
 from napari_uamc.engine.checkpoint import load_checkpoint
 from napari_uamc.engine.config import ALL_TERMS, TrainConfig, ablation_terms, method_terms
 from napari_uamc.engine.dataset import TrainingCase

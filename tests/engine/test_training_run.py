@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from _helpers import noisy_sphere
-
 from napari_uamc.engine.checkpoint import load_checkpoint
 from napari_uamc.engine.config import TrainConfig
 from napari_uamc.engine.dataset import TrainingCase

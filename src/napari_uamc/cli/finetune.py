@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
         print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if on_main_thread else None
     try:
         result = finetune_study(
             args.study, model_path=args.model, iterations=args.iterations, minutes=args.minutes,

@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         label = f"[{number}/{len(inputs)}] {case}"
         bar: list[ProgressBar] = []
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int, bar: list[ProgressBar] = bar, label: str = label) -> None:
             if not bar:
                 bar.append(ProgressBar(total, label))
             bar[0].update(done)

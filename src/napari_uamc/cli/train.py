@@ -71,7 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="CKPT",
                         help="continue an interrupted run from its MODEL.resume.pt (same DATA and split)")
     parser.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, metavar="K",
-                        help=f"write MODEL{RESUME_SUFFIX} every K steps (default {DEFAULT_CHECKPOINT_EVERY}; 0: only at the end)")
+                        help=f"write MODEL{RESUME_SUFFIX} every K steps "
+                             f"(default {DEFAULT_CHECKPOINT_EVERY}; 0: only at the end)")
     parser.add_argument("--log-every", type=int, metavar="K",
                         help="steps between log lines (default 10; on CUDA also how often losses are read)")
     parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")

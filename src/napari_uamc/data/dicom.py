@@ -120,7 +120,9 @@ def _check_slices(sitk: Any, files: list[str], where: str) -> None:
         )
 
 
-def read_dicom(path: str | os.PathLike[str], series: str | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], dict[str, Any]]:
+def read_dicom(
+    path: str | os.PathLike[str], series: str | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], dict[str, Any]]:
     """``(array [i, j, k] in file order, RAS affine, spacing mm, info)`` of a DICOM series folder
     or a single (multi-frame) DICOM file; see the module docstring for what is refused."""
     sitk = _sitk()

@@ -75,7 +75,7 @@ class Volume:
         """Volume of one voxel in millilitres (1 mL = 1000 mm^3)."""
         return float(np.prod(self.spacing)) / 1000.0
 
-    def with_array(self, array: np.ndarray, name: str | None = None) -> "Volume":
+    def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
         """A volume on the same grid (affine and source) holding ``array``."""
         array = np.asarray(array)
         if array.shape != self.array.shape:
@@ -85,13 +85,13 @@ class Volume:
             )
         return replace(self, array=array, name=name or self.name)
 
-    def same_grid(self, other: "Volume") -> bool:
+    def same_grid(self, other: Volume) -> bool:
         """True when ``other`` has the same shape and (within 1 µm) the same affine."""
         return self.shape == other.shape and bool(
             np.allclose(self.affine, other.affine, atol=AFFINE_TOLERANCE_MM)
         )
 
-    def require_same_grid(self, other: "Volume") -> None:
+    def require_same_grid(self, other: Volume) -> None:
         """Raise :class:`GridMismatchError` naming both volumes if the grids differ."""
         if self.shape != other.shape:
             raise GridMismatchError(

@@ -96,7 +96,7 @@ class ModelMeta:
             )
 
     @classmethod
-    def for_model(cls, model: DualTaskVNet, **fields: Any) -> "ModelMeta":
+    def for_model(cls, model: DualTaskVNet, **fields: Any) -> ModelMeta:
         """Metadata whose architecture fields are read from ``model``."""
         arch = dict(
             n_classes=model.n_classes,
@@ -119,7 +119,7 @@ class ModelMeta:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelMeta":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelMeta:
         """Inverse of :meth:`to_dict`; unknown keys (a newer writer) are kept in ``extra``."""
         names = {f.name for f in dataclasses.fields(cls)}
         known = {key: value for key, value in data.items() if key in names}

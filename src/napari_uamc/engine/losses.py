@@ -8,7 +8,8 @@ Every loss is computed in float32 whatever the autocast dtype of its inputs.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, AbstractSet
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F

@@ -12,7 +12,7 @@ encoder once and only repeats the decoder.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -11,8 +11,8 @@ target costs about 0.15 s per 112x112x80 patch on one core) or build batches in 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch

@@ -8,7 +8,7 @@ Degenerate patches: no foreground -> +1 everywhere, all foreground -> -1 everywh
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

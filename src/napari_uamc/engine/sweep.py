@@ -254,7 +254,7 @@ def network_maps(
         weights = window_weights(window, cfg.weighting)
         scale = math.prod(window) / patch_voxels
 
-        def sampled(n: int) -> None:
+        def sampled(n: int, scale: float = scale) -> None:
             work.advance(DECODER_COST * n * scale)
             work.check()
 

@@ -87,7 +87,8 @@ def reserve_model_version(layout: StudyLayout) -> str:
 
 @dataclass(frozen=True)
 class ModelVersionInfo:
-    """The record of a model version (``v<NNN>.json``), as :func:`~napari_uamc.engine.finetune.finetune_study` writes it.
+    """The record of a model version (``v<NNN>.json``), as
+    :func:`~napari_uamc.engine.finetune.finetune_study` writes it.
 
     Every field may be missing from an older file (or a reservation placeholder): :meth:`from_json`
     fills in the defaults here. The nested records (``cases``, ``budget``, ``settings``,
