@@ -34,8 +34,8 @@ def pump(seconds: float) -> None:
 
 
 def main() -> int:
-    from napari_uamc.data.phantoms import write_phantom_study
     from napari_uamc._napari.panel import _camera
+    from napari_uamc.data.phantoms import write_phantom_study
     from napari_uamc.demo import SCREENSHOT_SIZE, ensure_real_demo_study, open_viewer
 
     OUT.mkdir(parents=True, exist_ok=True)

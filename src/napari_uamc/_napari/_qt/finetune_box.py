@@ -54,7 +54,8 @@ class FinetuneBox(QGroupBox):
         layout.addLayout(form)
         row = QHBoxLayout()
         self.finetune_button = QPushButton("Fine-tune")
-        self.finetune_button.setToolTip("Fine-tune on the study: accepted cases are labeled, the other study cases unlabeled")
+        self.finetune_button.setToolTip(
+            "Fine-tune on the study: accepted cases are labeled, the other study cases unlabeled")
         self.finetune_button.clicked.connect(tuning.start)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
