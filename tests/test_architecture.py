@@ -131,3 +131,22 @@ def test_the_checker_sees_a_circle_and_a_floor_violation(tmp_path, monkeypatch):
         test_the_import_graph_has_no_circle()
     with pytest.raises(AssertionError, match="data.a -> napari_uamc.engine.b"):
         test_no_module_imports_a_higher_floor()
+
+
+#: "About 600 lines a file, about 400 a class" (docs/architecture.md), with a little room.
+MAX_FILE_LINES, MAX_CLASS_LINES = 650, 450
+
+
+def test_no_file_or_class_outgrows_one_job():
+    too_big = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        text = path.read_text()
+        lines = text.count("\n")
+        if lines > MAX_FILE_LINES:
+            too_big.append(f"{_module_name(path)}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_CLASS_LINES:
+                    too_big.append(f"{_module_name(path)}.{node.name}: {length} lines")
+    assert not too_big, "split these by job:\n" + "\n".join(too_big)

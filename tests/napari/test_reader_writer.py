@@ -17,7 +17,7 @@ from napari_uamc._napari import layers as L
 from napari_uamc._napari.reader import get_reader, read_layers
 from napari_uamc._napari.sample_data import SampleSettings, phantom_case, phantom_study
 from napari_uamc._napari.writer import label_dtype, write_labels
-from napari_uamc.data.io import read_volume
+from napari_uamc.data.io import SUPPORTED_SUFFIXES, read_volume
 from napari_uamc.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +65,8 @@ def test_manifest_is_valid_and_complete() -> None:
     contributions = manifest.contributions
     patterns = set(contributions.readers[0].filename_patterns)
     assert patterns == {"*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.h5", "*.dcm", "*.DCM"}
+    # the manifest and data/io.py (the formats' one home) name the same formats
+    assert patterns == {f"*{suffix}" for suffix in SUPPORTED_SUFFIXES} | {"*.DCM"}
     assert contributions.readers[0].accepts_directories  # a folder of one DICOM series
     writer = contributions.writers[0]
     assert [str(t) for t in writer.layer_types] == ["labels"]

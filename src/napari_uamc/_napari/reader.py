@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_uamc._napari.layers import LayerDataTuple, image_layer_tuple, label_layer_tuple
-from napari_uamc.data.study.layout import LABEL_DIRS, NIFTI_SUFFIXES, SEGMENTATION_SUFFIX
+from napari_uamc.data.study.layout import LABEL_DIRS, SEGMENTATION_SUFFIX
 
 PathOrPaths = str | Path | Sequence[str | Path]
 ReaderFunction = Callable[[PathOrPaths], list[LayerDataTuple]]
@@ -66,10 +66,10 @@ def read_layers(path: PathOrPaths) -> list[LayerDataTuple]:
 
 def read_file(path: Path, spacing: tuple[float, float, float] | None = None) -> list[LayerDataTuple]:
     """Layers of one file: the image (or a label map), plus the ``.h5`` label if present."""
-    from napari_uamc.data.io import PER_CASE_FOLDER_STEMS, case_name, read_h5_case, read_volume
+    from napari_uamc.data.io import H5_SUFFIX, PER_CASE_FOLDER_STEMS, case_name, read_h5_case, read_volume
 
     case = case_name(path)
-    if str(path).lower().endswith(".h5"):
+    if str(path).lower().endswith(H5_SUFFIX):
         image, label = read_h5_case(path, spacing=spacing)
         layers = [image_layer_tuple(image, name=case, case=case)]
         if label is not None:
@@ -85,8 +85,10 @@ def read_file(path: Path, spacing: tuple[float, float, float] | None = None) -> 
 
 def _stem(path: Path) -> str:
     """File name without its (possibly double) extension."""
+    from napari_uamc.data.io import FILE_SUFFIXES
+
     name = path.name
-    for suffix in (*NIFTI_SUFFIXES, ".nrrd", ".nhdr", ".h5"):
+    for suffix in FILE_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem

@@ -16,12 +16,13 @@ from fnmatch import fnmatch
 from typing import Any
 
 from napari_uamc._cache import cache_folder
+from napari_uamc.data.io import FILE_SUFFIXES
 
 #: The plugin's name, as napari's reader preferences spell it.
 PLUGIN = "napari-uamc"
 #: File patterns made to open with napari-uamc (DICOM is left to the person: other DICOM readers
 #: are common, and this one needs the optional ``dicom`` extra).
-PATTERNS = ("*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.h5")
+PATTERNS = tuple(f"*{suffix}" for suffix in FILE_SUFFIXES)
 #: File in the cache folder recording what was set (and whether it was undone).
 RECORD_FILE = "reader-preference.json"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from napari_uamc import _atomic
-from napari_uamc.data.study.layout import NIFTI_SUFFIXES, PREDICTION_KINDS, SEGMENTATION_SUFFIX
+from napari_uamc.data.io import VOLUME_FILE_SUFFIXES
+from napari_uamc.data.study.layout import PREDICTION_KINDS, SEGMENTATION_SUFFIX
 from napari_uamc.errors import GridMismatchError, InputError, UamcError
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ __all__ = [
     "match_cases", "report_unmatched", "write_json_atomic",
 ]
 
-#: File types compared (every readable type but ``.h5``, which holds image and label together).
-EVALUATED_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr")
+#: File types compared: the one-volume-per-file formats (not ``.h5``, which holds image and label
+#: together, nor DICOM, which holds no label maps).
+EVALUATED_SUFFIXES = VOLUME_FILE_SUFFIXES
 #: Endings of the per-case maps `uamc segment` writes beside a prediction; never compared.
 IGNORED_MAP_SUFFIXES = tuple(f"_{kind}" for kind in PREDICTION_KINDS if f"_{kind}" != SEGMENTATION_SUFFIX)
 #: Show a progress bar from this many cases on.

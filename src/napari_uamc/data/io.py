@@ -30,7 +30,9 @@ from napari_uamc.data.volume import Volume, canonicalize
 from napari_uamc.errors import GridMismatchError, InputError, UamcError
 
 __all__ = [
+    "FILE_SUFFIXES",
     "SUPPORTED_SUFFIXES",
+    "VOLUME_FILE_SUFFIXES",
     "case_name",
     "read_volume",
     "read_label",
@@ -41,8 +43,20 @@ __all__ = [
     "volume_from_array",
 ]
 
-#: File name endings this module reads (longest first, so ``.nii.gz`` wins over ``.nii``).
-SUPPORTED_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr", ".h5", ".dcm")
+# The readable formats, named once: every other module (napari reader, reader preference,
+# uamc evaluate, training folders) asks these tuples. A new format is a suffix here, a reader
+# function below and its branch in _read_raw (plus the reader patterns in napari.yaml, which a
+# test compares with FILE_SUFFIXES).
+#: NRRD, attached (``.nrrd``) or detached header (``.nhdr``).
+NRRD_SUFFIXES = (".nrrd", ".nhdr")
+#: The LA research code's HDF5 file: an ``image`` and a ``label`` dataset in one file.
+H5_SUFFIX = ".h5"
+#: Formats holding one volume (an image or a label map) per file, longest first.
+VOLUME_FILE_SUFFIXES = (*NIFTI_SUFFIXES, *NRRD_SUFFIXES)
+#: Every file name ending opened by name (longest first, so ``.nii.gz`` wins over ``.nii``).
+FILE_SUFFIXES = (*VOLUME_FILE_SUFFIXES, H5_SUFFIX)
+#: Everything :func:`read_volume` reads: the files above and DICOM (also a folder of one series).
+SUPPORTED_SUFFIXES = (*FILE_SUFFIXES, ".dcm")
 #: What :func:`read_volume` calls a folder (of one DICOM series) or a DICOM file without suffix.
 DICOM_FOLDER, DICOM_FILE = "dicom folder", ".dcm"
 #: nnU-Net's channel suffix of a single-channel image (``case_0000.nii.gz``).
@@ -356,9 +370,9 @@ def _read_raw(
 
             array, affine, steps, info = read_dicom(path, series)
             raw = _RawVolume(array, affine, steps, "dicom", info)
-        elif suffix == ".h5":
+        elif suffix == H5_SUFFIX:
             raw = _read_h5(path, key, spacing)
-        elif suffix in (".nrrd", ".nhdr"):
+        elif suffix in NRRD_SUFFIXES:
             raw = _read_nrrd(path)
         else:
             raw = _read_nifti(path)
@@ -452,7 +466,7 @@ def read_h5_case(
 ) -> tuple[Volume, Volume | None]:
     """Image and (when the file has a ``label`` dataset) label of an LA ``.h5`` file."""
     path = Path(path)
-    if _matching_suffix(path) != ".h5":
+    if _matching_suffix(path) != H5_SUFFIX:
         raise InputError(f"{path}: not an .h5 file")
     image = read_volume(path, spacing=spacing, key="image")
     import h5py

@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_uamc.data.case_list import COMMENT as CASE_LIST_COMMENT
 from napari_uamc.data.case_list import read_case_list
-from napari_uamc.data.io import read_h5_case, read_label, read_volume
+from napari_uamc.data.io import H5_SUFFIX, read_h5_case, read_label, read_volume
 from napari_uamc.data.study.layout import IMAGES_DIR, LABELS_DIR
 from napari_uamc.data.study.training_files import (
     READABLE_SUFFIXES,
@@ -37,7 +37,6 @@ from napari_uamc.data.study.training_files import (
 from napari_uamc.engine.preprocess import resample_to_spacing, zscore
 from napari_uamc.errors import InputError
 
-H5_SUFFIX = ".h5"
 #: Label sub-folders of a plain image folder, tried in this order.
 PLAIN_LABEL_FOLDERS = ("labels", LABELS_DIR)
 #: Lines of a case-list file starting with this are comments (:func:`read_case_list`).

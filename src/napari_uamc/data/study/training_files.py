@@ -22,12 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari_uamc.data.io import case_name
+from napari_uamc.data.io import VOLUME_FILE_SUFFIXES, case_name
 from napari_uamc.data.study.layout import IMAGES_DIR, NIFTI_SUFFIXES, StudyLayout, find_nifti
 from napari_uamc.errors import InputError
 
 #: Image (and label) files ``uamc train`` reads: NIfTI and NRRD.
-READABLE_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr")
+READABLE_SUFFIXES = VOLUME_FILE_SUFFIXES
 
 
 def _suffix(path: Path, suffixes: Sequence[str]) -> str | None:
