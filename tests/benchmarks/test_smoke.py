@@ -218,3 +218,30 @@ def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
         loop.main([*argv, "--experiments", "replay"])
     with pytest.raises(SystemExit, match="no run planned"):
         loop.main([*argv, "--experiments", "order", "--variants", "sup-ema-bn-nocold"])
+
+
+# ------------------------------------------------------------------------ report_table3_la
+def _table3_run(folder: Path, row: str, seed: int, dice: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    result = {"row": row, "seconds_this_run": 120.0, "spacing": [1.25] * 3,
+              "config": {**TrainConfig(seed=seed).to_dict(), "width": 8},
+              "validation": {"mean": {"dice": dice, "jaccard": dice - 0.1, "hd95_mm": 9.0, "asd_mm": 2.0}}}
+    (folder / f"{row}.json").write_text(json.dumps(result))
+
+
+def test_table3_report_pairs_rows_by_seed_and_writes_its_section(tmp_path):
+    report = _load("report_table3_la")
+    runs = tmp_path / "runs"
+    for seed, (low, semi, high) in {0: (0.70, 0.76, 0.80), 1: (0.80, 0.79, 0.90)}.items():
+        for row, dice in (("lower", low), ("ugmcl", semi), ("upper", high)):
+            _table3_run(runs / f"seed{seed}", row, seed, dice)
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(OTHER_SECTION + "\n")
+    assert report.main([str(runs), "--name", "test", "--write", str(doc)]) == 0
+    text = doc.read_text()
+    assert OTHER_SECTION in text
+    assert "<!-- BEGIN table3-la2018-test -->" in text
+    # gains +6.0 and -1.0 points: mean +2.5, better in 1 of 2; gap shares 60 % and -10 %
+    assert "+2.5 Dice points (+6.0, -1.0; better in 1 of 2)" in text
+    assert "60 %, -10 %" in text
+    assert report.main([str(tmp_path / "empty")]) == 2
