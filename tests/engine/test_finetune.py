@@ -82,12 +82,130 @@ def test_finetune_writes_a_version_with_metadata_and_makes_it_current(study, mod
     assert study.model_versions() == ["v001", "v002"]  # the earlier version stays
 
 
-def test_stop_request_still_writes_a_version_marked_stopped_early(study, model_file):
-    result = finetune_study(study, model_path=model_file, iterations=50, device="cpu",
-                            overrides=FAST, should_stop=lambda: True, score=False)
-    assert result.stopped_early and result.iterations == 0
-    assert json.loads(result.info_path.read_text())["stopped_early"] is True
-    assert study.current_model == result.version
+def test_stop_request_after_a_step_still_writes_a_version_marked_stopped_early(study, model_file):
+    reports: list[StepReport] = []
+    result = finetune_study(study, model_path=model_file, iterations=50, device="cpu", overrides=FAST,
+                            on_step=reports.append, should_stop=lambda: bool(reports))
+    assert result.stopped_early and result.iterations == 1
+    info = json.loads(result.info_path.read_text())
+    assert info["stopped_early"] is True
+    # the stages after training honour the stop too: no recalibration batch, no scores
+    assert info["bn_recalibration_patches"] == 0 and info["training_dice"]["cases"] == {}
+    assert study.current_model == result.version  # adopt=True (the CLI's default)
+
+
+def test_stop_before_the_first_step_writes_nothing(study, model_file):
+    from napari_uamc.engine.inference import Cancelled
+
+    with pytest.raises(Cancelled, match="no model version was written"):
+        finetune_study(study, model_path=model_file, iterations=50, device="cpu",
+                       overrides=FAST, should_stop=lambda: True)
+    assert study.current_model is None
+    assert not study.models_dir.exists() or list(study.models_dir.iterdir()) == []
+
+
+def _stop_at(prefix):
+    """(on_message, should_stop): the stop request turns true once a stage's message was said."""
+    said: list[str] = []
+    return said.append, lambda: any(text.startswith(prefix) for text in said)
+
+
+@pytest.mark.parametrize("stage", ["comparing the starting model", "reading "])
+def test_a_stop_before_training_is_honoured_at_once(study, model_file, stage):
+    from napari_uamc.engine.inference import Cancelled
+
+    on_message, should_stop = _stop_at(stage)
+    reports: list[StepReport] = []
+    with pytest.raises(Cancelled):
+        finetune_study(study, model_path=model_file, iterations=50, device="cpu", overrides=FAST,
+                       on_message=on_message, should_stop=should_stop, on_step=reports.append)
+    assert reports == [] and study.model_versions() == []
+
+
+@pytest.mark.parametrize("stage", ["recalibrating", "scoring"])
+def test_a_stop_after_training_skips_the_stages_left(study, model_file, stage):
+    on_message, should_stop = _stop_at(stage)
+    messages: list[str] = []
+
+    def say(text):
+        messages.append(text)
+        on_message(text)
+
+    result = finetune_study(study, model_path=model_file, iterations=2, device="cpu", overrides=FAST,
+                            on_message=say, should_stop=should_stop, adopt=False)
+    info = json.loads(result.info_path.read_text())
+    assert result.iterations == 2 and result.stopped_early and info["stopped_early"]
+    assert result.training_dice == {} and info["training_dice"]["cases"] == {}
+    if stage == "recalibrating":
+        assert info["bn_recalibration_patches"] == 0
+        assert not any(text.startswith("scoring") for text in messages)
+    assert study.current_model is None and result.version in study.model_versions()
+
+
+def test_adopt_false_writes_the_version_without_making_it_current(study, model_file):
+    """The panel offers a version; the old fine-tune made every version current (issue 12, part 8)."""
+    study.current_model = None
+    result = finetune_study(study, model_path=model_file, iterations=1, device="cpu", overrides=FAST,
+                            adopt=False)
+    assert study.current_model is None and not result.adopted
+    assert result.version in study.model_versions() and result.parent_path == model_file
+    assert set(result.starting_agreement) == {"case0"}
+
+
+def test_recalibration_checks_the_stop_request_between_batches():
+    import torch
+
+    from napari_uamc.engine.batchnorm import recalibrate_batchnorm
+    from napari_uamc.engine.model import DualTaskVNet
+
+    torch.manual_seed(0)
+    model = DualTaskVNet(width=2)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    images = [np.random.default_rng(i).normal(size=(16, 16, 16)).astype(np.float32) for i in range(3)]
+    assert recalibrate_batchnorm(model, images, (16, 16, 16), batch_size=2, should_stop=lambda: True) == 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # untouched
+    checks: list[int] = []
+
+    def after_one_batch():
+        checks.append(1)
+        return len(checks) > 1  # false at the start; true at the check before the second batch
+
+    assert recalibrate_batchnorm(model, images, (16, 16, 16), batch_size=2, should_stop=after_one_batch) == 2
+    assert recalibrate_batchnorm(model, images, (16, 16, 16), batch_size=2) == 6
+
+
+def test_compare_with_parent_measures_how_much_the_other_cases_change(study, model_file):
+    from napari_uamc.engine.finetune import compare_with_parent
+
+    result = finetune_study(study, model_path=model_file, iterations=1, device="cpu", overrides=FAST,
+                            adopt=False, score=False)
+    progress: list[tuple[int, int]] = []
+    change = compare_with_parent(study, result, device="cpu", on_progress=lambda *a: progress.append(a))
+    assert set(change.cases) == {"case1", "case2"} and change.of == 2 and not change.stopped
+    assert all(0.0 <= v <= 1.0 for v in change.cases.values()) and change.mean is not None
+    assert progress[-1] == (2, 2)
+    assert len(compare_with_parent(study, result, device="cpu", max_cases=1).cases) == 1
+    stopped = compare_with_parent(study, result, device="cpu", should_stop=lambda: True)
+    assert stopped.stopped and stopped.cases == {}
+
+
+def test_a_killed_fine_tune_leaves_no_half_written_version(study, model_file):
+    import time
+
+    from napari_uamc.engine.finetune import remove_unfinished_versions
+
+    finished = finetune_study(study, model_path=model_file, iterations=1, device="cpu", overrides=FAST,
+                              score=False)
+    since = time.time()
+    reserved = study.reserve_model_version()  # what a killed run leaves: the placeholder record,
+    study.model_path(reserved).write_bytes(b"half")  # maybe its weights (renamed, record not yet)
+    temp = study.models_dir / f".{reserved}.json.abc.tmp"  # and a temporary file of an atomic write
+    temp.write_text("{")
+    removed = remove_unfinished_versions(study.root, since)
+    assert sorted(removed) == sorted([temp.name, f"{reserved}.json", f"{reserved}.pt"])
+    assert study.model_versions() == [finished.version]
+    assert sorted(p.name for p in study.models_dir.iterdir()) == [f"{finished.version}.json",
+                                                                  f"{finished.version}.pt"]
 
 
 def test_minutes_budget_ends_training(study, model_file):
@@ -127,6 +245,18 @@ def test_cli_finetune(study, model_file, capsys):
     assert Study.open(study.root).current_model == "v001"
     info = json.loads(study.model_info_path("v001").read_text())
     assert sorted(info["settings"]["terms"]) == ["dis", "seg"]
+    assert "v001 is now the study's current model" in out
+
+
+def test_cli_finetune_no_adopt(study, model_file, capsys):
+    from napari_uamc.cli import main
+
+    status = main(["finetune", str(study.root), "--model", str(model_file), "--iterations", "1",
+                   "--device", "cpu", "--batch-size", "2", "--labeled-batch-size", "2", "--no-adopt"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "v001 is not adopted" in out and "other cases: Dice between" in out and "accepted cases:" in out
+    assert Study.open(study.root).current_model is None
 
     assert main(["finetune", str(study.root), "--iterations", "1", "--device", "cpu",
                  "--batch-size", "2", "--labeled-batch-size", "1", "--method", "ugmcl",
@@ -187,11 +317,14 @@ def test_finetune_measures_the_starting_model_against_the_accepted_labels(study,
     assert info["settings"]["finetune_lr"] == TINY_CONFIG.finetune_lr
     assert info["spacing"]["value"] == list(version_meta.spacing) == info["spacing"]["parent"]
 
-    # a stop request during the comparison ends the fine-tune before its first step
-    stopped = finetune_study(study, model_path=model_file, iterations=5, device="cpu", overrides=FAST,
-                             score=False, should_stop=lambda: True)
-    info = json.loads(stopped.info_path.read_text())
-    assert stopped.iterations == 0 and stopped.stopped_early and "stopped before" in info["learning_rate"]["why"]
+    # a stop request during the comparison ends the fine-tune before its first step: nothing written
+    from napari_uamc.engine.inference import Cancelled
+
+    versions = study.model_versions()
+    with pytest.raises(Cancelled, match="before training began"):
+        finetune_study(study, model_path=model_file, iterations=5, device="cpu", overrides=FAST,
+                       score=False, should_stop=lambda: True)
+    assert study.model_versions() == versions
 
     # an explicit learning rate is kept (the comparison still decides the working spacing)
     explicit = finetune_study(study, model_path=model_file, iterations=1, device="cpu", score=False,

@@ -15,8 +15,10 @@ re-estimate the BatchNorm statistics after training: this measured best in docs/
 --method ugmcl adds UG-MCL's consistency on the other cases (full weight from the first step;
 each step costs 5-8x more). Writes a new model version
 STUDY/.uamc/models/vNNN.pt + vNNN.json (parent, cases used, settings, training Dice on the
-accepted cases) and makes it the study's current model. Ctrl-C stops early and still writes the
-version, marked stopped_early."""
+accepted cases) and makes it the study's current model (--no-adopt: writes it only, and prints how
+much it changes the other cases' predictions; adopt it later in the panel's Model versions).
+Ctrl-C stops early and still writes the version, marked stopped_early (once training has taken a
+step; before that nothing is written)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the student as the new model")
     parser.add_argument("--no-score", action="store_true",
                         help="skip the training Dice on the accepted cases")
+    parser.add_argument("--no-adopt", action="store_true",
+                        help="write the new version without making it the study's current model, and print how "
+                             "much it changes the other cases' predictions (the panel always does this)")
     parser.set_defaults(func=run)
 
 
@@ -81,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from napari_uamc.cli._progress import ProgressBar
-    from napari_uamc.engine.finetune import DEFAULT_MINUTES, finetune_study
+    from napari_uamc.engine.finetune import DEFAULT_MINUTES, compare_with_parent, finetune_study
+    from napari_uamc.engine.inference import Cancelled
 
     stop = threading.Event()
     by_time = args.iterations is None
@@ -109,8 +115,15 @@ def run(args: argparse.Namespace) -> int:
         result = finetune_study(
             args.study, model_path=args.model, iterations=args.iterations, minutes=args.minutes,
             device=args.device, overrides=_overrides(args), should_stop=stop.is_set,
-            on_step=on_step, on_message=on_message, score=not args.no_score,
+            on_step=on_step, on_message=on_message, score=not args.no_score, adopt=not args.no_adopt,
         )
+        change = None
+        if args.no_adopt and result.unlabeled and not stop.is_set():
+            change = compare_with_parent(args.study, result, device=args.device, should_stop=stop.is_set)
+    except Cancelled as stopped:
+        bar.close("stopped")
+        print(stopped, file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -122,4 +135,14 @@ def run(args: argparse.Namespace) -> int:
         + (f", training Dice on the accepted cases {mean:.3f} (cases it trained on)" if mean is not None else "")
         + f"\n{result.path}"
     )
+    before = [v for v in result.starting_agreement.values()]
+    if before and mean is not None:
+        print(f"accepted cases: Dice with the labels {result.parent} {sum(before) / len(before):.3f} -> "
+              f"{result.version} {mean:.3f} (training score)")
+    if change is not None and change.mean is not None:
+        print(f"other cases: Dice between {result.parent}'s and {result.version}'s predictions {change.mean:.3f} "
+              f"on {len(change.cases)} of {change.of} (1 = unchanged)")
+    print(f"{result.version} is now the study's current model" if result.adopted else
+          f"{result.version} is not adopted: the study's model stays as it was "
+          "(adopt it in the panel: Model versions > Use selected version)")
     return 0

@@ -6,7 +6,7 @@ running statistics drift from the images the model will segment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ def recalibrate_batchnorm(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     channels_last: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> int:
     """Re-estimate every BatchNorm's running statistics on random patches of ``images``.
 
@@ -37,7 +38,10 @@ def recalibrate_batchnorm(
     The statistics are reset and then averaged cumulatively (``momentum=None``) over all
     patches, with dropout off (as at inference) and no gradients; the model ends in eval mode
     on ``device``.
-    Returns the number of patches used (0 when the model has no BatchNorm or no image is given).
+    ``should_stop()`` is checked before each batch: once it is true no further batch runs (the
+    statistics stay the average over the batches done; none done: the model's own statistics).
+    Returns the number of patches used (0 when the model has no BatchNorm or no image is given,
+    or when stopped before the first batch).
 
     Raises:
         RuntimeError: from torch, e.g. out of memory on ``device``.
@@ -55,6 +59,8 @@ def recalibrate_batchnorm(
             start = [int(rng.integers(s - p + 1)) for s, p in zip(padded.shape, patch)]
             window = tuple(slice(o, o + p) for o, p in zip(start, patch))
             crops.append(np.ascontiguousarray(padded[window], dtype=np.float32))
+    if should_stop is not None and should_stop():
+        return 0
     saved_momentum = [m.momentum for m in norms]
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)
@@ -63,14 +69,18 @@ def recalibrate_batchnorm(
         module.reset_running_stats()
         module.momentum = None
         module.train()
+    used = 0
     try:
         for start in range(0, len(crops), batch_size):
+            if used and should_stop is not None and should_stop():
+                break
             x = torch.from_numpy(np.stack(crops[start:start + batch_size])[:, None]).to(device)
             with autocast(device, dtype):
                 model(x.contiguous(memory_format=memory_format))
+            used += x.shape[0]
     finally:
         for module, momentum in zip(norms, saved_momentum):
             module.momentum = momentum
         model.to(memory_format=torch.contiguous_format)
         model.eval()
-    return len(crops)
+    return used

@@ -10,10 +10,19 @@ fine-tunes at ``finetune_lr``. The other cases of the study are the unlabeled da
 training; with consistency terms (``terms`` with ``itc``/``ctc``, the CLI's ``--method ugmcl``)
 they also feed UG-MCL's consistency, at full weight from the first step; with ``anchors`` a warm
 start also trains on them labeled by the starting model. By default the EMA teacher is kept as
-the result. Then it writes ``.uamc/models/vNNN.pt`` + ``vNNN.json`` and makes it the study's
-current model. A stop request ends training early and still writes the version (marked
-``stopped_early``). It prints nothing: progress goes to the ``on_step`` and ``on_message``
-callbacks.
+the result. Then it writes ``.uamc/models/vNNN.pt`` + ``vNNN.json`` and, with ``adopt=True``
+(the CLI's default), makes it the study's current model; with ``adopt=False`` (the plugin) the
+version is only written, and :func:`compare_with_parent` measures how much it changes the other
+cases' predictions before a person adopts or discards it.
+
+A stop request is checked at every stage (the comparison: before each window; reading: between
+cases; training: before each step; BatchNorm recalibration: between batches; scoring: before each
+window). Once training has taken a step, a stop still writes the version, marked
+``stopped_early``, without recalibration batches or scores still to come; a stop before the first
+step writes nothing and raises ``inference.Cancelled``. The version's files are written
+atomically and its ``.json`` last, so a process killed at any moment leaves no ``.pt`` without its
+record (only the reservation placeholder, see :func:`remove_unfinished_versions`). It prints
+nothing: progress goes to the ``on_step`` and ``on_message`` callbacks.
 """
 
 from __future__ import annotations
@@ -72,6 +81,11 @@ COLD_START_DICE = 0.5
 STRUCTURE_MARGIN = 1.1
 #: Random patches per study image for the BatchNorm recalibration.
 RECALIBRATION_PATCHES_PER_IMAGE = 2
+#: :func:`compare_with_parent` compares at most this many of the other cases (most uncertain first)...
+COMPARE_MAX_CASES = 5
+#: ... and starts no new case once this many seconds are spent (sized on 2 CPU cores: see
+#: docs/napari-plugin.md, "A new version is offered").
+COMPARE_SECONDS = 6.0
 
 StepCallback = Callable[[StepReport], None]
 MessageCallback = Callable[[str], None]
@@ -92,6 +106,12 @@ class FinetuneResult:
     unlabeled: list[str]
     training_dice: dict[str, float] = field(default_factory=dict)
     meta: ModelMeta | None = None
+    #: Dice of the starting model's predictions against each accepted label (before training)
+    starting_agreement: dict[str, float] = field(default_factory=dict)
+    #: whether the version became the study's current model (``adopt``)
+    adopted: bool = False
+    #: the file the fine-tune started from
+    parent_path: Path | None = None
 
     @property
     def mean_training_dice(self) -> float | None:
@@ -264,6 +284,7 @@ def finetune_study(
     on_message: MessageCallback | None = None,
     score: bool = True,
     resample_tolerance: float = 0.10,
+    adopt: bool = True,
 ) -> FinetuneResult:
     """Fine-tune on ``study`` and write a new model version (see the module docstring).
 
@@ -271,8 +292,11 @@ def finetune_study(
     current model, else the packaged default). Budget: ``iterations`` or ``minutes`` (not both;
     neither: :data:`DEFAULT_MINUTES`). ``overrides``: :class:`TrainConfig` fields to change
     (``terms``, ``finetune_lr``, ``bn_recalibration``, ``keep_ema``, ``batch_size``, ...).
-    ``score``: compute the training Dice on the accepted cases. Raises :class:`TrainingError`
-    when no case is accepted or training fails (the study's current model is then unchanged).
+    ``score``: compute the training Dice on the accepted cases. ``adopt``: make the new version
+    the study's current model (``False``: write it only; a person adopts it later). Raises
+    :class:`TrainingError` when no case is accepted or training fails, and ``inference.Cancelled``
+    when stopped before the first training step (the study's current model is then unchanged and
+    no version is written).
     """
     say = on_message or (lambda text: None)
     started = time.perf_counter()
@@ -298,6 +322,12 @@ def finetune_study(
 
     from napari_uamc.engine.inference import Cancelled
 
+    def stopped() -> bool:
+        return bool(should_stop and should_stop())
+
+    def nothing_written(where: str) -> Cancelled:
+        return Cancelled(f"fine-tune stopped {where}: no model version was written")
+
     agreement: dict[str, float] = {}
     say("comparing the starting model with the accepted labels")
     try:
@@ -318,8 +348,13 @@ def finetune_study(
             f"where the patch holds the accepted structures whole")
 
     say(f"reading {len(labeled_names)} accepted and {len(unlabeled_names)} other cases")
-    labeled = [_read_case(study, n, spacing, True, resample_tolerance) for n in labeled_names]  # type: ignore[arg-type]
-    unlabeled = [_read_case(study, n, spacing, False, resample_tolerance) for n in unlabeled_names]  # type: ignore[arg-type]
+    labeled: list[TrainingCase] = []
+    unlabeled: list[TrainingCase] = []
+    for names, cases, is_labeled in ((labeled_names, labeled, True), (unlabeled_names, unlabeled, False)):
+        for name in names:
+            if stopped():
+                raise nothing_written("before training began")
+            cases.append(_read_case(study, name, spacing, is_labeled, resample_tolerance))  # type: ignore[arg-type]
     patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled])
 
     base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
@@ -366,11 +401,13 @@ def finetune_study(
         if on_step is not None:
             on_step(report)
     if trainer.stopped_early:
+        if trainer.iteration == 0:
+            raise nothing_written("before its first training step")
         say(f"stopped after {trainer.iteration} iterations")
 
     result_model = trainer.result_model(use_teacher=cfg.keep_ema)
     recalibrated = 0
-    if cfg.bn_recalibration:
+    if cfg.bn_recalibration and not stopped():
         say("recalibrating BatchNorm statistics on the study's images")
         recalibrated = recalibrate_batchnorm(
             result_model,
@@ -382,6 +419,7 @@ def finetune_study(
             device=trainer.device,
             dtype=trainer.dtype,
             channels_last=cfg.channels_last,
+            should_stop=should_stop,
         )
     result_model.eval()
 
@@ -398,12 +436,16 @@ def finetune_study(
         trained_on=f"fine-tuned on study {study.name} ({study.root})",
         synthetic_only=False,
     )
-    save_checkpoint(path, result_model, new_meta)
-
     scores: dict[str, float] = {}
-    if score:
+    if score and not stopped():
         say("scoring the accepted cases (training Dice)")
-        scores = training_dice(result_model, new_meta, study, labeled_names, str(trainer.device))
+        try:
+            scores = training_dice(result_model, new_meta, study, labeled_names, str(trainer.device), should_stop)
+        except Cancelled:
+            say("stopped while scoring: the version is written without its training Dice")
+    save_checkpoint(path, result_model, new_meta)  # after the scores: the .json follows at once
+    # stopped in training, or later (recalibration or scores cut short): never a finished version
+    stopped_early = trainer.stopped_early or stopped()
     seconds = time.perf_counter() - started
     info = ModelVersionInfo(
         version=version,
@@ -413,7 +455,7 @@ def finetune_study(
         kind="finetune",
         cases={"labeled": labeled_names, "unlabeled": unlabeled_names},
         iterations=trainer.iteration,
-        stopped_early=trainer.stopped_early,
+        stopped_early=stopped_early,
         budget={"iterations": iterations, "minutes": minutes},
         seconds=round(seconds, 1),
         training_seconds=round(trainer.seconds, 1),
@@ -442,10 +484,115 @@ def finetune_study(
     )
     info_path = study.model_info_path(version)
     write_text_atomic(info_path, json.dumps(info.to_json(), indent=1, sort_keys=True), parents=True)
-    study.current_model = version
-    say(f"wrote model {version} ({path})")
+    if adopt:
+        study.current_model = version
+        say(f"wrote model {version} ({path}); it is now the study's current model")
+    else:
+        say(f"wrote model {version} ({path}); not adopted: the study's model is still "
+            f"{study.current_model or DEFAULT_MODEL_NAME}")
     return FinetuneResult(
         version=version, path=path, info_path=info_path, parent=parent,
-        iterations=trainer.iteration, stopped_early=trainer.stopped_early, seconds=seconds,
+        iterations=trainer.iteration, stopped_early=stopped_early, seconds=seconds,
         labeled=labeled_names, unlabeled=unlabeled_names, training_dice=scores, meta=new_meta,
+        starting_agreement=dict(agreement), adopted=adopt, parent_path=source,
     )
+
+
+@dataclass
+class PredictionChange:
+    """How much a new version changes the predictions of cases nobody accepted: per case, the
+    Dice between the parent's and the new version's label maps (1.0: unchanged)."""
+
+    cases: dict[str, float]
+    #: the other cases there were (``cases`` may be a sample of them, see :func:`compare_with_parent`)
+    of: int
+    seconds: float
+    stopped: bool = False
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(list(self.cases.values()))) if self.cases else None
+
+    @property
+    def lowest(self) -> tuple[str, float] | None:
+        return min(self.cases.items(), key=lambda item: item[1]) if self.cases else None
+
+
+def compare_with_parent(
+    study: Study | str | os.PathLike[str],
+    result: FinetuneResult,
+    *,
+    device: str = "auto",
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    max_cases: int = COMPARE_MAX_CASES,
+    seconds: float = COMPARE_SECONDS,
+) -> PredictionChange:
+    """Dice between the parent's and the new version's predictions on the unaccepted cases, in
+    the order *Next case* opens them (most uncertain first): at most ``max_cases``, and no new
+    case once ``seconds`` are spent (at least one). The parent's prediction saved in the study is
+    reused (:func:`starting_prediction`); the new version runs one deterministic pass per case.
+    A stop request (checked before each window) ends it with the cases done so far."""
+    from napari_uamc.engine.inference import Cancelled, InferenceConfig, segment_volume
+
+    if not isinstance(study, Study):
+        study = Study.open(study)
+    started = time.perf_counter()
+    others = [case for case in study.ranked_for_labeling() if case in set(result.unlabeled)]
+    chosen = others[:max(0, max_cases)]
+    change = PredictionChange({}, len(others), 0.0)
+    if not chosen or result.parent_path is None:
+        return change
+    parent_model, parent_meta = load_checkpoint(result.parent_path, "cpu")
+    model, meta = load_checkpoint(result.path, "cpu")
+    config = InferenceConfig(mc_samples=0, device=device)
+    for index, name in enumerate(chosen):
+        if on_progress is not None:
+            on_progress(index, len(chosen))
+        if index and time.perf_counter() - started >= seconds:
+            break
+        try:
+            before = starting_prediction(parent_model, parent_meta, study, name, result.parent, device, should_stop)
+            after = segment_volume(model, meta, study.read_image(name), config, should_stop=should_stop).label
+        except Cancelled:
+            change.stopped = True
+            break
+        change.cases[name] = _foreground_dice(before, after, meta.n_classes)
+    if on_progress is not None:
+        on_progress(len(change.cases), len(chosen))
+    change.seconds = time.perf_counter() - started
+    return change
+
+
+def remove_unfinished_versions(study: Study | str | os.PathLike[str], since: float) -> list[str]:
+    """After a fine-tune process was killed: remove what it left half-written in the study's
+    models folder, i.e. versions reserved (``vNNN.json`` still the reservation placeholder) since
+    ``since`` (a ``time.time()``), with any ``.pt`` of theirs, and temporary files of atomic writes
+    made since then. Returns the names removed."""
+    from napari_uamc._atomic import TEMP_MARK
+    from napari_uamc.data.study.versions import RESERVED_PLACEHOLDER
+
+    if not isinstance(study, Study):
+        study = Study.open(study)
+    folder = study.models_dir
+    removed: list[str] = []
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.iterdir()):
+        try:
+            recent = path.stat().st_mtime >= since - 1.0
+            if not recent or not path.is_file():
+                continue
+            if path.name.startswith(".") and TEMP_MARK in path.name:
+                path.unlink()
+                removed.append(path.name)
+            elif path.suffix == ".json" and path.read_text() == RESERVED_PLACEHOLDER:
+                model = path.with_suffix(".pt")
+                if model.exists():
+                    model.unlink()
+                    removed.append(model.name)
+                path.unlink()
+                removed.append(path.name)
+        except OSError:
+            continue
+    return removed
