@@ -28,6 +28,10 @@ def read_case_list(path: str | os.PathLike[str], *, case_folders: bool = False) 
     By default file suffixes are stripped (:func:`~napari_uamc.data.io.case_name`). With
     ``case_folders`` a line's first path part is the case (``CASE/mri_norm2.h5`` -> ``CASE``)
     and a name listed twice is refused.
+
+    Raises:
+        InputError: the file cannot be read, names no case, or (``case_folders``) names a case
+            twice.
     """
     path = Path(path)
     try:

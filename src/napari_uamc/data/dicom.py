@@ -124,7 +124,17 @@ def read_dicom(
     path: str | os.PathLike[str], series: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], dict[str, Any]]:
     """``(array [i, j, k] in file order, RAS affine, spacing mm, info)`` of a DICOM series folder
-    or a single (multi-frame) DICOM file; see the module docstring for what is refused."""
+    or a single (multi-frame) DICOM file; see the module docstring for what is refused.
+
+    ``array`` is indexed (column, row, slice) of the series, not yet canonical (RAS+);
+    ``affine`` maps those indices to RAS mm; ``spacing`` is the voxel size in mm along them.
+
+    Raises:
+        InputError: SimpleITK is not installed; a folder holds no image series, several without
+            ``series``, or not the ``series`` asked for; slices are missing, unevenly spaced or
+            share one position; GDCM cannot read the image; it is a single 2D slice or has more
+            than one component per pixel (colour).
+    """
     sitk = _sitk()
     path = Path(path)
     info: dict[str, Any] = {"path": str(path)}

@@ -125,7 +125,7 @@ def case_name(path: str | os.PathLike[str], *, strip_seg: bool = False) -> str:
     prediction ``la_001_seg.nii.gz`` also maps to ``la_001``. A file that a research layout names
     the same in every case folder (:data:`PER_CASE_FOLDER_STEMS`) takes its folder's name:
     ``case_name("0RZDK210BSMWAA6467LU/mri_norm2.h5") == "0RZDK210BSMWAA6467LU"``, so two such
-    files never share a case name (or an output name).
+    files never share a case name (or an output name). Names only: it raises no error.
     """
     path = Path(path)
     name = path.name
@@ -413,12 +413,16 @@ def read_volume(
 ) -> Volume:
     """Read a 3D image into canonical RAS+ voxel order, remembering the source grid.
 
-    ``path`` is a NIfTI, NRRD, LA ``.h5`` or DICOM file, or a folder of one DICOM series
-    (``series``: the SeriesInstanceUID to pick when it holds several; see
-    :mod:`napari_uamc.data.dicom`). ``spacing`` (mm, one number or three) and ``key`` apply to
-    ``.h5`` files only, which carry no geometry; the others keep their own. Floating-point data
-    becomes float32, integer data keeps its type. ``Volume.name`` is the path (plus ``[key]``
-    for ``.h5``).
+    ``path`` is a NIfTI, NRRD, LA ``.h5`` or DICOM file, or a folder of one DICOM series (``series``: the
+    SeriesInstanceUID to pick when it holds several; see :mod:`napari_uamc.data.dicom`). ``spacing`` (mm, one
+    number or three) and ``key`` apply to ``.h5`` files only, which carry no geometry; the others keep their
+    own. Floating-point data becomes float32, integer data keeps its type. ``Volume.name`` is the path (plus
+    ``[key]`` for ``.h5``).
+
+    Raises:
+        InputError: a missing, unsupported, corrupt or truncated file; not one 3D volume of finite real
+            numbers; a bad spacing, affine or NRRD unit; no ``.h5`` dataset ``key``; DICOM: no SimpleITK,
+            several series but no (or an unknown) ``series``, missing or uneven slices, a 2D slice, colour.
     """
     path, raw = _read_raw(path, key, spacing, series)
     array = raw.array
@@ -452,8 +456,12 @@ def _label_array(array: np.ndarray, what: str) -> np.ndarray:
 def read_label(path: str | os.PathLike[str], like: Volume, *, key: str = "label") -> Volume:
     """Read a label map that must lie on the grid of the image ``like``.
 
-    Raises :class:`GridMismatchError` naming both files when the grids differ. For ``.h5``
-    the dataset ``key`` is read with ``like``'s spacing.
+    Values become integer class indices (uint8 when they fit) in ``like``'s canonical order; for
+    ``.h5`` the dataset ``key`` is read with ``like``'s spacing.
+
+    Raises:
+        InputError: as :func:`read_volume`, or values that are not integers >= 0.
+        GridMismatchError: its shape or affine (beyond 1 µm) is not ``like``'s (names both files).
     """
     path, raw = _read_raw(path, key, like.spacing)
     label = _make_volume(path, raw, _label_array(raw.array, str(path)), key)
@@ -464,7 +472,12 @@ def read_label(path: str | os.PathLike[str], like: Volume, *, key: str = "label"
 def read_h5_case(
     path: str | os.PathLike[str], *, spacing: SpacingLike | None = None
 ) -> tuple[Volume, Volume | None]:
-    """Image and (when the file has a ``label`` dataset) label of an LA ``.h5`` file."""
+    """Image and (if it has a ``label`` dataset) label of an LA ``.h5`` file; ``spacing`` in mm.
+
+    Raises:
+        InputError: ``path`` is not ``.h5``, or as :func:`read_volume` and :func:`read_label`.
+        GridMismatchError: the ``label`` dataset's shape differs from the ``image``'s.
+    """
     path = Path(path)
     if _matching_suffix(path) != H5_SUFFIX:
         raise InputError(f"{path}: not an .h5 file")
@@ -492,7 +505,11 @@ def volume_from_array(
     """A :class:`Volume` from an array in its own voxel order.
 
     ``affine`` maps the array's voxel indices to RAS mm and defaults to ``diag(spacing)``
-    (``spacing`` is ignored when ``affine`` is given). The result is canonicalized like a file.
+    (``spacing``: mm, one number or three; ignored when ``affine`` is given). Canonicalized like a file.
+
+    Raises:
+        InputError: ``array`` is not one 3D volume of finite real numbers, a bad ``spacing``, or
+            an ``affine`` that is not a finite 4x4 matrix with a positive voxel size on each axis.
     """
     array = np.asarray(array)
     _require_numeric(array, name)
@@ -571,16 +588,17 @@ def _save_atomically(image: Any, path: Path) -> None:
 def write_volume(
     path: str | os.PathLike[str], array: np.ndarray, like: Volume, *, dtype: Any = None
 ) -> Path:
-    """Write ``array`` (on ``like``'s canonical grid) as ``.nii.gz`` on the source's own grid.
+    """Write ``array`` (``like.shape``, canonical order) as ``.nii.gz`` on the source's own grid.
 
-    The file gets the source file's voxel order, shape and affine (and, for a NIfTI source,
-    its qform/sform codes and units), so it overlays the original in any viewer. Labels are
-    stored as uint8/int16 (whichever fits), floats as float32, unless ``dtype`` is given.
-    The write is atomic: an existing file is replaced only by a complete new one.
+    The file gets the source file's voxel order, shape and affine (and, for a NIfTI source, its qform/sform
+    codes and units), so it overlays the original in any viewer. Labels are stored as uint8, int16 or int32
+    (the first that fits), floats as float32, unless ``dtype`` is given. The write is atomic: an existing
+    file is replaced only by a complete new one.
 
     Raises:
-        InputError: ``path`` does not end in ``.nii.gz``. GridMismatchError: ``array``'s shape
-            is not ``like.shape``. UamcError: the file could not be written.
+        InputError: ``path`` does not end in ``.nii.gz``.
+        GridMismatchError: ``array``'s shape is not ``like.shape``.
+        UamcError: the file could not be written (the base class; its cause is the OSError).
     """
     path = Path(path)
     if not path.name.lower().endswith(NIFTI_SUFFIX):
@@ -601,7 +619,10 @@ def write_volumes(jobs: Sequence[tuple[str | os.PathLike[str], np.ndarray, Volum
 
     Compressing a ``.nii.gz`` releases the GIL, so the files of one prediction (label, SDF,
     uncertainty) take about the time of the largest on a multi-core machine. Each write is atomic;
-    the first failure is raised after the others have finished.
+    the first failure (in ``jobs`` order) is raised after the others have finished.
+
+    Raises:
+        InputError, GridMismatchError, UamcError: as :func:`write_volume`.
     """
     from concurrent.futures import ThreadPoolExecutor
 

@@ -75,7 +75,11 @@ def foreground(array: np.ndarray, label: int | None = None) -> np.ndarray:
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient ``2|A∩B| / (|A|+|B|)`` of two boolean masks; 1 when both are empty."""
+    """Dice coefficient ``2|A∩B| / (|A|+|B|)`` of two boolean masks; 1 when both are empty.
+
+    Unchecked (no project error): ``a`` and ``b`` must have one shape, or numpy broadcasts them
+    or raises ``ValueError``; :func:`compute_metrics` checks its input.
+    """
     total = np.count_nonzero(a) + np.count_nonzero(b)
     if total == 0:
         return 1.0
@@ -83,7 +87,10 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Jaccard index ``|A∩B| / |A∪B|`` of two boolean masks; 1 when both are empty."""
+    """Jaccard index ``|A∩B| / |A∪B|`` of two boolean masks; 1 when both are empty.
+
+    Unchecked like :func:`dice`: ``a`` and ``b`` must have one shape.
+    """
     intersection = np.count_nonzero(np.logical_and(a, b))
     union = np.count_nonzero(a) + np.count_nonzero(b) - intersection
     if union == 0:
@@ -105,12 +112,19 @@ def surface_distances(
 ) -> np.ndarray:
     """Distance from each surface voxel of ``a`` to the nearest surface voxel of ``b``.
 
-    Returns a 1D float64 array with one entry per surface voxel of ``a`` (empty when ``a`` is
-    empty), in the units of ``spacing``. ``b`` must not be empty.
+    ``a`` and ``b`` are 3D masks (nonzero = foreground) of one shape and voxel order;
+    ``spacing`` is the voxel size along their axes (mm, or 1 for voxels). Returns a 1D float64
+    array with one entry per surface voxel of ``a`` (empty when ``a`` is empty), in the units of
+    ``spacing``. ``b`` must not be empty.
 
     Both masks are cropped to the bounding box of their union and padded with one background
     voxel, which keeps the border-as-background convention and gives the same distances as
     the full arrays (every surface voxel lies inside the box; the transform is exact).
+
+    Raises:
+        GridMismatchError: ``a`` and ``b`` differ in shape.
+        InputError: the masks are not 3D, ``spacing`` is not three positive finite numbers, or
+            ``b`` is empty.
     """
     a, b = _as_mask_pair(a, b)
     sampling = _check_spacing(spacing)
@@ -132,9 +146,15 @@ def compute_metrics(
 ) -> CaseMetrics:
     """Dice, Jaccard, HD95 and ASD of a prediction against the ground truth.
 
-    ``spacing`` is the voxel size in mm along the array axes; with ``unit="voxel"`` distances
-    are in voxels (unit spacing) instead. ``label`` selects one class id; by default every
+    ``pred`` and ``truth`` are 3D label maps of one shape and voxel order. ``spacing`` is the
+    voxel size in mm along the array axes; HD95 and ASD are in mm, or with ``unit="voxel"`` in
+    voxels (unit spacing, ``spacing`` ignored). ``label`` selects one class id; by default every
     nonzero voxel is foreground.
+
+    Raises:
+        InputError: ``unit`` is not ``"mm"`` or ``"voxel"``, the maps are not 3D, or (``unit="mm"``)
+            ``spacing`` is not three positive finite numbers.
+        GridMismatchError: ``pred`` and ``truth`` differ in shape.
     """
     check_unit(unit)
     sampling = _check_spacing(spacing) if unit == "mm" else (1.0, 1.0, 1.0)
@@ -163,7 +183,8 @@ def summarize(results: Mapping[str, CaseMetrics]) -> dict[str, dict[str, float |
     """Mean of each metric over the cases where it is defined, and counts of undefined values.
 
     Returns ``{"mean": {metric: float | None}, "undefined": {metric: int}}`` with the names of
-    :data:`METRIC_NAMES`; a mean is ``None`` when no case defines that metric.
+    :data:`METRIC_NAMES`; a mean is ``None`` when no case defines that metric. Distances keep
+    the unit the cases were computed in (mm unless ``unit="voxel"``). Raises no project error.
     """
     mean: dict[str, float | int | None] = {}
     undefined: dict[str, float | int | None] = {}

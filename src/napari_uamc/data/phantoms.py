@@ -277,7 +277,15 @@ def make_phantom(
     domain: str = "A",
     name: str | None = None,
 ) -> PhantomCase:
-    """A deterministic phantom for ``(seed, shape, domain)``; see the module docstring."""
+    """A deterministic phantom for ``(seed, shape, domain)``; see the module docstring.
+
+    ``shape`` is the canonical ``(x, y, z)`` grid size in voxels; ``image`` (float32) and
+    ``label`` (uint8) are in RAS+ ``[x, y, z]`` order, ``spacing`` in mm.
+
+    Raises:
+        InputError: ``seed`` is not an integer >= 0, ``shape`` is not three integers from 16 to
+            1024, or ``domain`` is not one of :data:`DOMAINS`.
+    """
     seed = _check_seed(seed)
     shape = _check_shape(shape)
     domain = resolve_domain(domain)
@@ -362,6 +370,13 @@ def write_phantom_study(
     ``make_phantom(case_seed(seed, i), shape, domain)``. ``out`` must be empty or absent
     unless ``overwrite`` (then the study parts in it are replaced). ``progress(done, total)``
     is called after each case.
+
+    Raises:
+        InputError: ``cases`` < 1, ``labeled`` not an integer from 0 to ``cases``, or a bad
+            ``seed``, ``shape`` or ``domain`` (as :func:`make_phantom`); nothing is written.
+        StudyError: ``out`` is a file, or a non-empty folder without ``overwrite``; or the
+            study's records (``dataset.json``, ``state.json``) cannot be written.
+        OSError: a phantom file or folder cannot be written or replaced (not wrapped).
     """
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise InputError(f"number of phantom cases must be at least 1, not {cases!r}")

@@ -64,8 +64,9 @@ def find_research_cases(source: str | os.PathLike[str], case_list: str | os.Path
     """The cases of a research-layout folder, in list order (``case_list``, else ``train.list``
     in ``source`` when present, else sorted by name).
 
-    Raises :class:`InputError` when ``source`` holds neither layout, mixes them, or a listed case
-    has no folder.
+    Raises:
+        InputError: ``source`` is not a folder, holds neither layout or mixes them, or the case
+            list cannot be read, names no case, names one twice or names one with no folder.
     """
     root = Path(source).expanduser()
     if not root.is_dir():
@@ -136,8 +137,16 @@ def import_study(
     ``labeled``: how many of the first cases (list order) are accepted into ``labelsTr/``;
     ``case_list``: a file naming the cases to import, in order; ``spacing`` (mm, one or three
     numbers): the voxel size of ``.h5`` files (default 0.625). ``progress(done, total, case)``
-    follows each case. Raises :class:`InputError` for bad input and :class:`StudyError` when
-    ``out`` exists and is not empty; nothing is written at ``out`` unless the whole import worked.
+    follows each case. Nothing is written at ``out`` unless the whole import worked.
+
+    Raises:
+        InputError: as :func:`find_research_cases`; ``labeled`` is not an integer from 0 to the
+            number of cases; ``spacing`` is not one or three positive numbers; a case to accept
+            has no label file; an image or label cannot be read (as
+            :func:`~napari_uamc.data.io.read_volume`) or holds values other than 0 and the atrium
+            (1 in ``.h5``, 255 in ``laendo.nrrd``); or a case name cannot name a file.
+        GridMismatchError: a label is not on its image's grid.
+        StudyError: ``out`` exists and is not an empty folder, or the study cannot be written.
     """
     cases = find_research_cases(source, case_list)
     if isinstance(labeled, bool) or not isinstance(labeled, int) or not 0 <= labeled <= len(cases):

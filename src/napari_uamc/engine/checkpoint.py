@@ -149,7 +149,11 @@ def save_checkpoint(
     """Write ``model``'s weights and ``meta`` to ``path`` atomically (temp file, fsync, rename).
 
     ``half=True`` stores floating-point tensors as float16 (half the size, for the packaged
-    model); :func:`load_checkpoint` restores float32.
+    model); :func:`load_checkpoint` restores float32. ``meta.spacing`` is in mm along (x, y, z).
+
+    Raises:
+        CheckpointError: ``meta``'s architecture (classes, channels, width, norm) is not ``model``'s.
+        OSError: the file cannot be written (not wrapped; an existing file is left as it was).
     """
     path = Path(path)
     check_meta_fits(model, meta)
@@ -266,7 +270,11 @@ def _parse_meta(path: Path, payload: Mapping[str, Any]) -> ModelMeta:
 
 
 def read_meta(path: str | os.PathLike[str]) -> ModelMeta:
-    """The metadata of a model file without reading its weights into memory (memory-mapped)."""
+    """The metadata of a model file without reading its weights into memory (memory-mapped).
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`, except that the weights are not checked.
+    """
     payload = _read_payload(path, "cpu", mmap=True)
     return _parse_meta(Path(path), payload)
 
@@ -274,7 +282,16 @@ def read_meta(path: str | os.PathLike[str]) -> ModelMeta:
 def load_checkpoint(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[DualTaskVNet, ModelMeta]:
-    """Build the network a model file describes, load its weights (as float32), in eval mode."""
+    """Build the network a model file describes, load its weights (as float32), in eval mode.
+
+    Raises:
+        CheckpointError: ``path`` is missing or not a file; not a readable PyTorch file, or one
+            holding Python objects (refused unloaded: ``weights_only``); a bare state dict (UA-MT/DTC
+            or other) or any other non-napari-uamc payload; a newer format version; missing,
+            invalid or non-JSON metadata; weights that do not fit the network it describes.
+        RuntimeError, AssertionError: ``device`` is unknown or unavailable (torch's own errors; it is
+            not checked like :func:`~napari_uamc.engine.device.resolve_device` does).
+    """
     path = Path(path)
     payload = _read_payload(path, "cpu", mmap=False)
     meta = _parse_meta(path, payload)

@@ -185,6 +185,16 @@ def segment_volume(
     training-patch-sized window (so the ETA is fair across window sizes); ``should_stop()`` is
     checked before each window and each MC batch, and raises :class:`Cancelled`. ``model`` is
     not modified: an eval-mode (by default fused) copy on the chosen device does the work.
+    ``volume.array`` is in canonical ``[x, y, z]`` order with ``volume.spacing`` in mm; it is
+    resampled to ``meta.spacing`` (mm) when they differ, and every output is on its grid.
+
+    Raises:
+        CheckpointError: ``meta`` does not describe ``model``, the model wants more than one input
+            channel or has over 255 classes, or its training patch is not a multiple of 16.
+        InputError: ``volume`` is empty or not real and finite; ``cfg.device`` or ``cfg.precision``
+            is unknown or unavailable; resampling would shrink an axis to under 4 voxels (a spacing
+            in the wrong unit) or give more than 1024**3 voxels.
+        Cancelled: ``should_stop()`` returned True.
     """
     cfg = cfg or InferenceConfig()
     started = time.perf_counter()
@@ -271,6 +281,10 @@ def write_segmentation(
 
     A binary model gives ``<case>_seg``, ``<case>_sdf`` and ``<case>_uncertainty`` ``.nii.gz``;
     with more classes the SDF is one file per foreground class, ``<case>_sdf_<class>.nii.gz``.
+
+    Raises:
+        GridMismatchError: ``result`` is not on ``volume``'s grid.
+        UamcError: a file could not be written (as :func:`~napari_uamc.data.io.write_volumes`).
     """
     from napari_uamc.data.io import rounded_map, write_volumes
 

@@ -71,9 +71,14 @@ def load_research_state_dict(
 ) -> ResearchLoadReport:
     """Copy a UA-MT/DTC ``VNet`` state dict into ``model`` (a ``DualTaskVNet``) in place.
 
-    A leading ``module.`` (DataParallel) is stripped. Keys the mapping does not know, or tensors
-    whose shape does not fit, raise :class:`CheckpointError` naming a few of them; our parameters
-    the checkpoint lacks (the SDF head for UA-MT) are listed in the report's ``missing``.
+    A leading ``module.`` (DataParallel) is stripped. Our parameters the checkpoint lacks (the SDF
+    head for UA-MT) are left as they were and listed in the report's ``missing``.
+
+    Raises:
+        CheckpointError: ``state_dict`` is not a mapping, is empty, or has keys the mapping does not
+            know; a block has a norm before its first conv, or a resampling block has two convs;
+            tensors have no place in ``model`` (other norm or depth) or another shape (other width
+            or classes). Messages name a few of the keys; ``model`` is unchanged.
     """
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(

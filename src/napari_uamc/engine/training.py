@@ -552,7 +552,18 @@ def train(
     should_stop: StopRequest | None = None,
     resume_state: Mapping[str, Any] | None = None,
 ) -> Iterator[StepReport]:
-    """Train and yield a :class:`StepReport` per step (a :class:`Trainer` without the handle)."""
+    """Train and yield a :class:`StepReport` per step (a :class:`Trainer` without the handle).
+
+    A generator: nothing is checked or run, and nothing raised, before the first ``next()``.
+
+    Raises:
+        TrainingError: no labeled case or one without a label; a ``resume_state`` that is not a
+            training state, is newer, or was made with other cases or another network; a
+            non-finite loss (the last finite state is restored) or out of memory.
+        InputError: a label value >= ``cfg.n_classes``, invalid runtime settings, a batch
+            BatchNorm cannot train on, a ``model`` that does not fit ``cfg``, or an unknown or
+            unavailable ``device`` or ``cfg.precision``.
+    """
     trainer = Trainer(
         cfg, labeled_cases, unlabeled_cases, model=model, device=device, should_stop=should_stop
     )

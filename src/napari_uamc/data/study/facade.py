@@ -70,9 +70,14 @@ def _layout_path(name: str) -> property:
 class Study:
     """A study folder (MSD layout) with its cases, labels, predictions, history and models.
 
-    Use :meth:`open`, :meth:`create` or :meth:`open_or_create`, not the constructor. A study
-    whose folder cannot be written is opened read-only: reading works, writing raises
-    :class:`StudyError`.
+    Use :meth:`open`, :meth:`create` or :meth:`open_or_create`, not the constructor (TypeError). A
+    study whose folder cannot be written is opened read-only: reading works, writing raises
+    :class:`StudyError`. Arrays in and out are in the image's canonical RAS+ ``[i, j, k]`` order.
+
+    Raises:
+        StudyError: any method given a ``case`` the study does not have; any method that writes,
+            on a read-only study or when a write fails (the message names the file and the cause).
+        InputError: a ``read_*`` method meets an unreadable file, or (GridMismatchError) one off its image's grid.
     """
 
     def __init__(self, root: Path, *, _private: bool = False) -> None:
@@ -93,8 +98,8 @@ class Study:
         A folder that cannot be written opens read-only (with a :class:`StudyWarning`).
 
         Raises:
-            StudyError: ``path`` is not a folder holding ``imagesTr/``, or the study is damaged
-                beyond repair (e.g. two images of one case, a newer ``state.json``).
+            StudyError: not a folder holding ``imagesTr/``, or damaged beyond repair (two images of one
+                case, a newer ``state.json``, an unsupported ``dataset.json``); a failed write opens it read-only.
         """
         study = cls(opening.study_root(path), _private=True)
         opening.prepare_tool_dir(study)
@@ -120,8 +125,9 @@ class Study:
         content is refused unless ``exist_ok``, in which case the images are added to it.
 
         Raises:
-            StudyError: ``path`` is a file or a non-empty folder (without ``exist_ok``), or a
-                write failed. InputError: an unreadable image or a duplicate case name.
+            StudyError: ``path`` is a file or a non-empty folder (without ``exist_ok``), a duplicate
+                case name, a folder that cannot be written, or as :meth:`open`.
+            InputError: a missing or unreadable image, a name that cannot be a file name, bad ``labels``/``modality``.
         """
         return opening.create_study(
             cls, path, images, name=name, description=description, labels=labels,
@@ -135,7 +141,10 @@ class Study:
         images: Iterable[str | os.PathLike[str] | Volume] = (),
         **create_options: Any,
     ) -> Study:
-        """Open the study at ``path``; if it has no ``imagesTr/`` yet, create it from ``images``."""
+        """Open the study at ``path``; if it has no ``imagesTr/`` yet, create it from ``images``.
+
+        Raises:
+            StudyError, InputError: as :meth:`open` and :meth:`create`."""
         root = Path(path).expanduser()
         if (root / IMAGES_DIR).is_dir():
             return cls.open(root)
@@ -144,7 +153,9 @@ class Study:
     def add_images(self, images: Iterable[str | os.PathLike[str] | Volume]) -> list[str]:
         """Add images as new cases (all or none); returns their case names.
 
-        Refuses a case name that the study or another of ``images`` already has.
+        Raises:
+            StudyError: read-only study, a case name already taken, or a failed write (nothing added).
+            InputError: as :meth:`create`.
         """
         self._require_writable()
         sources = new_image_sources(images, self._images)
@@ -288,7 +299,8 @@ class Study:
         ``label``: integer array (canonical order, the image's shape) or a :class:`Volume`.
 
         Raises:
-            StudyError: read-only study or unknown case. GridMismatchError, InputError: bad label.
+            StudyError: read-only study, unknown case or a failed write.
+            InputError: not an integer map >= 0 (values up to 65535); GridMismatchError: off the grid.
         """
         return _labels.save_ground_truth(self, case, label)
 
@@ -308,8 +320,10 @@ class Study:
         atomically on the image's exact grid and affine. Returns the label file's path.
 
         Raises:
-            StudyError: read-only study, unknown case, empty label (unless ``allow_empty``), or a
-                failed write (nothing changed). GridMismatchError, InputError: a bad label.
+            StudyError: read-only study, unknown case, empty label (unless ``allow_empty``), a failed
+                write (nothing changed) or, after the label was saved, a failed ``state.json`` update.
+            InputError: not an integer map >= 0, or a value ``labels`` (``dataset.json``) does not name.
+            GridMismatchError: ``label`` is not on the image's grid.
         """
         return _labels.accept(self, case, label, note=note, allow_empty=allow_empty)
 
@@ -325,7 +339,8 @@ class Study:
         """Make an earlier label the accepted one again; the current label goes to history first.
 
         Raises:
-            StudyError: read-only study, unknown case or history entry, or a failed write.
+            StudyError: read-only study, unknown case or history entry, or a failed write (as :meth:`accept`).
+            InputError: the history file is unreadable or not on the image's grid.
         """
         return _labels.restore(self, case, timestamp)
 
@@ -355,7 +370,9 @@ class Study:
         Arrays are in canonical order on the image's grid; ``uncertainty_score`` in nats.
 
         Raises:
-            StudyError: read-only study or unknown case. GridMismatchError, InputError: bad maps.
+            StudyError: read-only study, unknown case or a failed write.
+            InputError: ``seg`` not integers in 0..255, maps not finite numbers or (GridMismatchError)
+                off the image's grid, a non-finite ``uncertainty_score``.
         """
         return _predictions.save_prediction(
             self, case, seg, sdf, uncertainty, uncertainty_score=uncertainty_score, model_version=model_version
@@ -375,7 +392,8 @@ class Study:
         """Keep unaccepted edits of ``case`` (overwrites the previous draft); returns its path.
 
         Raises:
-            StudyError: read-only study, unknown case or failed write. InputError: bad label.
+            StudyError: read-only study, unknown case or failed write.
+            InputError: not an integer map >= 0 (GridMismatchError: not on the image's grid).
         """
         return _labels.save_draft(self, case, label)
 
@@ -389,11 +407,11 @@ class Study:
     # ---------------------------------------------------------------------------- models
 
     def model_path(self, version: str) -> Path:
-        """``models/<version>.pt`` (the engine writes it)."""
+        """``models/<version>.pt`` (the engine writes it); :class:`InputError` unless ``v<NNN>``."""
         return self.layout.model_file(_check_model_version(version))
 
     def model_info_path(self, version: str) -> Path:
-        """``models/<version>.json``: a :class:`ModelVersionInfo` record (the engine writes it)."""
+        """``models/<version>.json``: a :class:`ModelVersionInfo` record; :class:`InputError` as above."""
         return self.layout.model_info_file(_check_model_version(version))
 
     def model_versions(self) -> list[str]:
@@ -416,7 +434,8 @@ class Study:
 
     @property
     def current_model(self) -> str | None:
-        """The model version used for the next Segment (``None``: none chosen yet)."""
+        """The model version used for the next Segment (``None``: none chosen yet); setting a
+        version without a ``.pt`` file raises :class:`StudyError`."""
         return self._load_state().get("current_model")
 
     @current_model.setter
@@ -429,7 +448,8 @@ class Study:
         """Store the case's uncertainty score (nats; ``None`` clears it).
 
         Raises:
-            StudyError: unknown case or read-only study. InputError: not a finite number >= 0.
+            StudyError: unknown case, read-only study or a failed write.
+            InputError: not a finite number (negative numbers are not refused).
         """
         records.set_uncertainty(self, case, score)
 
@@ -437,7 +457,8 @@ class Study:
         """Store ``value`` (a number, text, or a small dict/list of them) under ``scores[key]``.
 
         Raises:
-            StudyError: unknown case or read-only study. InputError: a value JSON cannot hold.
+            StudyError: unknown case, read-only study or a failed write.
+            InputError: ``key`` is not non-empty text, or ``value`` is one JSON cannot hold (NaN too).
         """
         records.record_score(self, case, key, value)
 
