@@ -18,7 +18,7 @@ def test_regions_ranked_by_summed_uncertainty():
     small_hot = _blob(shape, (8, 8, 8), 2, 0.69)  # high peak, small
     large_warm = _blob(shape, (28, 18, 10), 5, 0.4)  # lower peak, much larger sum
     u = np.maximum(small_hot, large_warm).astype(np.float32)
-    regions = uncertain_regions(u, spacing=(1.0, 1.0, 2.0), min_voxels=5)
+    regions = uncertain_regions(u, spacing=(1.0, 1.0, 2.0), min_voxels=5, piece_mm=None)
     assert [r.rank for r in regions] == [1, 2]
     first, second = regions
     assert first.summed_uncertainty > second.summed_uncertainty
@@ -75,7 +75,39 @@ def test_a_shell_region_points_at_its_densest_slice_not_its_empty_centre():
     dist = np.sqrt((grid[0] - 20) ** 2 + (grid[1] - 20) ** 2 + (grid[2] - 15) ** 2)
     u = np.where(np.abs(dist - 10) <= 1, 0.5, 0.0).astype(np.float32)
     u[28:31, 19:22, 10:12] = 0.69  # a hotter patch on the shell, on slices 10 and 11
-    region = uncertain_regions(u, min_voxels=5)[0]
+    region = uncertain_regions(u, min_voxels=5, piece_mm=None)[0]  # whole: the shell is 22 mm wide
     assert u[region.centre_voxel] == 0  # the centroid is inside, where nothing is uncertain
     assert u[region.focus] == pytest.approx(0.69)  # the focus is on the region, at its hottest
     assert u[:, :, region.focus[2]].sum() == max(u[:, :, z].sum() for z in range(30))  # the densest slice
+
+
+def _shell(shape=(80, 80, 40), radius=25.0, centre=(40, 40, 20)):
+    grid = np.indices(shape).astype(float)
+    dist = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre)))
+    return np.where(np.abs(dist - radius) <= 1.5, 0.5, 0.0).astype(np.float32)
+
+
+def test_the_band_around_a_structure_comes_in_pieces_and_its_hottest_piece_is_first():
+    u = _shell()
+    u[60:72, 41:55, 21:35] = 0.69  # a thick, hot part of the band, inside one 20 mm cube
+    whole = uncertain_regions(u, piece_mm=None, top=100)
+    assert len(whole) == 1  # one connected shell
+    pieces = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=20.0, top=1000, min_voxels=1)
+    assert len(pieces) > 8
+    assert sum(p.voxels for p in pieces) == whole[0].voxels  # cut, nothing lost
+    for p in pieces:  # each inside one 20 mm cube of a grid anchored at voxel 0
+        assert all(lo // 20 == hi // 20 for lo, hi in zip(p.bbox_min, p.bbox_max))
+    first = pieces[0]
+    assert u[first.focus] == pytest.approx(0.69)  # the hot part is #1, and its focus is on it
+    assert uncertain_regions(u, piece_mm=20.0) == uncertain_regions(u, piece_mm=20.0)  # deterministic
+
+
+def test_pieces_follow_the_spacing_and_small_regions_stay_whole():
+    u = _shell()
+    u[2:5, 2:5, 2:5] = 0.6  # a small separate region across a grid line at 4 mm... stays one region
+    pieces = uncertain_regions(u, spacing=(0.5, 0.5, 1.0), piece_mm=4.0, top=10000, min_voxels=1)
+    small = [p for p in pieces if p.bbox_max[0] < 10]
+    assert len(small) == 1 and small[0].voxels == 27
+    for p in pieces:  # 4 mm = 8 voxels in x and y, 4 in z
+        if p.bbox_max[0] >= 10:
+            assert all(lo // s == hi // s for lo, hi, s in zip(p.bbox_min, p.bbox_max, (8, 8, 4)))

@@ -66,7 +66,7 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     sdf_layer = viewer.layers[case + SDF_SUFFIX]
     low, high = sdf_layer.contrast_limits
     assert low == pytest.approx(-high)
-    assert viewer.layers[case + UNCERTAINTY_SUFFIX].blending == "additive"
+    assert viewer.layers[case + UNCERTAINTY_SUFFIX].blending == "translucent"
     assert "mL" in panel.segment_status.text()
     assert study.has_prediction(case)
 
@@ -299,6 +299,13 @@ def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
     shape = layer_io.layer_data_to_canonical(image.data).shape
     expected_slice = layer_io.displayed_index(region.focus, shape)[0]
     assert viewer.dims.point[0] == pytest.approx(expected_slice * image.scale[0], abs=image.scale[0])
+    # one unit of volume in the panel (mL, as the segmented volume), and the focus as napari shows
+    # the image's voxels: [slice, row, column] of the layer's data, which its status bar prints
+    text = region_items[0].text()
+    assert " mL" in text and "mm" not in text
+    shown = layer_io.displayed_index(region.focus, shape)
+    assert f"slice {shown[0]}  [{shown[0]}, {shown[1]}, {shown[2]}]" in text
+    assert image.data[shown] == layer_io.layer_data_to_canonical(image.data)[region.focus]
 
 
 def test_create_study_from_layers_and_restore(make_napari_viewer, qtbot, tmp_path):

@@ -36,6 +36,12 @@ class CaseLayers:
         self.baselines: dict[str, np.ndarray] = {}
         #: segmentation layer name -> the layer data the panel last put there or saved from it
         self._snapshots: dict[str, np.ndarray] = {}
+        #: layer name -> its 2D settings that the 3D look changed (see styling.style_for_ndisplay)
+        self._saved_2d: dict[str, dict[str, Any]] = {}
+        viewer.dims.events.ndisplay.connect(self._ndisplay_changed)
+
+    def close(self) -> None:
+        self.viewer.dims.events.ndisplay.disconnect(self._ndisplay_changed)
 
     # ------------------------------------------------------------------ lookups
     def get(self, name: str) -> Any:
@@ -91,6 +97,29 @@ class CaseLayers:
         self.baselines.pop(old, None)
         return layer.name  # napari makes it unique if that name is taken
 
+    # ------------------------------------------------------------------ 2D and 3D looks
+    def _roles(self) -> list[tuple[str, Any]]:
+        """The panel's layers and the images they belong to, with their role in the 3D look."""
+        roles: list[tuple[str, Any]] = []
+        for layer in self.viewer.layers:
+            name = layer.name
+            if name.endswith(SEGMENTATION_SUFFIX):
+                roles.append(("segmentation", layer))
+                image = self.get(name[: -len(SEGMENTATION_SUFFIX)])
+                if image is not None:
+                    roles.append(("image", image))
+            elif name.endswith(MAP_SUFFIXES):
+                roles.append(("map", layer))
+        return roles
+
+    def _ndisplay_changed(self, event: Any = None) -> None:
+        styling.style_for_ndisplay(self._roles(), self.viewer.dims.ndisplay, self._saved_2d)
+
+    def _restyle_3d(self) -> None:
+        """A layer put while the viewer shows 3D takes the 3D look too."""
+        if self.viewer.dims.ndisplay == 3:
+            self._ndisplay_changed()
+
     # ------------------------------------------------------------------ putting layers
     def layer_kwargs(self, volume: Any, name: str, case: str) -> dict[str, Any]:
         return {
@@ -132,6 +161,8 @@ class CaseLayers:
             self.baselines[name] = np.array(baseline, dtype=np.uint8, copy=True)
         self._snapshots[name] = np.array(layer.data, copy=True)
         self.viewer.layers.selection.active = layer
+        self._saved_2d.pop(name, None)
+        self._restyle_3d()
         return layer
 
     def put_maps(self, image: str, volume: Any, sdf: np.ndarray, uncertainty: np.ndarray) -> None:
@@ -144,6 +175,9 @@ class CaseLayers:
             layer = self._set_layer(name, layer_io.volume_to_layer_data(uncertainty), "image",
                                     self.layer_kwargs(volume, name, image))
             styling.style_uncertainty(layer, uncertainty)
+            for suffix in (SDF_SUFFIX, UNCERTAINTY_SUFFIX):
+                self._saved_2d.pop(image + suffix, None)
+            self._restyle_3d()
 
     def put_disagreement(self, image: str, volume: Any, disagreement: np.ndarray) -> Any:
         name = image + DISAGREEMENT_SUFFIX
@@ -151,6 +185,8 @@ class CaseLayers:
             layer = self._set_layer(name, layer_io.volume_to_layer_data(disagreement), "image",
                                     self.layer_kwargs(volume, name, image))
             styling.style_disagreement(layer)
+            self._saved_2d.pop(name, None)
+            self._restyle_3d()
         return layer
 
     def put_changes(self, image: str, volume: Any, changes: np.ndarray) -> Any:
@@ -164,6 +200,7 @@ class CaseLayers:
     def remove(self, name: str) -> None:
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
+        self._saved_2d.pop(name, None)
 
     def remove_all_of(self, image: str) -> None:
         """Remove the image layer and every layer named after it."""
@@ -172,6 +209,7 @@ class CaseLayers:
                 self.viewer.layers.remove(name)
                 self._snapshots.pop(name, None)
                 self.baselines.pop(name, None)
+                self._saved_2d.pop(name, None)
 
     # ------------------------------------------------------------------ navigation
     @staticmethod

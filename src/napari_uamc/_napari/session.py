@@ -81,6 +81,7 @@ class Session:
         events.inserted.disconnect(self._layer_inserted)
         events.removing.disconnect(self._layer_removing)
         events.removed.disconnect(self._layer_removed)
+        self.layers.close()
         for owner in (self, self.finetuning):
             for name in dir(type(owner)):
                 if isinstance(getattr(type(owner), name, None), Signal):
@@ -396,6 +397,14 @@ class Session:
         layer = self.layers.get(self.image_name)
         if layer is not None:
             self.layers.jump_to(self.layers.world_point(layer, region.focus))
+
+    def displayed_focus(self, region: Any) -> tuple[int, int, int] | None:
+        """A region's focus voxel as napari shows the picked image's voxels: (slice, row, column)."""
+        layer = self.layers.get(self.image_name)
+        if layer is None:
+            return None
+        shape = layer_io.layer_data_to_canonical(layer.data).shape
+        return layer_io.displayed_index(region.focus, shape)
 
     def jump_to(self, world: list[float]) -> None:
         self.layers.jump_to(world)

@@ -1,17 +1,32 @@
 """How the layers the panel makes look: names, colormaps, contrast, opacity, blending.
 
 The one place that decides the appearance of a case's layers. No Qt; napari layer objects only.
+Every map is drawn *translucent* with an alpha colormap, never added: the MRI under it keeps its
+grey levels, and what carries no information (certain voxels, heads that agree, the SDF far
+from the surface) is transparent.
 
 ==========================  ======  ====================================================
 layer                       kind    look
 ==========================  ======  ====================================================
-``<image> segmentation``    Labels  half transparent, the one layer a person paints on
-``<image> SDF``             Image   diverging blue-white-red, symmetric limits (white = the
-                                    predicted surface); hidden at first
-``<image> uncertainty``     Image   inferno, added over the MRI; near-certain voxels black
-``<image> disagreement``    Image   magma, added over the MRI, 0 to 1
+``<image> segmentation``    Labels  blue, filled at 0.45 opacity in 2D; in 3D an opaque
+                                    surface
+``<image> SDF``             Image   diverging, fixed limits -1..1 (the network's range):
+                                    blue inside, red outside, transparent near 0, and the
+                                    zero level (the SDF head's surface) as an opaque yellow
+                                    line; hidden at first
+``<image> uncertainty``     Image   transparent below ``UNCERTAINTY_LEVEL`` (the level at
+                                    which *Where to correct* counts a voxel), yellow to red
+                                    and at most 70 % opaque above it; absolute limits
+                                    (0 to ln C nats), so a model that is unsure everywhere
+                                    looks unsure everywhere
+``<image> disagreement``    Image   transparent below 0.15, magenta to white, up to 85 %
+                                    opaque, limits 0 to 0.6
 ``<image> changes``         Labels  1 added, 2 removed, 3 relabelled; not editable
 ==========================  ======  ====================================================
+
+In 3D (:func:`style_for_ndisplay`) the maps are hidden (a volume of them is a fog around the
+surface), the segmentation is an iso-surface and the MRI is dimmed to a faint context; back in 2D
+everything returns to how it was.
 
 The last four are *helper* layers: views of the model's output, never a painting target.
 """
@@ -22,6 +37,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from napari_uamc.data.regions import DEFAULT_RELATIVE_THRESHOLD
 
 #: Suffixes of the layers the panel makes for an image called ``<image>``.
 SEGMENTATION_SUFFIX = " segmentation"
@@ -34,10 +51,23 @@ HELPER_SUFFIXES = (SDF_SUFFIX, UNCERTAINTY_SUFFIX, DISAGREEMENT_SUFFIX, CHANGES_
 #: Image layers the panel makes (not images a person can segment).
 MAP_SUFFIXES = (SDF_SUFFIX, UNCERTAINTY_SUFFIX, DISAGREEMENT_SUFFIX)
 
-#: Uncertainty below this fraction of ln 2 shows black, so the MRI is not tinted where the model is sure.
-UNCERTAINTY_DISPLAY_FLOOR = 0.05
-SEGMENTATION_OPACITY = 0.5
-UNCERTAINTY_OPACITY = 0.8
+#: Uncertainty shows from this fraction of the maximum entropy ln C up: the level at which the
+#: *Where to correct* list counts a voxel as uncertain, so what is tinted is what is listed.
+UNCERTAINTY_LEVEL = DEFAULT_RELATIVE_THRESHOLD
+#: Kept for scripts that imported it: the old name of the level.
+UNCERTAINTY_DISPLAY_FLOOR = UNCERTAINTY_LEVEL
+UNCERTAINTY_MAX_ALPHA = 0.7
+SEGMENTATION_OPACITY = 0.45
+#: Head disagreement (0..1) shows from this level; saturates at DISAGREEMENT_TOP.
+DISAGREEMENT_LEVEL = 0.15
+DISAGREEMENT_TOP = 0.6
+#: The SDF's zero level is drawn where |SDF| < this (the network's SDF is in -1..1).
+SDF_ZERO_BAND = 0.06
+#: In 3D the MRI is a faint context behind the segmentation surface.
+MRI_OPACITY_3D = 0.15
+
+_TRANSPARENT = [0.0, 0.0, 0.0, 0.0]
+_STEP = 1e-3  # width of a colormap's jump from transparent to visible
 
 
 def is_helper(name: str) -> bool:
@@ -45,43 +75,116 @@ def is_helper(name: str) -> bool:
     return name.endswith(HELPER_SUFFIXES)
 
 
-def sdf_colormap() -> Any:
+def _colormap(name: str, controls: list[float], colors: list[list[float]]) -> Any:
     from napari.utils.colormaps import Colormap
 
-    return Colormap(
-        [[0.13, 0.40, 0.67, 1.0], [0.97, 0.97, 0.97, 1.0], [0.70, 0.09, 0.17, 1.0]],
-        name="uamc_sdf_diverging",
+    return Colormap(colors=np.asarray(colors, dtype=float), controls=np.asarray(controls, dtype=float), name=name)
+
+
+def sdf_colormap() -> Any:
+    """Blue (inside, -1) to transparent to red (outside, +1), with an opaque yellow zero level."""
+    blue, red, line = [0.13, 0.40, 0.85], [0.85, 0.15, 0.15], [1.0, 0.9, 0.1, 1.0]
+    half = SDF_ZERO_BAND / 2  # -1..1 maps to 0..1: a band of |sdf| < SDF_ZERO_BAND is +-half
+    return _colormap(
+        "uamc_sdf_diverging",
+        [0.0, 0.3, 0.5 - half - 2 * _STEP, 0.5 - half, 0.5 + half, 0.5 + half + 2 * _STEP, 0.7, 1.0],
+        [blue + [0.5], blue + [0.2], blue + [0.0], line, line, red + [0.0], red + [0.12], red + [0.3]],
     )
 
 
+def uncertainty_colormap() -> Any:
+    """Transparent below UNCERTAINTY_LEVEL (of 0..1 = 0..ln C), then yellow to red, translucent."""
+    level = UNCERTAINTY_LEVEL
+    return _colormap(
+        "uamc_uncertainty",
+        [0.0, level - _STEP, level, 1.0],
+        [_TRANSPARENT, _TRANSPARENT, [1.0, 0.95, 0.2, 0.35], [0.95, 0.1, 0.05, UNCERTAINTY_MAX_ALPHA]],
+    )
+
+
+def disagreement_colormap() -> Any:
+    """Transparent below DISAGREEMENT_LEVEL (of 0..DISAGREEMENT_TOP), then magenta to white."""
+    level = DISAGREEMENT_LEVEL / DISAGREEMENT_TOP
+    return _colormap(
+        "uamc_disagreement",
+        [0.0, level - _STEP, level, 1.0],
+        [_TRANSPARENT, _TRANSPARENT, [1.0, 0.1, 0.9, 0.55], [1.0, 0.85, 1.0, 0.85]],
+    )
+
+
+#: The structure's colour (label 1): a blue that neither the MRI's greys nor the warm uncertainty use.
+SEGMENTATION_COLOR = (0.15, 0.6, 1.0, 1.0)
+#: Any other label a person paints.
+OTHER_LABEL_COLOR = (0.2, 0.9, 0.3, 1.0)
+
+
+def segmentation_colormap() -> Any:
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: list(OTHER_LABEL_COLOR), 0: _TRANSPARENT,
+                                           1: list(SEGMENTATION_COLOR)})
+
+
 def style_segmentation(layer: Any) -> None:
+    layer.colormap = segmentation_colormap()
     layer.opacity = SEGMENTATION_OPACITY
     layer.editable = True
+    layer.blending = "translucent"
 
 
 def style_sdf(layer: Any, sdf: np.ndarray) -> None:
-    limit = float(np.max(np.abs(sdf))) if sdf.size else 0.0
-    limit = limit or 1.0
+    del sdf  # fixed limits: the network's SDF is tanh-bounded, so -1..1 means the same in every case
     layer.colormap = sdf_colormap()
-    layer.contrast_limits = (-limit, limit)
+    layer.contrast_limits = (-1.0, 1.0)
+    layer.blending = "translucent"
+    layer.opacity = 1.0
     layer.visible = False
 
 
-def style_uncertainty(layer: Any, uncertainty: np.ndarray) -> None:
-    layer.colormap = "inferno"
-    layer.blending = "additive"
-    layer.opacity = UNCERTAINTY_OPACITY
-    top = float(np.percentile(uncertainty, 99.9)) if uncertainty.size else 0.0
-    floor = UNCERTAINTY_DISPLAY_FLOOR * math.log(2)  # near-certain voxels stay black (no tint)
-    layer.contrast_limits = (floor, max(top, 2 * floor))
+def style_uncertainty(layer: Any, uncertainty: np.ndarray, n_classes: int = 2) -> None:
+    del uncertainty  # absolute limits: the same colour means the same entropy in every case
+    layer.colormap = uncertainty_colormap()
+    layer.contrast_limits = (0.0, math.log(max(2, n_classes)))
+    layer.blending = "translucent"
+    layer.opacity = 1.0
+    layer.visible = True
 
 
 def style_disagreement(layer: Any) -> None:
-    layer.colormap = "magma"
-    layer.blending = "additive"
-    layer.contrast_limits = (0.0, 1.0)
+    layer.colormap = disagreement_colormap()
+    layer.contrast_limits = (0.0, DISAGREEMENT_TOP)
+    layer.blending = "translucent"
+    layer.opacity = 1.0
+    layer.visible = True
 
 
 def style_changes(layer: Any) -> None:
     # a view, never a painting target: painting stays on the segmentation, which Accept saves
     layer.editable = False
+
+
+def style_for_ndisplay(roles: list[tuple[str, Any]], ndisplay: int, saved: dict[str, dict[str, Any]]) -> None:
+    """Switch layers between their 2D and 3D looks.
+
+    ``roles`` pairs a role (``"image"``, ``"segmentation"`` or ``"map"``) with a layer; ``saved``
+    (layer name -> settings) keeps the 2D settings the 3D look changed, to put them back in 2D.
+    """
+    if ndisplay == 3:
+        for role, layer in roles:
+            if layer.name in saved:
+                continue
+            if role == "image":
+                saved[layer.name] = {"opacity": layer.opacity}
+                layer.opacity = MRI_OPACITY_3D
+            elif role == "segmentation":
+                saved[layer.name] = {"opacity": layer.opacity}
+                layer.opacity = 1.0
+                layer.rendering = "iso_categorical"
+            else:  # a map: a fog around the surface in 3D
+                saved[layer.name] = {"visible": layer.visible}
+                layer.visible = False
+        return
+    for _role, layer in roles:
+        for key, value in saved.pop(layer.name, {}).items():
+            setattr(layer, key, value)
+    saved.clear()

@@ -16,6 +16,12 @@ from napari_uamc.errors import InputError
 #: Voxels whose uncertainty is at least this fraction of the maximum entropy (ln C) count as
 #: "uncertain" when no absolute threshold is given.
 DEFAULT_RELATIVE_THRESHOLD = 0.25
+#: A connected region longer than this (mm) along any axis is cut into pieces of a grid of cubes
+#: of this side. The uncertain band around a segmentation is one connected shell wrapping the
+#: whole structure (on a real LA scan 46 mL, more than the atrium itself); whole, it would always
+#: be #1 and its "where" would mean nothing. In pieces, #1 is the part of the surface where the
+#: band is thickest and most uncertain.
+DEFAULT_PIECE_MM = 20.0
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,13 @@ def uncertain_regions(
     n_classes: int = 2,
     min_voxels: int = 10,
     top: int = 10,
+    piece_mm: float | None = DEFAULT_PIECE_MM,
 ) -> list[UncertainRegion]:
     """Rank 26-connected regions where ``uncertainty >= threshold`` by summed uncertainty.
 
     ``threshold`` is in nats; by default it is ``DEFAULT_RELATIVE_THRESHOLD * ln(n_classes)``.
+    A region longer than ``piece_mm`` along an axis is cut along a fixed grid of ``piece_mm``
+    cubes (anchored at voxel 0) into pieces, each ranked on its own (``None``: never cut).
     Regions smaller than ``min_voxels`` are ignored; at most ``top`` regions are returned.
     """
     uncertainty = np.asarray(uncertainty)
@@ -75,6 +84,8 @@ def uncertain_regions(
     offset = np.array([c.start for c in crop])
     mask, values = mask[crop], uncertainty[crop]
     labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if piece_mm is not None and count:
+        labels, count = _cut_long_regions(labels, count, offset, spacing, piece_mm)
     flat = labels.ravel()
     sizes = np.bincount(flat, minlength=count + 1)[1:]
     sums = np.bincount(flat, weights=values.ravel().astype(np.float64), minlength=count + 1)[1:]
@@ -114,3 +125,26 @@ def _focus(member: np.ndarray, values: np.ndarray) -> np.ndarray:
     z = int(np.argmax(weights.sum(axis=(0, 1))))
     x, y = np.unravel_index(int(np.argmax(weights[:, :, z])), weights.shape[:2])
     return np.array([x, y, z])
+
+
+def _cut_long_regions(labels: np.ndarray, count: int, offset: np.ndarray,
+                      spacing: tuple[float, float, float], piece_mm: float) -> tuple[np.ndarray, int]:
+    """Relabel: a region longer than ``piece_mm`` on an axis becomes one label per grid cube."""
+    steps = [max(1, int(round(piece_mm / float(s)))) for s in spacing]
+    boxes = ndimage.find_objects(labels)
+    long = np.zeros(count + 1, dtype=bool)
+    for i, box in enumerate(boxes, start=1):
+        long[i] = box is not None and any(b.stop - b.start > step for b, step in zip(box, steps))
+    if not long.any():
+        return labels, count
+    # the grid cube of every voxel (anchored at the volume's voxel 0, not the crop's)
+    cells = [(np.arange(n) + o) // step for n, o, step in zip(labels.shape, offset, steps)]
+    counts = [int(c[-1]) + 1 for c in cells]
+    cube = (cells[0][:, None, None] * counts[1] + cells[1][None, :, None]) * counts[2] + cells[2][None, None, :]
+    n_cubes = int(np.prod(counts)) + 1
+    key = labels.astype(np.int64) * n_cubes + np.where(long[labels], cube + 1, 0)
+    inside = labels > 0
+    _, relabelled = np.unique(key[inside], return_inverse=True)
+    out = np.zeros(labels.shape, dtype=np.int32)
+    out[inside] = relabelled.reshape(-1) + 1
+    return out, int(relabelled.max()) + 1

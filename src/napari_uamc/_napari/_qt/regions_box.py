@@ -10,12 +10,25 @@ from napari_uamc._napari.session import Session
 NO_REGION = "no uncertain region above the threshold"
 
 
+def format_ml(ml: float) -> str:
+    """A volume in mL, as the Segment section gives the segmented volume."""
+    if ml >= 10:
+        return f"{ml:.0f} mL"
+    if ml >= 0.1:
+        return f"{ml:.1f} mL"
+    return f"{ml:.2f} mL" if ml >= 0.005 else "<0.01 mL"
+
+
 class RegionsBox(QGroupBox):
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__("Where to correct", parent)
         self.session = session
         layout = QVBoxLayout(self)
-        hint = QLabel("Regions where the model is least sure, most uncertain first. Click one to go there.")
+        hint = QLabel(
+            "Regions where the model is least sure, most uncertain first (summed uncertainty; the band "
+            "around the structure comes in pieces of 2 cm). Click one to go there. [slice, row, column] "
+            "as napari's status bar shows the image's voxels."
+        )
         hint.setWordWrap(True)
         layout.addWidget(hint)
         self.regions_list = QListWidget()
@@ -37,10 +50,14 @@ class RegionsBox(QGroupBox):
                 self.regions_list.addItem(NO_REGION)
             return
         for region in regions:
-            x, y, z = region.focus
-            item = QListWidgetItem(
-                f"#{region.rank}  {region.volume_ml * 1000:.0f} mm³  "
-                f"Σu {region.summed_uncertainty:.1f}  slice {z}  (x {x}, y {y})"
+            where = self.session.displayed_focus(region)
+            at = f"slice {where[0]}  [{where[0]}, {where[1]}, {where[2]}]" if where else ""
+            mean = region.summed_uncertainty / max(1, region.voxels)
+            item = QListWidgetItem(f"#{region.rank}  {format_ml(region.volume_ml)}  mean {mean:.2f} nats  {at}")
+            item.setToolTip(
+                f"{region.voxels} voxels, {format_ml(region.volume_ml)}; uncertainty mean {mean:.3f}, "
+                f"peak {region.peak_uncertainty:.3f} nats; ranked by summed uncertainty "
+                f"({region.summed_uncertainty:.0f} nats over its voxels)"
             )
             item.setData(Qt.UserRole, region)
             self.regions_list.addItem(item)
