@@ -105,16 +105,28 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     panel.budget_spin.setValue(1000)
     panel.finetune()
     qtbot.waitUntil(lambda: panel.finetune_progress.value() >= 2, timeout=120_000)
-    panel.session.finetuning.stop()
+    box = panel.finetune_box
+    box.stop_button.click()
+    assert box.stop_button.text() == "Stopping…" and not box.stop_button.isEnabled()  # at once
+    assert panel.finetune_status.text().startswith("stopping…")
     _wait(qtbot, panel, "_finetune_worker", timeout=120_000)
+    assert box.stop_button.text() == "Stop"
     versions = study.model_versions()
     assert versions == ["v001", "v002"]
     info = json.loads(study.model_info_path("v002").read_text())
     assert info["stopped_early"] is True
     assert info["parent"] == "v001"
-    assert Study.open(tiny_study).current_model == "v002"
-    assert panel.selected_model().version == "v002"
+    # offered, not imposed: the old panel made v002 current here (and Next case used it)
+    assert Study.open(tiny_study).current_model == "v001"
+    assert panel.selected_model().version == "v001"
+    assert box.offer_box.isVisibleTo(panel) and "Stopped early" in box.offer_text.text()
+    assert box.adopt_button.text() == "Adopt v002"
     assert panel.loss_curve.series("total")
+    box.adopt_button.click()
+    _wait(qtbot, panel, "_finetune_worker", timeout=120_000)  # the ranking refresh
+    assert Study.open(tiny_study).current_model == "v002" and not box.offer_box.isVisibleTo(panel)
+    assert panel.selected_model().version == "v002" and panel.model_combo.currentIndex() == 2
+    assert "v002" in box.start_model.text()  # the fine-tune starts from the Segment model
 
     # Segment again with the new version
     panel.segment()
@@ -127,6 +139,11 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
             panel.versions_list.setCurrentRow(row)
     panel.use_selected_version()
     assert Study.open(tiny_study).current_model == "v001"
+    said = panel.versions_box.status.text()
+    assert "now using <b>v001</b>" in said and "was v002" in said
+    assert panel.model_combo.currentIndex() == 1
+    _wait(qtbot, panel, "_finetune_worker", timeout=120_000)  # the ranking refresh with v001
+    assert "ranking refreshed" in panel.finetune_status.text() and "v001" in panel.finetune_status.text()
 
 
 def test_moving_between_cases_keeps_a_draft(make_napari_viewer, qtbot, tiny_study):
@@ -256,9 +273,13 @@ def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
     assert panel.finetune_method.currentIndex() == 0  # the measured default
     panel.finetune_method.setCurrentText("UG-MCL consistency (slower steps)")
     panel.finetune()
+    qtbot.waitUntil(lambda: panel.session.finetuning.offer is not None, timeout=180_000)
+    qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
+    assert "comparing v002 with v001" in panel.finetune_stage.text()  # the stages reach the panel
+    assert Study.open(tiny_study).current_model == "v001"
+    panel.finetune_box.adopt_button.click()
     qtbot.waitUntil(lambda: "ranking refreshed" in panel.finetune_status.text(), timeout=180_000)
     qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
-    assert "wrote model v002" in panel.finetune_stage.text()  # the engine's stages reach the panel
     reopened = Study.open(tiny_study)
     assert reopened.current_model == "v002"
     info = json.loads(reopened.model_info_path("v002").read_text())

@@ -205,3 +205,125 @@ def test_use_version_and_back_to_the_default(session, tiny_study):
     assert session.study.current_model is None and session.models.selected.version is None
     session.use_version("v001")
     assert Study.open(tiny_study).current_model == "v001"
+
+
+def _accept_one(session):
+    study = session.study
+    case = study.cases()[0]
+    label = np.zeros(study.read_image(case).shape, np.uint8)
+    label[8:20, 8:20, 4:10] = 1
+    study.accept(case, label)
+    return case
+
+
+def _finetune(session, iterations=2):
+    tuning = session.finetuning
+    tuning.budget_unit, tuning.budget = "iterations", iterations
+    tuning.start()
+    return tuning
+
+
+def test_a_finetune_offers_its_version_and_the_model_stays(session, tiny_study):
+    """The old panel made every new version current at once; now it is offered (issue 12, part 8)."""
+    session.open_study(tiny_study)
+    _accept_one(session)
+    offers = _record(session.finetuning.offered)
+    tuning = _finetune(session)
+    offer = tuning.offer
+    assert offer is not None and offers[-1] == (offer,)
+    assert offer.version == "v002" and offer.parent == "v001" and not offer.stopped_early
+    assert Study.open(tiny_study).current_model == "v001"  # not adopted
+    assert session.models.selected.version == "v001"  # Segment still uses v001
+    assert [c.version for c in session.models.choices] == [None, "v001", "v002"]  # but it can be picked
+    assert set(offer.before) == set(offer.after) == {session.study.cases()[0]}
+    assert len(offer.change) == 3 and offer.others == 3  # every other case (tiny: within the bound)
+    text = " ".join(offer.lines())
+    assert "v001 stays in use" in text and "Accepted cases (1): Dice with your labels v001" in text
+    assert "Other cases: Dice between v001's and v002's predictions" in text and "on 3 of 3" in text
+    assert "is offered" in session.texts["finetune"][0]
+
+
+def test_adopt_makes_the_offer_current_and_refreshes_the_ranking(session, tiny_study):
+    session.open_study(tiny_study)
+    _accept_one(session)
+    tuning = _finetune(session)
+    tuning.adopt()
+    study = Study.open(tiny_study)
+    assert study.current_model == "v002" and tuning.offer is None
+    assert session.models.selected.version == "v002"
+    assert "now using <b>v002</b>" in session.texts["versions"][0] and "was v001" in session.texts["versions"][0]
+    for case in study.unlabeled_cases():
+        assert study.case_info(case).prediction_model == "v002"
+    assert "ranking refreshed" in session.texts["finetune"][0]
+
+
+def test_discard_removes_the_weights_and_keeps_the_record(session, tiny_study):
+    import json
+
+    session.open_study(tiny_study)
+    _accept_one(session)
+    tuning = _finetune(session)
+    tuning.discard()
+    study = Study.open(tiny_study)
+    assert study.current_model == "v001" and study.model_versions() == ["v001"] and tuning.offer is None
+    record = json.loads(study.model_info_path("v002").read_text())
+    assert record["discarded"] and record["parent"] == "v001"
+    assert [c.version for c in session.models.choices] == [None, "v001"]
+    _finetune(session, iterations=1)
+    assert tuning.offer.version == "v003"  # a discarded number is never reused
+
+
+def test_a_version_stopped_early_is_offered_never_adopted(session, tiny_study, monkeypatch):
+    from napari_uamc._napari import tasks
+
+    monkeypatch.setattr(tasks, "STOP_GRACE_SECONDS", 600.0)  # no wall-clock limit in a test
+    session.open_study(tiny_study)
+    _accept_one(session)
+    tuning = session.finetuning
+    stopping = _record(tuning.stopping)
+    said: list[str] = []
+    session.status.connect(lambda section, text, level: said.append(text) if section == "finetune" else None)
+    tuning.stepped.connect(lambda *args: tuning.stop())  # Stop after the first step
+    _finetune(session, iterations=10_000)
+    offer = tuning.offer
+    assert offer is not None, said
+    assert offer.stopped_early and offer.barely_trained
+    assert stopping == [()] and any(text.startswith("stopping…") for text in said)  # acknowledged at once
+    assert Study.open(tiny_study).current_model == "v001"
+    assert "Stopped early" in " ".join(offer.lines()) and "barely trained" in " ".join(offer.lines())
+    assert "s after Stop" in session.texts["finetune"][0]  # how long the stop took
+
+
+def test_one_model_choice_for_segment_and_finetune(session, tiny_study):
+    session.open_study(tiny_study)
+    session.select_model(0)  # the Segment picker: the packaged default
+    assert Study.open(tiny_study).current_model is None  # the study's model, hence the fine-tune's start
+    assert session.models.selected.version is None
+    assert "now using <b>the default model</b>" in session.texts["versions"][0]
+    session.select_model(1)
+    assert Study.open(tiny_study).current_model == "v001"
+
+
+def test_a_stop_before_training_writes_nothing(session, tiny_study):
+    session.open_study(tiny_study)
+    _accept_one(session)
+    tuning = session.finetuning
+    tuning.on_message = lambda text: tuning.stop()  # Stop during the comparison, the first stage
+    _finetune(session, iterations=10_000)
+    assert tuning.offer is None and Study.open(tiny_study).model_versions() == ["v001"]
+    assert "no model version was written" in session.texts["finetune"][0]
+
+
+def test_a_child_that_does_not_stop_in_time_is_ended_and_leaves_nothing(tiny_study):
+    from napari_uamc._napari.tasks import finetune_in_child
+    from napari_uamc.engine.inference import Cancelled
+
+    study = Study.open(tiny_study)
+    case = study.cases()[0]
+    label = np.zeros(study.read_image(case).shape, np.uint8)
+    label[8:20, 8:20, 4:10] = 1
+    study.accept(case, label)
+    with pytest.raises(Cancelled, match="did not end within 0 s of Stop and was ended"):
+        finetune_in_child(tiny_study, iterations=10_000, device="cpu", adopt=False,
+                          should_stop=lambda: True, stop_grace_s=0.0)
+    assert sorted(p.name for p in study.models_dir.iterdir()) == ["v001.json", "v001.pt"]

@@ -1,22 +1,27 @@
-"""Fine-tune and ranking refresh for the session: options, progress, stop (no Qt).
+"""Fine-tune, the offered version and the ranking refresh for the session (no Qt).
 
 :class:`Finetuning` turns the panel's budget and method into the engine's options, runs
 :func:`~napari_uamc._napari.tasks.finetune_in_child` through the session's runner, turns each
-step report into a progress value and a line of text, and after a fine-tune that was not
-stopped re-segments the unaccepted cases (:func:`~napari_uamc._napari.tasks.refresh_ranking`)
-so *Next case* uses current uncertainty scores.
+step report into a progress value and a line of text. A new version is *offered*, never imposed:
+the fine-tune writes it without making it the study's model, and :class:`Offer` says how it does
+on the accepted cases (before and after) and how much it changes the other cases' predictions;
+the person adopts it (then the unaccepted cases are re-segmented,
+:func:`~napari_uamc._napari.tasks.refresh_ranking`, so *Next case* uses its uncertainty) or
+discards it. Stop is acknowledged at once (``stopping``) and says how long the run took to end.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from psygnal import Signal
 
 from napari_uamc._napari.jobs import Job
 from napari_uamc._napari.tasks import finetune_in_child, refresh_ranking
+from napari_uamc._napari.versions import discard_version
 from napari_uamc.engine.config import method_terms
 from napari_uamc.errors import UamcError
 
@@ -32,8 +37,77 @@ FINETUNE_METHODS: dict[str, dict | None] = {
 }
 
 
+#: A version stopped before this many iterations is flagged as barely trained in its offer.
+FEW_ITERATIONS = 20
+
+
 def default_budget(unit: str) -> int:
     return DEFAULT_FINETUNE_MINUTES if unit == "minutes" else DEFAULT_FINETUNE_ITERATIONS
+
+
+def _mean(values: dict[str, float]) -> float | None:
+    numbers = [float(v) for v in (values or {}).values() if isinstance(v, (int, float))]
+    return sum(numbers) / len(numbers) if numbers else None
+
+
+@dataclass
+class Offer:
+    """A version a fine-tune wrote and nobody has adopted or discarded yet."""
+
+    version: str
+    parent: str
+    iterations: int
+    stopped_early: bool
+    #: per accepted case: the parent's Dice against the label (before) and the version's (after)
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    #: per other case compared: Dice between the parent's and the version's predictions
+    change: dict[str, float] = field(default_factory=dict)
+    others: int = 0
+    stop_seconds: float | None = None
+
+    @classmethod
+    def from_outcome(cls, outcome: Any) -> Offer:
+        result, change = outcome.result, outcome.change
+        return cls(
+            version=result.version, parent=result.parent, iterations=int(result.iterations),
+            stopped_early=bool(result.stopped_early), before=dict(result.starting_agreement or {}),
+            after=dict(result.training_dice or {}), change=dict(change.cases) if change is not None else {},
+            others=len(result.unlabeled), stop_seconds=outcome.stop_seconds,
+        )
+
+    @property
+    def barely_trained(self) -> bool:
+        return self.stopped_early and self.iterations < FEW_ITERATIONS
+
+    def lines(self) -> list[str]:
+        """What the panel shows about the offer, one line per point."""
+        v, p = self.version, self.parent
+        lines = [f"<b>{v}</b> (from {p}, {self.iterations} iterations) is offered; {p} stays in use until you "
+                 "adopt it."]
+        if self.stopped_early:
+            lines.append(f"<b>Stopped early</b> after {self.iterations} iterations"
+                         + (": barely trained, probably no better than its parent" if self.barely_trained else "")
+                         + ".")
+        before, after = _mean(self.before), _mean(self.after)
+        count = max(len(self.before), len(self.after))
+        if before is not None and after is not None:
+            lines.append(f"Accepted cases ({count}): Dice with your labels {p} {before:.2f} -> {v} {after:.2f} "
+                         f"(after: a training score, {v} trained on them).")
+        elif before is not None:
+            lines.append(f"Accepted cases ({count}): {p} agreed with your labels at Dice {before:.2f}; {v} "
+                         "was not scored (stopped).")
+        else:
+            lines.append("Accepted cases: not compared (stopped).")
+        changed = _mean(self.change)
+        if changed is not None:
+            name, lowest = min(self.change.items(), key=lambda item: item[1])
+            lines.append(f"Other cases: Dice between {p}'s and {v}'s predictions {changed:.2f} on "
+                         f"{len(self.change)} of {self.others} (1.00 = unchanged; the most uncertain first); "
+                         f"most changed: {name} {lowest:.2f}.")
+        elif self.others:
+            lines.append(f"Other cases: not compared{' (stopped)' if self.stopped_early else ''}.")
+        return lines
 
 
 class Finetuning:
@@ -49,6 +123,10 @@ class Finetuning:
     stepped = Signal(int, dict)
     #: the engine's latest stage (comparing, the learning rate and why, recalibrating, writing)
     stage = Signal(str)
+    #: Stop was pressed while work runs (acknowledged at once; ``running(False)`` follows)
+    stopping = Signal()
+    #: the offered version changed: an :class:`Offer`, or None once adopted or discarded
+    offered = Signal(object)
 
     def __init__(self, session: Any) -> None:  # its napari_uamc._napari.session.Session
         self._session = session
@@ -61,14 +139,23 @@ class Finetuning:
         self._first_step_at: float | None = None
         self._stop = threading.Event()
         self._job: Job | None = None
-        self._pending_refresh = False
+        self._stop_asked_at: float | None = None
+        #: the version the last fine-tune wrote, until adopted or discarded
+        self.offer: Offer | None = None
 
     @property
     def job(self) -> Job | None:
         return self._job
 
     def stop(self) -> None:
+        """Ask the running fine-tune or ranking refresh to end; says so at once."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        if self._job is not None:
+            self._stop_asked_at = time.monotonic()
+            self.stopping.emit()
+            self._say("stopping… (the run ends within a few seconds)")
 
     @property
     def stop_requested(self) -> bool:
@@ -98,11 +185,13 @@ class Finetuning:
         except UamcError as error:
             self._say(str(error), "error", notify=True)
             return
-        options: dict[str, Any] = {self.budget_unit: self.budget}
+        options: dict[str, Any] = {self.budget_unit: self.budget, "adopt": False}
         overrides = FINETUNE_METHODS[self.method]
         if overrides is not None:
             options["overrides"] = dict(overrides)
         self._stop.clear()
+        self._stop_asked_at = None
+        self.set_offer(None)
         self.budget_seconds = 60.0 * self.budget if self.budget_unit == "minutes" else None
         self._first_step_at = None
         self.started.emit()
@@ -113,12 +202,12 @@ class Finetuning:
             "finetune", finetune_in_child,  # trains in a child process: see its docstring
             dict(study_root=study.root, model_path=model_path, device=session.device,
                  should_stop=self._stop.is_set, **options),
-            reporters={"on_step": self.on_step, "on_message": self.on_message},
+            reporters={"on_step": self.on_step, "on_message": self.on_message, "on_progress": self.on_progress},
             on_returned=self._finetuned,
         ))
 
     def _run(self, job: Job) -> None:
-        job.on_errored = lambda error: self._session.job_failed(SECTION, error)
+        job.on_errored = self._failed
         job.on_finished = self._finished
         self._job = job
         self.running.emit(True)
@@ -149,26 +238,65 @@ class Finetuning:
     def on_message(self, text: str) -> None:
         self.stage.emit(text)
 
-    def _finetuned(self, result: Any) -> None:
-        stopped = bool(getattr(result, "stopped_early", False))
-        self._say(f"fine-tune {'stopped early' if stopped else 'done'}: new version <b>{result.version}</b> "
-                  "is now used for Segment", "ok")
+    def on_progress(self, done: int, total: int) -> None:
+        """Progress of the comparison with the parent on the other cases."""
+        self.progress.emit(done, max(1, total))
+        self._say(f"comparing the new version with its parent on the other cases: {done} of {total}")
+
+    def _failed(self, error: BaseException) -> None:
+        from napari_uamc.engine.inference import Cancelled
+
+        if isinstance(error, Cancelled) and str(error):
+            self._say(str(error))
+            return
+        self._session.job_failed(SECTION, error)
+
+    def _finetuned(self, outcome: Any) -> None:
+        offer = Offer.from_outcome(outcome)
+        took = f" (ended {offer.stop_seconds:.1f} s after Stop)" if offer.stop_seconds is not None else ""
+        self._say(f"fine-tune {'stopped early' if offer.stopped_early else 'done'}{took}: "
+                  f"<b>{offer.version}</b> is offered; adopt or discard it below", "ok")
         self._session.version_added()
-        if self.refresh_after and not stopped:
-            self._pending_refresh = True
+        self.set_offer(offer)
+
+    def set_offer(self, offer: Offer | None) -> None:
+        self.offer = offer
+        self.offered.emit(offer)
+
+    def adopt(self) -> None:
+        """Make the offered version the study's model (and refresh the ranking with it)."""
+        offer = self.offer
+        if offer is None:
+            return
+        self._session.use_version(offer.version)  # clears the offer and says what it did
+
+    def discard(self) -> None:
+        """Discard the offered version: its weights go, its record stays marked ``discarded``."""
+        offer, study = self.offer, self._session.study
+        if offer is None or study is None:
+            return
+        try:
+            discard_version(study, offer.version)
+        except UamcError as error:
+            self._say(str(error), "error", notify=True)
+            return
+        self.set_offer(None)
+        self._session.version_added()
+        self._say(f"discarded {offer.version}; {study.current_model or 'the default model'} stays in use", "ok")
 
     def _finished(self) -> None:
         self._job = None
         self.running.emit(False)
-        if self._pending_refresh:
-            self._pending_refresh = False
-            self.refresh_ranking()
 
     # ------------------------------------------------------------------ ranking
+    @property
+    def can_refresh(self) -> bool:
+        return self._session.study is not None and self._job is None
+
     def refresh_ranking(self) -> None:
         """Re-segment the unaccepted cases with the current model to refresh *Next case*."""
         session = self._session
-        if session.study is None or self._job is not None:
+        if not self.can_refresh:
             return
         model = session.models.selected
         self._stop.clear()

@@ -130,17 +130,43 @@ class Session:
         self.models_changed.emit()
 
     def select_model(self, index: int) -> None:
+        """The one model choice: Segment uses it and the fine-tune starts from it. In a study,
+        picking a model makes it the study's current model (as *Use selected version* does)."""
         self.models.select(index)
+        if self.study is not None and self.models.selected.version != self.study.current_model:
+            self.use_version(self.models.selected.version)
 
     def use_version(self, version: str | None) -> None:
-        """Make a version (None: the packaged default) the study's current model."""
+        """Make a version (None: the packaged default) the study's current model: Segment uses it,
+        the fine-tune starts from it; says what changed and refreshes the case ranking with it."""
         if self.study is None:
             return
-        self.study.current_model = version
+        before = self.study.current_model
+        try:
+            self.study.current_model = version
+        except UamcError as error:
+            self.say("finetune", str(error), "error", notify=True)
+            self.refresh_models()
+            return
+        offer = self.finetuning.offer
+        if offer is not None and offer.version == version:
+            self.finetuning.set_offer(None)  # picking the offered version adopts it
         self.refresh_models()
+        name, was = version or "the default model", before or "the default model"
+        text = (f"now using <b>{name}</b> for Segment and as the fine-tune's start" if version != before
+                else f"{name} is already in use")
+        if version != before:
+            text += f" (was {was})"
+            if self.finetuning.refresh_after and self.finetuning.can_refresh:
+                text += f"; re-segmenting the unaccepted cases so Next case follows {name}"
+            else:
+                text += f"; the case ranking is still {was}'s"
+        self.say("versions", text, "ok")
+        if version != before and self.finetuning.refresh_after:
+            self.finetuning.refresh_ranking()
 
     def version_added(self) -> None:
-        """A fine-tune wrote a new version (now the study's current model)."""
+        """A fine-tune wrote (or discarded) a version: re-read the study's versions."""
         if self.study is not None:
             self.study.refresh()
         self.refresh_models()
@@ -183,6 +209,7 @@ class Session:
             return
         self.close_case()
         self.study = study
+        self.finetuning.set_offer(None)  # an offer belongs to the study it was made in
         self.say("study", "")
         self.study_changed.emit()
         self.refresh_models()

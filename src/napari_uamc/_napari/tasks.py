@@ -167,13 +167,32 @@ def refresh_ranking(
 
 #: Seconds between checks of the stop request and of the child's health while it trains.
 CHILD_POLL_SECONDS = 0.2
-#: Seconds a stopped child may take to save its model before it is terminated.
-CHILD_EXIT_SECONDS = 120.0
+#: Seconds a stopped child may take to end (every stage checks the stop request within about a
+#: second on 2 CPU cores: docs/napari-plugin.md); after that it is terminated, and what it left
+#: half-written is removed (no version is written then).
+STOP_GRACE_SECONDS = 5.0
+#: Seconds a child that reported its result, or is writing its version, may take before it is
+#: terminated (a write is never cut short for the stop's sake: fsync can be slow on a busy disk).
+CHILD_EXIT_SECONDS = 30.0
+#: How the engine says it is writing the version's files.
+WRITING_MESSAGE = "writing model "
 
 
-def _finetune_child_main(study_root: str, options: dict[str, Any], queue: Any, stop: Any) -> None:
-    """Body of the fine-tune child process: run the engine's fine-tune, report through ``queue``."""
-    from napari_uamc.engine.finetune import finetune_study
+@dataclass
+class FinetuneOutcome:
+    """What a fine-tune in the child process produced: the version (written, not adopted unless
+    asked), how much it changes the other cases' predictions, and how long a Stop took."""
+
+    result: Any  # engine.finetune.FinetuneResult
+    change: Any = None  # engine.finetune.PredictionChange (None: not compared)
+    #: seconds from the stop request to the child's result (None: not stopped)
+    stop_seconds: float | None = None
+
+
+def _finetune_child_main(study_root: str, options: dict[str, Any], compare: bool, queue: Any, stop: Any) -> None:
+    """Body of the fine-tune child process: run the engine's fine-tune (and, unless stopped, the
+    comparison with the parent), report through ``queue``."""
+    from napari_uamc.engine.finetune import compare_with_parent, finetune_study
     from napari_uamc.errors import UamcError
 
     try:
@@ -184,10 +203,17 @@ def _finetune_child_main(study_root: str, options: dict[str, Any], queue: Any, s
             on_message=lambda text: queue.put(("message", text)),
             **options,
         )
+        change = None
+        if compare and not stop.is_set() and result.unlabeled:
+            queue.put(("message", f"comparing {result.version} with {result.parent} on the other cases"))
+            change = compare_with_parent(
+                study_root, result, device=options.get("device", "auto"), should_stop=stop.is_set,
+                on_progress=lambda done, total: queue.put(("progress", (done, total))),
+            )
     except BaseException as error:  # noqa: BLE001 - every failure must reach the parent
         queue.put(("error", (type(error).__name__, str(error), isinstance(error, UamcError))))
         return
-    queue.put(("done", result))
+    queue.put(("done", (result, change)))
 
 
 def finetune_in_child(
@@ -195,30 +221,47 @@ def finetune_in_child(
     *,
     on_step: Callable[[Any], None] | None = None,
     on_message: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    compare: bool = True,
+    stop_grace_s: float | None = None,
     **options: Any,
-) -> Any:
-    """Run :func:`napari_uamc.engine.finetune.finetune_study` in a child process.
+) -> FinetuneOutcome:
+    """Run :func:`napari_uamc.engine.finetune.finetune_study` in a child process, then (unless
+    stopped, and with ``compare``) :func:`~napari_uamc.engine.finetune.compare_with_parent`.
 
     Measured on 2 cores, torch trains about 25 % slower when called from any thread other
     than a process's main thread (docs/benchmarks.md), so the plugin trains in a child process
     whose main thread does the work; this thread only relays reports and the stop request.
-    Returns the engine's ``FinetuneResult``; engine errors come back as the same message.
+    A child that has not ended ``stop_grace_s`` (default :data:`STOP_GRACE_SECONDS`) after the
+    stop request, and is not writing its version, is terminated, what it left half-written is
+    removed, and ``Cancelled`` is raised. Engine errors come back as the
+    same message (``Cancelled`` as ``Cancelled``).
     """
     import multiprocessing
     import queue as queue_module
+    import time
 
+    from napari_uamc.engine.finetune import remove_unfinished_versions
+    from napari_uamc.engine.inference import Cancelled
     from napari_uamc.errors import TrainingError, UamcError
 
     context = multiprocessing.get_context("spawn")
     reports = context.Queue()
     stop = context.Event()
+    started_wall = time.time()
     child = context.Process(
-        target=_finetune_child_main, args=(str(study_root), options, reports, stop),
+        target=_finetune_child_main, args=(str(study_root), options, compare, reports, stop),
         name="napari-uamc-finetune", daemon=True,
     )
     child.start()
+    grace = STOP_GRACE_SECONDS if stop_grace_s is None else stop_grace_s
     stop_asked_at: float | None = None
+    writing = False
+
+    def stop_seconds() -> float | None:
+        return None if stop_asked_at is None else round(_now() - stop_asked_at, 2)
+
     try:
         while True:
             if should_stop is not None and should_stop() and stop_asked_at is None:
@@ -227,23 +270,37 @@ def finetune_in_child(
             try:
                 kind, payload = reports.get(timeout=CHILD_POLL_SECONDS)
             except queue_module.Empty:
+                if stop_asked_at is not None and _now() - stop_asked_at > (CHILD_EXIT_SECONDS if writing else grace):
+                    child.terminate()
+                    child.join()
+                    removed = remove_unfinished_versions(study_root, started_wall)
+                    raise Cancelled(
+                        f"the fine-tune did not end within {grace:g} s of Stop and was ended; no model "
+                        "version was written" + (f" (removed its unfinished files: {', '.join(removed)})"
+                                                 if removed else "")
+                    ) from None
                 if not child.is_alive():
                     raise TrainingError(
                         f"the fine-tune process ended unexpectedly (exit code {child.exitcode}); "
                         "no new model version was written"
                     ) from None
-                if stop_asked_at is not None and _now() - stop_asked_at > CHILD_EXIT_SECONDS:
-                    child.terminate()
-                    raise TrainingError("the fine-tune did not stop in time and was terminated") from None
                 continue
             if kind == "step" and on_step is not None:
                 on_step(payload)
-            elif kind == "message" and on_message is not None:
-                on_message(payload)
+            elif kind == "message":
+                writing = writing or str(payload).startswith(WRITING_MESSAGE)
+                if on_message is not None:
+                    on_message(payload)
+            elif kind == "progress" and on_progress is not None:
+                on_progress(*payload)
             elif kind == "done":
-                return payload
+                result, change = payload
+                return FinetuneOutcome(result, change, stop_seconds())
             elif kind == "error":
                 name, message, user_error = payload
+                if name == "Cancelled":
+                    took = stop_seconds()
+                    raise Cancelled(message + (f" (ended {took:.1f} s after Stop)" if took is not None else ""))
                 if user_error:  # the engine's own message, written for the person
                     raise UamcError(message)
                 raise TrainingError(f"the fine-tune failed: {name}: {message}")

@@ -104,3 +104,29 @@ def honest_scores(study: Any) -> dict[str, list[float]]:
             if key.startswith(ACCEPT_DICE_PREFIX) and isinstance(value, (int, float)):
                 scores.setdefault(key[len(ACCEPT_DICE_PREFIX):], []).append(float(value))
     return scores
+
+
+def discard_version(study: Any, version: str) -> None:
+    """Discard a version nobody adopted: its ``.pt`` goes, its record stays, marked ``discarded``
+    (so the number is never reused, and what was tried is still on file). The study's current
+    model is refused: use another one first."""
+    from datetime import datetime, timezone
+
+    from napari_uamc._atomic import write_text_atomic
+    from napari_uamc.errors import StudyError
+
+    if study.current_model == version:
+        raise StudyError(f"{version} is the model in use: pick another one before discarding it")
+    info_path = study.model_info_path(version)
+    try:
+        record = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        record = {"version": version}
+    if not isinstance(record, dict):
+        record = {"version": version}
+    record["discarded"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        write_text_atomic(info_path, json.dumps(record, indent=1, sort_keys=True), parents=True)
+        study.model_path(version).unlink(missing_ok=True)
+    except OSError as error:
+        raise StudyError(f"could not discard {version}: {error}") from None

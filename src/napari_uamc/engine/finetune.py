@@ -443,6 +443,7 @@ def finetune_study(
             scores = training_dice(result_model, new_meta, study, labeled_names, str(trainer.device), should_stop)
         except Cancelled:
             say("stopped while scoring: the version is written without its training Dice")
+    say(f"writing model {version}")  # WRITING_MESSAGE: a process watching for it lets the write end
     save_checkpoint(path, result_model, new_meta)  # after the scores: the .json follows at once
     # stopped in training, or later (recalibration or scores cut short): never a finished version
     stopped_early = trainer.stopped_early or stopped()

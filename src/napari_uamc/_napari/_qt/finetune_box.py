@@ -1,4 +1,5 @@
-"""Fine-tune section: budget, method, Fine-tune / Stop, ranking refresh, progress, loss curve."""
+"""Fine-tune section: starting model, budget, method, Fine-tune / Stop, progress, loss curve, and the
+offered version with Adopt / Discard."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_uamc._napari._qt.common import StatusLine
-from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, default_budget
+from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, Offer, default_budget
 from napari_uamc._napari.loss_curve import LossCurve
 from napari_uamc._napari.session import Session
 
@@ -26,8 +27,14 @@ class FinetuneBox(QGroupBox):
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__("Fine-tune", parent)
         tuning = self.finetuning = session.finetuning
+        self.session = session
         layout = QVBoxLayout(self)
         form = QFormLayout()
+        self.start_model = QLabel("")
+        self.start_model.setWordWrap(True)
+        self.start_model.setToolTip("The fine-tune starts from the model picked in Segment (one choice for both; "
+                                    "Model versions > Use selected version changes it too)")
+        form.addRow("Starts from", self.start_model)
         self.budget_unit = QComboBox()
         self.budget_unit.addItems(list(BUDGET_UNITS))
         self.budget_unit.setCurrentText(tuning.budget_unit)
@@ -63,10 +70,10 @@ class FinetuneBox(QGroupBox):
         row.addWidget(self.finetune_button)
         row.addWidget(self.stop_button)
         layout.addLayout(row)
-        self.refresh_check = QCheckBox("Then refresh the case ranking")
+        self.refresh_check = QCheckBox("Refresh the case ranking when the model changes")
         self.refresh_check.setChecked(tuning.refresh_after)
-        self.refresh_check.setToolTip("After a fine-tune, re-segment the unaccepted cases with the new "
-                                      "version so 'Next case' uses current uncertainty scores")
+        self.refresh_check.setToolTip("After adopting a version or picking another model, re-segment the "
+                                      "unaccepted cases with it so 'Next case' uses its uncertainty scores")
         self.refresh_check.toggled.connect(lambda on: setattr(tuning, "refresh_after", on))
         layout.addWidget(self.refresh_check)
         self.progress = QProgressBar()
@@ -78,6 +85,27 @@ class FinetuneBox(QGroupBox):
         layout.addWidget(self.stage)
         self.loss_curve = LossCurve()
         layout.addWidget(self.loss_curve)
+        self.offer_box = QGroupBox("Offered version")
+        offer_layout = QVBoxLayout(self.offer_box)
+        self.offer_text = QLabel("")
+        self.offer_text.setWordWrap(True)
+        offer_layout.addWidget(self.offer_text)
+        offer_row = QHBoxLayout()
+        self.adopt_button = QPushButton("Adopt")
+        self.adopt_button.setToolTip("Segment, Next case and the next fine-tune use this version")
+        self.adopt_button.clicked.connect(tuning.adopt)
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setToolTip("Delete this version's weights (its record stays, marked discarded)")
+        self.discard_button.clicked.connect(tuning.discard)
+        offer_row.addWidget(self.adopt_button)
+        offer_row.addWidget(self.discard_button)
+        offer_layout.addLayout(offer_row)
+        layout.addWidget(self.offer_box)
+        self._show_offer(tuning.offer)
+        tuning.offered.connect(self._show_offer)
+        tuning.stopping.connect(self._stopping)
+        session.models_changed.connect(self._show_start_model)
+        self._show_start_model()
         tuning.running.connect(self._running)
         tuning.progress.connect(self._progress)
         tuning.started.connect(self.loss_curve.clear)
@@ -91,6 +119,21 @@ class FinetuneBox(QGroupBox):
     def _running(self, running: bool) -> None:
         self.finetune_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
+        self.stop_button.setText("Stop")
+
+    def _stopping(self) -> None:
+        self.stop_button.setEnabled(False)
+        self.stop_button.setText("Stopping…")
+
+    def _show_start_model(self) -> None:
+        self.start_model.setText(self.session.models.selected.label + " (the Segment model)")
+
+    def _show_offer(self, offer: Offer | None) -> None:
+        self.offer_box.setVisible(offer is not None)
+        self.offer_text.setText("<br>".join(offer.lines()) if offer is not None else "")
+        if offer is not None:
+            self.adopt_button.setText(f"Adopt {offer.version}")
+            self.discard_button.setText(f"Discard {offer.version}")
 
     def _progress(self, value: int, maximum: int) -> None:
         self.progress.setMaximum(max(1, maximum))

@@ -1,10 +1,11 @@
-"""Model versions section: each version's parent and scores, Use selected version."""
+"""Model versions section: each version's parent and scores, Use selected version (says what it did)."""
 
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
+from napari_uamc._napari._qt.common import StatusLine
 from napari_uamc._napari.session import Session
 from napari_uamc._napari.versions import version_rows
 
@@ -22,9 +23,12 @@ class VersionsBox(QGroupBox):
         self.versions_list.setMaximumHeight(110)
         layout.addWidget(self.versions_list)
         self.use_button = QPushButton("Use selected version")
-        self.use_button.setToolTip("Segment with this version from now on (roll back or forward)")
+        self.use_button.setToolTip("Segment and fine-tune from this version from now on (roll back or forward); "
+                                   "the same choice as the Segment box's Model")
         self.use_button.clicked.connect(self.use_selected_version)
         layout.addWidget(self.use_button)
+        self.status = StatusLine(session, "versions")
+        layout.addWidget(self.status)
         session.models_changed.connect(self.refresh)
         self.refresh()
 
