@@ -271,11 +271,12 @@ def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
     panel.budget_unit.setCurrentText("iterations")
     panel.budget_spin.setValue(2)
     assert panel.finetune_method.currentIndex() == 0  # the measured default
+    panel.session.finetuning.compare_seconds = 600.0  # every other case, however busy the machine
     panel.finetune_method.setCurrentText("UG-MCL consistency (slower steps)")
     panel.finetune()
     qtbot.waitUntil(lambda: panel.session.finetuning.offer is not None, timeout=180_000)
     qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
-    assert "comparing v002 with v001" in panel.finetune_stage.text()  # the stages reach the panel
+    assert "compared v002 with v001 on 3 of 3 other cases" in panel.finetune_stage.text()
     assert Study.open(tiny_study).current_model == "v001"
     panel.finetune_box.adopt_button.click()
     qtbot.waitUntil(lambda: "ranking refreshed" in panel.finetune_status.text(), timeout=180_000)
@@ -460,7 +461,8 @@ def test_next_case_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
     panel.open_study(tiny_study)
     first = panel.case
     painted = _paint_box(viewer, first, np.s_[3:6, 5:12, 5:12])
-    panel.next_case_button.click()
+    panel.next_case_button.click()  # the draft is kept at once, the next case's files read in a worker
+    qtbot.waitUntil(lambda: not panel.session.opening and panel.case is not None, timeout=30_000)
     assert panel.case != first
     draft = panel.study.read_draft(first)
     assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
@@ -495,3 +497,30 @@ def test_closing_the_main_window_keeps_the_draft(make_napari_viewer, qtbot, tiny
     window.close()  # the window's close button: the layers stay, the panel hears the Close
     draft = Study.open(tiny_study).read_draft(case)
     assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+
+
+def test_a_case_opens_in_the_background_and_its_layers_come_in_turns(make_napari_viewer, qtbot, tiny_study):
+    """The event-loop budget (issue 12 part 9): the disk is read in a worker, and each layer is
+    put on screen in its own event-loop turn, so napari never waits for the sum."""
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)  # the script method waits for the case
+    panel.mc_spin.setValue(1)
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    first = panel.case
+    other = next(case for case in panel.study.cases() if case != first)
+    turns = []
+    session = panel.session
+    defer = session.runner.defer
+    session.runner.defer = lambda function: (turns.append(function), defer(function))
+    session.open_case(other)  # as the Open case button: returns before the files are read
+    assert session.opening and panel.case is None
+    qtbot.waitUntil(lambda: not session.opening, timeout=30_000)
+    assert panel.case == other and other in viewer.layers
+    assert len(turns) >= 1  # at least the image; the maps and the segmentation each in their own turn
+    turns.clear()
+    session.open_case(first)  # a segmented case: image, uncertainty, SDF, segmentation
+    qtbot.waitUntil(lambda: not session.opening, timeout=30_000)
+    assert len(turns) == 4
+    assert first + SEGMENTATION_SUFFIX in viewer.layers and first + UNCERTAINTY_SUFFIX in viewer.layers

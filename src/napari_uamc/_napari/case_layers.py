@@ -10,7 +10,8 @@ put in each segmentation layer, so an edit (painting since then) is never overwr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,59 @@ from napari_uamc._napari.styling import (
     SEGMENTATION_SUFFIX,
     UNCERTAINTY_SUFFIX,
 )
+
+
+@dataclass
+class CaseFiles:
+    """What opening a study case reads: done in a worker, so napari never waits on the disk."""
+
+    case: str
+    volume: Any  # data.volume.Volume
+    image_layer: tuple  # (data, kwargs, "image"), its contrast limits computed
+    prediction: dict[str, Any] | None
+    draft: Any
+    accepted: Any
+
+
+def warm_up() -> None:
+    """Import in the background what the first case and the first Segment would otherwise import
+    on the GUI thread (seconds here: napari's layer modules and their tables, torch)."""
+    warm_up_layers()
+    import napari_uamc.engine.inference  # noqa: F401 (torch)
+
+
+def warm_up_layers() -> None:
+    """The napari part of :func:`warm_up` (no torch): layer modules, pandas, OpenGL arrays."""
+    # imports only (the import lock makes them safe in a thread); no layer is made here: napari's
+    # lazily built unit registry is not safe to build from two threads at once
+    import napari.layers  # noqa: F401
+    from napari.components import histogram  # noqa: F401 (the image controls' histogram)
+
+    try:  # what vispy's first texture upload and the first Labels layer (its features table) import
+        import OpenGL.arrays.ctypesarrays  # noqa: F401
+        import OpenGL.arrays.ctypespointers  # noqa: F401
+        import OpenGL.arrays.nones  # noqa: F401
+        import OpenGL.arrays.strings  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError:
+        pass
+
+
+def read_case(study: Any, case: str) -> CaseFiles:
+    """Read a study case's image, prediction, draft and accepted label (no viewer, no Qt).
+
+    Also does the work napari would do on the GUI thread when the layers are added: the image's
+    contrast limits; and the first time, the imports napari's first layers need.
+    """
+    warm_up_layers()
+    volume = study.read_image(case)
+    prediction = study.read_prediction(case)
+    draft = study.read_draft(case)
+    accepted = study.read_label(case)
+    image_layer = layer_io.image_layer_tuple(
+        volume, name=case, case=case, metadata={layer_io.META_KEY: {layer_io.KEY_STUDY: str(study.root)}}
+    )
+    return CaseFiles(case, volume, image_layer, prediction, draft, accepted)
 
 
 class CaseLayers:
@@ -135,8 +189,10 @@ class CaseLayers:
             for key in ("scale", "metadata"):
                 setattr(layer, key, kwargs[key])
             return layer
-        adder = self.viewer.add_labels if kind == "labels" else self.viewer.add_image
-        return adder(data, **kwargs)
+        if kind == "labels":
+            return self.viewer.add_labels(data, **kwargs)
+        # limits given at once: napari would otherwise scan the whole volume for them
+        return self.viewer.add_image(data, contrast_limits=(0.0, 1.0), **kwargs)
 
     @contextmanager
     def _active_kept(self) -> Iterator[None]:
@@ -166,18 +222,28 @@ class CaseLayers:
         return layer
 
     def put_maps(self, image: str, volume: Any, sdf: np.ndarray, uncertainty: np.ndarray) -> None:
+        self.put_sdf(image, volume, sdf)
+        self.put_uncertainty(image, volume, uncertainty)
+
+    def put_sdf(self, image: str, volume: Any, sdf: np.ndarray) -> Any:
+        name = image + SDF_SUFFIX
         with self._active_kept():
-            name = image + SDF_SUFFIX
             layer = self._set_layer(name, layer_io.volume_to_layer_data(sdf), "image",
                                     self.layer_kwargs(volume, name, image))
             styling.style_sdf(layer, sdf)
-            name = image + UNCERTAINTY_SUFFIX
+            self._saved_2d.pop(name, None)
+            self._restyle_3d()
+        return layer
+
+    def put_uncertainty(self, image: str, volume: Any, uncertainty: np.ndarray) -> Any:
+        name = image + UNCERTAINTY_SUFFIX
+        with self._active_kept():
             layer = self._set_layer(name, layer_io.volume_to_layer_data(uncertainty), "image",
                                     self.layer_kwargs(volume, name, image))
             styling.style_uncertainty(layer, uncertainty)
-            for suffix in (SDF_SUFFIX, UNCERTAINTY_SUFFIX):
-                self._saved_2d.pop(image + suffix, None)
+            self._saved_2d.pop(name, None)
             self._restyle_3d()
+        return layer
 
     def put_disagreement(self, image: str, volume: Any, disagreement: np.ndarray) -> Any:
         name = image + DISAGREEMENT_SUFFIX
@@ -197,13 +263,50 @@ class CaseLayers:
             styling.style_changes(layer)
         return layer
 
+    def case_steps(self, files: CaseFiles) -> list[Any]:
+        """Putting an opened case's layers on screen, one layer a step (see jobs.in_turns)."""
+        case, volume, prediction = files.case, files.volume, files.prediction
+        data, kwargs, _ = files.image_layer
+        shown = files.draft or files.accepted or (prediction["seg"] if prediction else None)
+        steps = [lambda: self.viewer.add_image(data, **kwargs)]
+        if prediction:
+            steps.append(lambda: self.put_uncertainty(case, volume, prediction["uncertainty"].array))
+            steps.append(lambda: self.put_sdf(case, volume, prediction["sdf"].array))
+        if shown is not None:
+            baseline = prediction["seg"].array if prediction else None
+            steps.append(lambda: self.put_segmentation(case, volume, shown.array, baseline=baseline))
+        return steps
+
+    def result_steps(self, image: str, volume: Any, result: Any) -> list[Any]:
+        """Putting a Segment's maps and label on screen, one layer a step (see jobs.in_turns)."""
+        sdf = result.sdf if result.sdf.ndim == 3 else result.sdf[0]
+        return [lambda: self.put_uncertainty(image, volume, result.uncertainty),
+                lambda: self.put_sdf(image, volume, sdf),
+                lambda: self.put_segmentation(image, volume, result.label, baseline=result.label)]
+
+    def displayed_focus(self, image: str, region: Any) -> tuple[int, int, int] | None:
+        """A region's focus voxel as napari shows the image's voxels: (slice, row, column)."""
+        layer = self.get(image)
+        if layer is None:
+            return None
+        return layer_io.displayed_index(region.focus, layer_io.layer_data_to_canonical(layer.data).shape)
+
     def remove(self, name: str) -> None:
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         self._saved_2d.pop(name, None)
 
     def remove_all_of(self, image: str) -> None:
-        """Remove the image layer and every layer named after it."""
+        """Remove the image layer and every layer named after it.
+
+        In one batch where napari offers it: napari runs a full garbage collection after each
+        removal (about 250 ms here), once per batch.
+        """
+        batch = getattr(self.viewer.layers, "batched_update", nullcontext)
+        with batch():
+            self._remove_all_of(image)
+
+    def _remove_all_of(self, image: str) -> None:
         for name in [layer.name for layer in self.viewer.layers]:
             if self.belongs_to(name, image):
                 self.viewer.layers.remove(name)

@@ -38,6 +38,10 @@ class Job:
 class Runner(Protocol):
     def start(self, job: Job) -> None: ...
 
+    def defer(self, function: Callable[[], None]) -> None:
+        """Call ``function`` on the caller's thread at its next turn (an event-loop turn in the
+        panel), so a long piece of GUI work can be cut into short ones."""
+
     def wait_all(self, timeout_s: float) -> None: ...
 
 
@@ -54,5 +58,27 @@ class InlineRunner:
         finally:
             job.on_finished()
 
+    def defer(self, function: Callable[[], None]) -> None:
+        function()
+
     def wait_all(self, timeout_s: float) -> None:
         return None
+
+
+def in_turns(runner: Runner, steps: list[Callable[[], Any]], then: Callable[[], None]) -> None:
+    """Run ``steps`` one per turn of the caller's event loop (``runner.defer``), then ``then``
+    (also when a step fails). Putting a volume in a napari layer costs 0.1-0.3 s on the GUI
+    thread; one per turn keeps each stall that short instead of their sum."""
+    if not steps:
+        then()
+        return
+
+    def run() -> None:
+        try:
+            steps[0]()
+        except Exception:
+            then()
+            raise
+        in_turns(runner, steps[1:], then)
+
+    runner.defer(run)

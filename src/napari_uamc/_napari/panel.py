@@ -128,15 +128,30 @@ class UamcPanel(QWidget):
     # ------------------------------------------------------------------ the buttons, for scripts
     def open_study(self, path: str | Path, *, open_first_case: bool = True) -> None:
         self.session.open_study(path, open_first_case=open_first_case)
+        self.wait_for_case()
 
     def create_study_from_layers(self, folder: str | Path) -> None:
         self.session.create_study_from_layers(folder)
 
     def open_case(self, case: str) -> None:
         self.session.open_case(case)
+        self.wait_for_case()
 
     def open_next_case(self) -> None:
         self.session.open_next_case()
+        self.wait_for_case()
+
+    def wait_for_case(self, timeout_s: float = 120.0) -> None:
+        """For scripts: return once the case being opened is on screen. The buttons do not wait
+        (a case's files are read in a worker, napari stays responsive), the script methods do."""
+        import time
+
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout_s
+        while self.session.opening and time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.005)
 
     def segment(self) -> None:
         self.session.segment()

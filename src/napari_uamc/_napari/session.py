@@ -21,10 +21,10 @@ from typing import Any
 from psygnal import Signal
 
 from napari_uamc._napari import layers as layer_io
-from napari_uamc._napari.case_layers import CaseLayers
+from napari_uamc._napari.case_layers import CaseFiles, CaseLayers, read_case, warm_up
 from napari_uamc._napari.corrections import Corrections
 from napari_uamc._napari.finetuning import Finetuning
-from napari_uamc._napari.jobs import InlineRunner, Job, Runner
+from napari_uamc._napari.jobs import InlineRunner, Job, Runner, in_turns
 from napari_uamc._napari.styling import DISAGREEMENT_SUFFIX, SEGMENTATION_SUFFIX
 from napari_uamc._napari.tasks import SegmentOutcome, segment_image
 from napari_uamc._napari.versions import ModelCatalog
@@ -70,6 +70,10 @@ class Session:
         self.texts: dict[str, tuple[str, str]] = {}
         self._segment_stop = threading.Event()
         self._segment_job: Job | None = None
+        self._open_job: Job | None = None
+        self._segment_showing = False  # a Segment's result is being put on screen, in turns
+        self._open_showing = False  # an opened case's layers are being put on screen, in turns
+        self.runner.start(Job("warm up", warm_up, {}))  # imports the first Segment and case need
         self._removing_case = False
         viewer.layers.events.inserted.connect(self._layer_inserted)
         viewer.layers.events.removing.connect(self._layer_removing)
@@ -138,32 +142,8 @@ class Session:
 
     def use_version(self, version: str | None) -> None:
         """Make a version (None: the packaged default) the study's current model: Segment uses it,
-        the fine-tune starts from it; says what changed and refreshes the case ranking with it."""
-        if self.study is None:
-            return
-        before = self.study.current_model
-        try:
-            self.study.current_model = version
-        except UamcError as error:
-            self.say("finetune", str(error), "error", notify=True)
-            self.refresh_models()
-            return
-        offer = self.finetuning.offer
-        if offer is not None and offer.version == version:
-            self.finetuning.set_offer(None)  # picking the offered version adopts it
-        self.refresh_models()
-        name, was = version or "the default model", before or "the default model"
-        text = (f"now using <b>{name}</b> for Segment and as the fine-tune's start" if version != before
-                else f"{name} is already in use")
-        if version != before:
-            text += f" (was {was})"
-            if self.finetuning.refresh_after and self.finetuning.can_refresh:
-                text += f"; re-segmenting the unaccepted cases so Next case follows {name}"
-            else:
-                text += f"; the case ranking is still {was}'s"
-        self.say("versions", text, "ok")
-        if version != before and self.finetuning.refresh_after:
-            self.finetuning.refresh_ranking()
+        the fine-tune starts from it; says what changed and refreshes the ranking (finetuning.py)."""
+        self.finetuning.use_version(version)
 
     def version_added(self) -> None:
         """A fine-tune wrote (or discarded) a version: re-read the study's versions."""
@@ -252,35 +232,52 @@ class Session:
     def open_case(self, case: str) -> None:
         """Show a study case: its image and its draft, accepted label or prediction.
 
-        Unaccepted edits of the case on screen are kept as a draft first.
+        Unaccepted edits of the case on screen are kept as a draft first. The files are read in
+        the background (``opening`` is True meanwhile); the layers come when they are read.
         """
         study = self.study
         if study is None:
             return
-        self.close_case()
-        try:
-            volume = study.read_image(case)
-            prediction = study.read_prediction(case)
-            draft = study.read_draft(case)
-            accepted = study.read_label(case)
-        except UamcError as error:
-            self.say("study", str(error), "error", notify=True)
+        if self._open_job is not None:
+            self.notice.emit("a case is already opening", "info")
             return
-        data, kwargs, _ = layer_io.image_layer_tuple(
-            volume, name=case, case=case, metadata={layer_io.META_KEY: {layer_io.KEY_STUDY: str(study.root)}}
+        self.close_case()
+        self.say("study", f"opening {case}…")
+        job = Job(
+            "open case", read_case, dict(study=study, case=case),
+            on_returned=lambda files: self._show_case(study, files),
+            on_errored=lambda error: self.say("study", str(error), "error", notify=True),
+            on_finished=self._open_finished,
         )
-        self.viewer.add_image(data, **kwargs)
-        baseline = prediction["seg"].array if prediction else None
-        shown = draft or accepted or (prediction["seg"] if prediction else None)
-        if prediction:
-            self.layers.put_maps(case, volume, prediction["sdf"].array, prediction["uncertainty"].array)
-        if shown is not None:
-            self.layers.put_segmentation(case, volume, shown.array, baseline=baseline)
-        self._set_case(case)
-        self.select_image(case)
-        if draft is not None:
-            self.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
-        self.viewer.reset_view()
+        self._open_job = job
+        self.runner.start(job)
+
+    @property
+    def opening(self) -> bool:
+        """Whether a case's files are being read (its layers are not on screen yet)."""
+        return self._open_job is not None
+
+    def _open_finished(self) -> None:
+        if not self._open_showing:
+            self._open_job = None
+
+    def _show_case(self, study: Any, files: CaseFiles) -> None:
+        if study is not self.study or self.case is not None:  # another study or case came meanwhile
+            return
+        case = files.case
+
+        def done() -> None:
+            self._open_showing = False
+            self._open_job = None
+            self._set_case(case)
+            self.select_image(case)
+            self.say("study", "")
+            if files.draft is not None:
+                self.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
+            self.viewer.reset_view()
+
+        self._open_showing = True  # one layer per event-loop turn (jobs.in_turns)
+        in_turns(self.runner, self.layers.case_steps(files), done)
 
     def _set_case(self, case: str | None) -> None:
         self.case = case
@@ -342,7 +339,8 @@ class Session:
             layer = self.selected_image_layer()
             volume = layer_io.volume_from_layer(layer)
             model = self.models.selected
-            model.resolve()
+            if model.path is not None:  # a study version; the packaged one resolves in the worker
+                model.resolve()  # (finding it imports torch: seconds on the GUI thread)
         except UamcError as error:
             self.say("segment", str(error), "error", notify=True)
             return
@@ -365,6 +363,8 @@ class Session:
         self.runner.start(job)
 
     def _segment_finished(self) -> None:
+        if self._segment_job is None or self._segment_showing:
+            return  # already done, or the result is still being put on screen (it ends then)
         self._segment_job = None
         self.segment_running.emit(False)
 
@@ -373,26 +373,31 @@ class Session:
             self.say("segment", f"{image} was closed before its segmentation ended")
             return
         kept = self._keep_edits_of(image)
-        result = outcome.result
         self.outcomes[image] = outcome
-        sdf = result.sdf if result.sdf.ndim == 3 else result.sdf[0]
-        self.layers.put_maps(image, volume, sdf, result.uncertainty)
-        self.layers.put_segmentation(image, volume, result.label, baseline=result.label)
-        if self.show_disagreement:
-            self.set_disagreement(True)
-        if image == self.image_name:
-            self.regions_changed.emit(list(outcome.regions))
-        self.segment_progress.emit(1, 1)
-        self.say("segment", (
-            f"{image}: segmented volume <b>{outcome.volume_ml:.1f} mL</b>, "
-            f"uncertainty score {outcome.uncertainty_score:.4f} nats (mean over the whole volume, "
-            f"which ranks the cases; <code>uamc segment</code> reports the mean inside the segmentation), "
-            f"{outcome.seconds:.1f} s ({outcome.model_label})"
-        ), "ok")
-        if kept:
-            self.say("accept", kept, notify=True)
-        if outcome.saved_to_study:
-            self.study_changed.emit()
+
+        def rest() -> None:
+            if self.show_disagreement:
+                self.set_disagreement(True)
+            if image == self.image_name:
+                self.regions_changed.emit(list(outcome.regions))
+            self.segment_progress.emit(1, 1)
+            self.say("segment", (
+                f"{image}: segmented volume <b>{outcome.volume_ml:.1f} mL</b>, "
+                f"uncertainty score {outcome.uncertainty_score:.4f} nats (mean over the whole volume, "
+                f"which ranks the cases; <code>uamc segment</code> reports the mean inside the segmentation), "
+                f"{outcome.seconds:.1f} s ({outcome.model_label})"
+            ), "ok")
+            if kept:
+                self.say("accept", kept, notify=True)
+            if outcome.saved_to_study:
+                self.study_changed.emit()
+
+        def shown() -> None:
+            self._segment_showing = False
+            self._segment_finished()
+
+        self._segment_showing = True  # one layer per event-loop turn (jobs.in_turns)
+        in_turns(self.runner, [*self.layers.result_steps(image, volume, outcome.result), rest], shown)
 
     def _keep_edits_of(self, image: str) -> str:
         """Before Segment replaces a painted segmentation: keep the edit; returns what was done."""
@@ -427,11 +432,7 @@ class Session:
 
     def displayed_focus(self, region: Any) -> tuple[int, int, int] | None:
         """A region's focus voxel as napari shows the picked image's voxels: (slice, row, column)."""
-        layer = self.layers.get(self.image_name)
-        if layer is None:
-            return None
-        shape = layer_io.layer_data_to_canonical(layer.data).shape
-        return layer_io.displayed_index(region.focus, shape)
+        return self.layers.displayed_focus(self.image_name, region)
 
     def jump_to(self, world: list[float]) -> None:
         self.layers.jump_to(world)

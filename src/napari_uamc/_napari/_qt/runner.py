@@ -50,6 +50,12 @@ class QtRunner:
         self._workers.add(worker)
         worker.start()
 
+    def defer(self, function: Any) -> None:
+        """Run ``function`` at the event loop's next turn (after pending paints and input)."""
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(1, function)  # a timer, not a posted event: those run all in one go
+
     def wait_all(self, timeout_s: float) -> None:
         """Wait for every running worker (each stops at its next check of its stop request)."""
         workers = list(self._workers)

@@ -1,0 +1,48 @@
+"""bench_gui_latency: its step driver measures stalls where they happen, and its report reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("_bench_gui_latency", BENCHMARKS / "bench_gui_latency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_steps_are_timed_and_a_planted_stall_lands_in_its_step(bench, qapp):
+    state = {"done": False}
+
+    def quick() -> None:
+        state["done"] = True
+
+    def stall() -> None:
+        time.sleep(0.35)  # the GUI thread blocked: napari would not answer for 350 ms
+        state["stalled"] = True
+
+    rows = bench.run_steps([("quick", quick, lambda: state["done"]),
+                            ("stall", stall, lambda: state.get("stalled", False))])
+    quick_row, stall_row, total = rows
+    assert [r["step"] for r in rows] == ["quick", "stall", "all"]
+    assert quick_row["worst_gap_ms"] < 300
+    assert stall_row["worst_gap_ms"] >= 340
+    assert total["stalls"] >= 1 and total["worst_gap_ms"] >= 340
+
+
+def test_report_names_each_step_and_the_goal(bench):
+    rows = [{"step": "open another case", "seconds": 1.2, "worst_gap_ms": 150.0},
+            {"step": "all", "seconds": 1.2, "worst_gap_ms": 150.0, "median_gap_ms": 10.0, "stalls": 0, "ticks": 99}]
+    text = bench.render({"study": "s", "napari_start_s": 3.0, "load": "1.00", "loop": rows})
+    assert "| open another case | 1.2 | 150 |" in text
+    assert "0 gaps over 200 ms of 99 ticks" in text
