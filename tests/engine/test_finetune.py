@@ -399,3 +399,50 @@ def test_the_packaged_model_given_as_a_path_is_named_default(study):
 
     assert _model_source(study, default_model_path()) == (default_model_path(), "default")
     assert _model_source(study, None) == (default_model_path(), "default")  # no version yet
+
+
+def test_a_stop_in_the_middle_of_a_step_abandons_that_step(study, model_file):
+    reports: list[StepReport] = []
+    calls: list[int] = []
+
+    def should_stop():  # false at the check before step 2, true inside its forward pass
+        if reports:
+            calls.append(1)
+        return len(calls) > 1
+
+    result = finetune_study(study, model_path=model_file, iterations=50, device="cpu", overrides=FAST,
+                            on_step=reports.append, should_stop=should_stop, adopt=False)
+    assert result.stopped_early and result.iterations == 1 and len(reports) == 1
+
+
+def test_stop_checks_leave_the_gradients_alone_and_stop_forward_and_backward():
+    import torch
+
+    from napari_uamc.engine.finetune import StoppedInStep, stop_checks
+    from napari_uamc.engine.model import DualTaskVNet
+
+    def loss_of(model):
+        torch.manual_seed(1)
+        return sum(out.float().mean() for out in model(torch.randn(2, 1, 16, 16, 16)))
+
+    torch.manual_seed(0)
+    plain = DualTaskVNet(width=2)
+    checked = DualTaskVNet(width=2)
+    checked.load_state_dict(plain.state_dict())
+    calls: list[int] = []
+    disarm = stop_checks(checked, lambda: calls.append(1) or False)
+    loss_of(plain).backward()
+    loss_of(checked).backward()
+    forward = len(calls) // 2
+    assert forward >= 8 and len(calls) == 2 * forward  # every block, both ways
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(plain.parameters(), checked.parameters()))
+    for limit in (2, forward + 2):  # in the forward pass, in the backward pass
+        model = DualTaskVNet(width=2)
+        seen: list[int] = []
+        stop_checks(model, lambda: seen.append(1) or len(seen) >= limit)  # noqa: B023
+        with pytest.raises(StoppedInStep):
+            loss_of(model).backward()
+        assert len(seen) == limit
+    disarm()
+    loss_of(checked)
+    assert len(calls) == 2 * forward  # disarmed: no more checks

@@ -65,6 +65,7 @@ class Offer:
     change: dict[str, float] = field(default_factory=dict)
     others: int = 0
     stop_seconds: float | None = None
+    compare_seconds: float | None = None
 
     @classmethod
     def from_outcome(cls, outcome: Any) -> Offer:
@@ -74,6 +75,7 @@ class Offer:
             stopped_early=bool(result.stopped_early), before=dict(result.starting_agreement or {}),
             after=dict(result.training_dice or {}), change=dict(change.cases) if change is not None else {},
             others=len(result.unlabeled), stop_seconds=outcome.stop_seconds,
+            compare_seconds=None if change is None else float(change.seconds),
         )
 
     @property
@@ -134,6 +136,8 @@ class Finetuning:
         self.budget = DEFAULT_FINETUNE_MINUTES
         self.method = next(iter(FINETUNE_METHODS))
         self.refresh_after = True
+        #: time bound of the comparison with the parent (None: the engine's COMPARE_SECONDS)
+        self.compare_seconds: float | None = None
         #: a minutes budget, in seconds (None: an iterations budget)
         self.budget_seconds: float | None = None
         self._first_step_at: float | None = None
@@ -201,7 +205,7 @@ class Finetuning:
         self._run(Job(
             "finetune", finetune_in_child,  # trains in a child process: see its docstring
             dict(study_root=study.root, model_path=model_path, device=session.device,
-                 should_stop=self._stop.is_set, **options),
+                 should_stop=self._stop.is_set, compare_seconds=self.compare_seconds, **options),
             reporters={"on_step": self.on_step, "on_message": self.on_message, "on_progress": self.on_progress},
             on_returned=self._finetuned,
         ))
@@ -257,11 +261,44 @@ class Finetuning:
         self._say(f"fine-tune {'stopped early' if offer.stopped_early else 'done'}{took}: "
                   f"<b>{offer.version}</b> is offered; adopt or discard it below", "ok")
         self._session.version_added()
+        self.progress.emit(1, 1)
+        if offer.compare_seconds is not None:
+            self.stage.emit(f"compared {offer.version} with {offer.parent} on {len(offer.change)} of {offer.others} "
+                            f"other cases in {offer.compare_seconds:.1f} s")
         self.set_offer(offer)
 
     def set_offer(self, offer: Offer | None) -> None:
         self.offer = offer
         self.offered.emit(offer)
+
+    def use_version(self, version: str | None) -> None:
+        """Make a version (None: the packaged default) the study's current model: Segment uses it,
+        the fine-tune starts from it; says what changed and refreshes the case ranking with it."""
+        session, study = self._session, self._session.study
+        if study is None:
+            return
+        before = study.current_model
+        try:
+            study.current_model = version
+        except UamcError as error:
+            self._say(str(error), "error", notify=True)
+            session.refresh_models()
+            return
+        if self.offer is not None and self.offer.version == version:
+            self.set_offer(None)  # picking the offered version adopts it
+        session.refresh_models()
+        name, was = version or "the default model", before or "the default model"
+        if version == before:
+            session.say("versions", f"{name} is already in use", "ok")
+            return
+        text = f"now using <b>{name}</b> for Segment and as the fine-tune's start (was {was})"
+        if self.refresh_after and self.can_refresh:
+            text += f"; re-segmenting the unaccepted cases so Next case follows {name}"
+        else:
+            text += f"; the case ranking is still {was}'s"
+        session.say("versions", text, "ok")
+        if self.refresh_after:
+            self.refresh_ranking()
 
     def adopt(self) -> None:
         """Make the offered version the study's model (and refresh the ranking with it)."""

@@ -85,7 +85,7 @@ RECALIBRATION_PATCHES_PER_IMAGE = 2
 COMPARE_MAX_CASES = 5
 #: ... and starts no new case once this many seconds are spent (sized on 2 CPU cores: see
 #: docs/napari-plugin.md, "A new version is offered").
-COMPARE_SECONDS = 6.0
+COMPARE_SECONDS = 4.0
 
 StepCallback = Callable[[StepReport], None]
 MessageCallback = Callable[[str], None]
@@ -271,6 +271,34 @@ def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tu
                   f"fine-tuning at learning rate {warm:g}")
 
 
+class StoppedInStep(Exception):
+    """The stop request came in the middle of a training step: the step is abandoned before its
+    optimizer update, so the weights stay those of the last whole step."""
+
+
+def stop_checks(model: Any, should_stop: Callable[[], bool] | None) -> Callable[[], None]:
+    """Check ``should_stop()`` at every block of ``model``'s forward passes (the student's and
+    the teacher's, a deep copy made afterwards) and, through gradient hooks on the blocks'
+    outputs, during the backward pass; it raises :class:`StoppedInStep`. A training step of the
+    packaged model takes about 6 s on 2 busy CPU cores, too long to wait for after a Stop.
+    Returns a function that disarms the checks (the hooks stay, doing nothing)."""
+    armed = [should_stop is not None]
+
+    def check(*_args: Any) -> None:
+        if armed[0] and should_stop():  # type: ignore[misc]
+            raise StoppedInStep("stopped in the middle of a training step")
+
+    def after(module: Any, args: Any, output: Any) -> None:
+        if armed[0] and getattr(output, "requires_grad", False):
+            output.register_hook(check)  # returns None: the gradient is unchanged
+
+    for name in ("encoder", "down", "up", "decoder"):
+        for block in getattr(model, name, None) or []:
+            block.register_forward_pre_hook(check)
+            block.register_forward_hook(after)
+    return lambda: armed.__setitem__(0, False)
+
+
 def finetune_study(
     study: Study | str | os.PathLike[str],
     *,
@@ -391,15 +419,21 @@ def finetune_study(
         except Cancelled:
             pass  # the trainer sees the stop request before its first step
 
+    disarm = stop_checks(model, should_stop)  # before the Trainer copies the student into the teacher
     trainer = Trainer(
         cfg, with_anchors(labeled, anchors), unlabeled, model=model, device=device, should_stop=should_stop,
         time_budget=None if minutes is None else 60.0 * minutes,
     )
     for note in trainer.notes:
         say(note)
-    for report in trainer.steps():
-        if on_step is not None:
-            on_step(report)
+    try:
+        for report in trainer.steps():
+            if on_step is not None:
+                on_step(report)
+    except StoppedInStep:
+        trainer.stopped_early = True
+    finally:
+        disarm()
     if trainer.stopped_early:
         if trainer.iteration == 0:
             raise nothing_written("before its first training step")

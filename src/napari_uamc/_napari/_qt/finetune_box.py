@@ -3,6 +3,7 @@ offered version with Adopt / Discard."""
 
 from __future__ import annotations
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -12,6 +13,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -134,6 +136,15 @@ class FinetuneBox(QGroupBox):
         if offer is not None:
             self.adopt_button.setText(f"Adopt {offer.version}")
             self.discard_button.setText(f"Discard {offer.version}")
+            QTimer.singleShot(0, self._scroll_to_offer)  # once the layout has made room for it
+
+    def _scroll_to_offer(self) -> None:
+        """Bring the offer into view in the panel's scroll area (it decides what comes next)."""
+        widget = self.parentWidget()
+        while widget is not None and not isinstance(widget, QScrollArea):
+            widget = widget.parentWidget()
+        if widget is not None and self.offer_box.isVisible():
+            widget.ensureWidgetVisible(self.offer_box)
 
     def _progress(self, value: int, maximum: int) -> None:
         self.progress.setMaximum(max(1, maximum))
