@@ -241,7 +241,7 @@ def test_table3_report_pairs_rows_by_seed_and_writes_its_section(tmp_path):
     text = doc.read_text()
     assert OTHER_SECTION in text
     assert "<!-- BEGIN table3-la2018-test -->" in text
-    # gains +6.0 and -1.0 points: mean +2.5, better in 1 of 2; gap shares 60 % and -10 %
+    # gains +6.0 and -1.0 points: mean +2.5, better in 1 of 2; means 0.75 / 0.775 / 0.85: 25 %
     assert "+2.5 Dice points (+6.0, -1.0; better in 1 of 2)" in text
-    assert "60 %, -10 %" in text
+    assert "seeds 0, 1): 25 %" in text
     assert report.main([str(tmp_path / "empty")]) == 2

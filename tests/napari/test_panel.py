@@ -524,3 +524,15 @@ def test_a_case_opens_in_the_background_and_its_layers_come_in_turns(make_napari
     qtbot.waitUntil(lambda: not session.opening, timeout=30_000)
     assert len(turns) == 4
     assert first + SEGMENTATION_SUFFIX in viewer.layers and first + UNCERTAINTY_SUFFIX in viewer.layers
+
+
+
+def test_after_shutdown_late_job_reports_reach_no_widget(make_napari_viewer):
+    """The window's Close shuts the session down; a job that reports after that (a fine-tune
+    failing while napari closes) must not reach the section widgets Qt is deleting."""
+    panel = UamcPanel(make_napari_viewer())
+    session = panel.session
+    assert len(session.status) > 0 and len(session.notice) > 0
+    panel.shutdown()
+    assert len(session.status) == 0 and len(session.notice) == 0
+    session.say("finetune", "a late failure", "error", notify=True)  # reaches no one, raises nothing

@@ -75,12 +75,16 @@ class Session:
         self._open_showing = False  # an opened case's layers are being put on screen, in turns
         self.runner.start(Job("warm up", warm_up, {}))  # imports the first Segment and case need
         self._removing_case = False
+        self._closed = False
         viewer.layers.events.inserted.connect(self._layer_inserted)
         viewer.layers.events.removing.connect(self._layer_removing)
         viewer.layers.events.removed.connect(self._layer_removed)
 
     def close(self) -> None:
-        """Stop listening to the viewer and stop telling anyone (the panel is gone)."""
+        """Stop listening to the viewer and stop telling anyone (the panel is gone). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         events = self.viewer.layers.events
         events.inserted.disconnect(self._layer_inserted)
         events.removing.disconnect(self._layer_removing)
@@ -456,8 +460,10 @@ class Session:
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self, timeout_s: float = 60.0) -> None:
-        """Stop running work and wait for it, and keep unaccepted edits as a draft."""
+        """Stop running work and wait for it, keep unaccepted edits as a draft, then stop talking:
+        the window is closing, and a job's report that arrives later must not reach its widgets."""
         self._segment_stop.set()
         self.finetuning.stop()
         self.runner.wait_all(timeout_s)
         self.keep_draft()
+        self.close()
