@@ -264,7 +264,10 @@ def test_discard_removes_the_weights_and_keeps_the_record(session, tiny_study):
     session.open_study(tiny_study)
     _accept_one(session)
     tuning = _finetune(session)
+    stages: list[str] = []
+    tuning.stage.connect(stages.append)
     tuning.discard()
+    assert stages and stages[-1] == ""  # no stale "wrote model v002 ... not adopted" line is left
     study = Study.open(tiny_study)
     assert study.current_model == "v001" and study.model_versions() == ["v001"] and tuning.offer is None
     record = json.loads(study.model_info_path("v002").read_text())

@@ -270,6 +270,8 @@ class Finetuning:
     def set_offer(self, offer: Offer | None) -> None:
         self.offer = offer
         self.offered.emit(offer)
+        if offer is None:  # adopted, discarded or replaced: the run's last stage line is history
+            self.stage.emit("")
 
     def use_version(self, version: str | None) -> None:
         """Make a version (None: the packaged default) the study's current model: Segment uses it,
