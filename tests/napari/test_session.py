@@ -331,3 +331,16 @@ def test_a_child_that_does_not_stop_in_time_is_ended_and_leaves_nothing(tiny_stu
         finetune_in_child(tiny_study, iterations=10_000, device="cpu", adopt=False,
                           should_stop=lambda: True, stop_grace_s=0.0)
     assert sorted(p.name for p in study.models_dir.iterdir()) == ["v001.json", "v001.pt"]
+
+
+def test_an_offer_shows_each_accepted_case_so_a_mean_hides_no_loss():
+    from napari_uamc._napari.finetuning import PER_CASE_SHOWN, Offer
+
+    offer = Offer("v002", "v001", 40, False, before={"a": 0.862, "b": 0.9995}, after={"a": 0.872, "b": 0.982})
+    text = "\n".join(offer.lines())
+    assert "0.93 -> v002 0.93" in text  # the means alone look the same
+    assert "per case: b 1.000 -> 0.982; a 0.862 -> 0.872" in text  # the loss comes first
+    many = {f"c{i}": 0.9 for i in range(PER_CASE_SHOWN + 1)}
+    worse = {**many, "c3": 0.8}
+    text = "\n".join(Offer("v002", "v001", 40, False, before=many, after=worse).lines())
+    assert "lost most: c3 0.900 -> 0.800" in text and "c0" not in text

@@ -37,6 +37,8 @@ FINETUNE_METHODS: dict[str, dict | None] = {
 }
 
 
+#: An offer lists each accepted case's before -> after up to this many cases.
+PER_CASE_SHOWN = 4
 #: A version stopped before this many iterations is flagged as barely trained in its offer.
 FEW_ITERATIONS = 20
 
@@ -82,6 +84,17 @@ class Offer:
     def barely_trained(self) -> bool:
         return self.stopped_early and self.iterations < FEW_ITERATIONS
 
+    def _per_case_lines(self) -> list[str]:
+        """Each accepted case's before -> after (a mean can hide the case that got worse); with
+        more than :data:`PER_CASE_SHOWN` cases, only the one that lost most."""
+        both = sorted(set(self.before) & set(self.after), key=lambda c: self.after[c] - self.before[c])
+        if not both:
+            return []
+        shown = both if len(both) <= PER_CASE_SHOWN else both[:1]
+        label = "per case" if len(both) <= PER_CASE_SHOWN else "lost most"
+        return [f"&nbsp;&nbsp;{label}: " + "; ".join(
+            f"{c} {self.before[c]:.3f} -> {self.after[c]:.3f}" for c in shown)]
+
     def lines(self) -> list[str]:
         """What the panel shows about the offer, one line per point."""
         v, p = self.version, self.parent
@@ -96,6 +109,7 @@ class Offer:
         if before is not None and after is not None:
             lines.append(f"Accepted cases ({count}): Dice with your labels {p} {before:.2f} -> {v} {after:.2f} "
                          f"(after: a training score, {v} trained on them).")
+            lines.extend(self._per_case_lines())
         elif before is not None:
             lines.append(f"Accepted cases ({count}): {p} agreed with your labels at Dice {before:.2f}; {v} "
                          "was not scored (stopped).")
