@@ -62,11 +62,6 @@ class UamcPanel(QWidget):
         self.accept_box = AcceptBox(session)
         self.finetune_box = FinetuneBox(session)
         self.versions_box = VersionsBox(session)
-        # Qt deletes a widget's children before the widget says it is destroyed: the first section
-        # to go stops the session talking, so a late job report never reaches a deleted widget.
-        for box in (self.study_box, self.segment_box, self.regions_box, self.accept_box,
-                    self.finetune_box, self.versions_box):
-            box.destroyed.connect(lambda *_: session.close())
         self._layout()
         self._alias_controls()
         self._watched: list[QObject] = []
