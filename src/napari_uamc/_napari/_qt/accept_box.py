@@ -5,7 +5,6 @@ from __future__ import annotations
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -14,7 +13,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_uamc._napari._qt.common import StatusLine
+from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari.session import Session
 
 
@@ -23,15 +22,10 @@ class AcceptBox(QGroupBox):
         super().__init__("Accept", parent)
         self.session = session
         layout = QVBoxLayout(self)
-        row = QHBoxLayout()
-        self.accept_button = QPushButton("Accept label")
-        self.accept_button.setToolTip("Save the segmentation layer as this case's label (earlier ones are kept)")
-        self.accept_button.clicked.connect(session.accept)
-        self.changes_button = QPushButton("Show my changes")
-        self.changes_button.clicked.connect(session.show_changes)
-        row.addWidget(self.accept_button)
-        row.addWidget(self.changes_button)
-        layout.addLayout(row)
+        self.accept_button = button("Accept label", session.accept,
+                                    "Save the segmentation layer as this case's label (earlier ones are kept)")
+        self.changes_button = button("Show my changes", session.show_changes)
+        layout.addLayout(button_row(self.accept_button, self.changes_button))
         self.status = StatusLine(session, "accept")
         layout.addWidget(self.status)
         layout.addWidget(QLabel("Earlier labels of this case:"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QLabel, QWidget
+from collections.abc import Callable
+
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 from napari_uamc._napari.session import Session
 
@@ -27,3 +29,21 @@ class StatusLine(QLabel):
         colour = LEVEL_COLOURS.get(level)
         self.setText(f"<span style='color:{colour}'>{text}</span>" if colour and text else text)
         self.setVisible(bool(text))  # an empty line takes no room
+
+
+def button(text: str, on_click: Callable[[], object], tip: str = "", *, enabled: bool = True) -> QPushButton:
+    """A push button that calls ``on_click`` (with no arguments) when clicked."""
+    widget = QPushButton(text)
+    if tip:
+        widget.setToolTip(tip)
+    widget.setEnabled(enabled)
+    widget.clicked.connect(lambda *_: on_click())
+    return widget
+
+
+def button_row(*buttons: QPushButton) -> QHBoxLayout:
+    """Buttons side by side, sharing the row's width."""
+    row = QHBoxLayout()
+    for widget in buttons:
+        row.addWidget(widget)
+    return row

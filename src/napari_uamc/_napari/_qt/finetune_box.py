@@ -12,14 +12,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QPushButton,
     QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_uamc._napari._qt.common import StatusLine
+from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, Offer, default_budget
 from napari_uamc._napari.loss_curve import LossCurve
 from napari_uamc._napari.session import Session
@@ -61,17 +60,11 @@ class FinetuneBox(QGroupBox):
         )
         form.addRow("Method", self.method)
         layout.addLayout(form)
-        row = QHBoxLayout()
-        self.finetune_button = QPushButton("Fine-tune")
-        self.finetune_button.setToolTip(
+        self.finetune_button = button(
+            "Fine-tune", tuning.start,
             "Fine-tune on the study: accepted cases are labeled, the other study cases unlabeled")
-        self.finetune_button.clicked.connect(tuning.start)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.stop_button.clicked.connect(tuning.stop)
-        row.addWidget(self.finetune_button)
-        row.addWidget(self.stop_button)
-        layout.addLayout(row)
+        self.stop_button = button("Stop", tuning.stop, enabled=False)
+        layout.addLayout(button_row(self.finetune_button, self.stop_button))
         self.refresh_check = QCheckBox("Refresh the case ranking when the model changes")
         self.refresh_check.setChecked(tuning.refresh_after)
         self.refresh_check.setToolTip("After adopting a version or picking another model, re-segment the "
@@ -92,16 +85,10 @@ class FinetuneBox(QGroupBox):
         self.offer_text = QLabel("")
         self.offer_text.setWordWrap(True)
         offer_layout.addWidget(self.offer_text)
-        offer_row = QHBoxLayout()
-        self.adopt_button = QPushButton("Adopt")
-        self.adopt_button.setToolTip("Segment, Next case and the next fine-tune use this version")
-        self.adopt_button.clicked.connect(tuning.adopt)
-        self.discard_button = QPushButton("Discard")
-        self.discard_button.setToolTip("Delete this version's weights (its record stays, marked discarded)")
-        self.discard_button.clicked.connect(tuning.discard)
-        offer_row.addWidget(self.adopt_button)
-        offer_row.addWidget(self.discard_button)
-        offer_layout.addLayout(offer_row)
+        self.adopt_button = button("Adopt", tuning.adopt, "Segment, Next case and the next fine-tune use this version")
+        self.discard_button = button("Discard", tuning.discard,
+                                     "Delete this version's weights (its record stays, marked discarded)")
+        offer_layout.addLayout(button_row(self.adopt_button, self.discard_button))
         layout.addWidget(self.offer_box)
         self._show_offer(tuning.offer)
         tuning.offered.connect(self._show_offer)

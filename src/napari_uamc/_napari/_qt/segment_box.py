@@ -6,14 +6,12 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QProgressBar,
-    QPushButton,
     QSpinBox,
     QWidget,
 )
 
-from napari_uamc._napari._qt.common import StatusLine
+from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari.session import Session
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -47,15 +45,9 @@ class SegmentBox(QGroupBox):
         self.device_combo.setCurrentText(session.device)
         self.device_combo.currentTextChanged.connect(lambda text: setattr(session, "device", text))
         form.addRow("Device", self.device_combo)
-        row = QHBoxLayout()
-        self.segment_button = QPushButton("Segment")
-        self.segment_button.clicked.connect(session.segment)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.stop_button.clicked.connect(session.stop_segment)
-        row.addWidget(self.segment_button)
-        row.addWidget(self.stop_button)
-        form.addRow(row)
+        self.segment_button = button("Segment", session.segment)
+        self.stop_button = button("Stop", session.stop_segment, enabled=False)
+        form.addRow(button_row(self.segment_button, self.stop_button))
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setValue(0)

@@ -6,17 +6,15 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QGroupBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_uamc._napari._qt.common import StatusLine
+from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari.session import Session
 
 NO_STUDY = "No study open: open a study folder or segment any image layer."
@@ -32,14 +30,9 @@ class StudyBox(QGroupBox):
         layout.addWidget(self.study_label)
         self.status = StatusLine(session, "study")
         layout.addWidget(self.status)
-        row = QHBoxLayout()
-        self.open_study_button = QPushButton("Open study…")
-        self.open_study_button.clicked.connect(self._choose_study)
-        self.create_study_button = QPushButton("New study from layers…")
-        self.create_study_button.clicked.connect(self._choose_new_study)
-        row.addWidget(self.open_study_button)
-        row.addWidget(self.create_study_button)
-        layout.addLayout(row)
+        self.open_study_button = button("Open study…", self._choose_study)
+        self.create_study_button = button("New study from layers…", self._choose_new_study)
+        layout.addLayout(button_row(self.open_study_button, self.create_study_button))
         self.case_table = table = QTableWidget(0, 3)
         table.setHorizontalHeaderLabels(["case", "status", "uncertainty"])
         table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -52,15 +45,10 @@ class StudyBox(QGroupBox):
         table.setMaximumHeight(170)
         table.cellDoubleClicked.connect(lambda _row, _col: self.open_selected_case())
         layout.addWidget(table)
-        row = QHBoxLayout()
-        self.open_case_button = QPushButton("Open case")
-        self.open_case_button.clicked.connect(self.open_selected_case)
-        self.next_case_button = QPushButton("Next case")
-        self.next_case_button.setToolTip("Open the unaccepted case the model is least sure about (active learning)")
-        self.next_case_button.clicked.connect(session.open_next_case)
-        row.addWidget(self.open_case_button)
-        row.addWidget(self.next_case_button)
-        layout.addLayout(row)
+        self.open_case_button = button("Open case", self.open_selected_case)
+        self.next_case_button = button("Next case", session.open_next_case,
+                                       "Open the unaccepted case the model is least sure about (active learning)")
+        layout.addLayout(button_row(self.open_case_button, self.next_case_button))
         session.study_changed.connect(self.refresh)
         self.refresh()
 
