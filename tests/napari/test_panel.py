@@ -34,6 +34,12 @@ def _wait(qtbot, panel, attribute, timeout=60_000):
     qtbot.waitUntil(lambda: getattr(panel, attribute) is None, timeout=timeout)
 
 
+def _assert_draft_is(study, case: str, painted) -> None:
+    """The case's draft on disk holds exactly the painted layer data (in canonical order)."""
+    draft = study.read_draft(case)
+    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+
+
 def _paint_box(viewer, case, box):
     """Add a ``<case> segmentation`` Labels layer on the case's image with ``box`` painted 1."""
     image = viewer.layers[case]
@@ -301,8 +307,7 @@ def test_opening_another_study_keeps_the_draft_of_the_first(make_napari_viewer, 
     panel.open_study(other)
     assert panel.case in Study.open(other).cases()
     assert first not in viewer.layers
-    draft = Study.open(tiny_study).read_draft(first)
-    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+    _assert_draft_is(Study.open(tiny_study), first, painted)
 
 
 def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
@@ -425,8 +430,7 @@ def test_segment_keeps_what_was_painted_as_a_draft(make_napari_viewer, qtbot, ti
     painted = _flip_box(viewer.layers[case + SEGMENTATION_SUFFIX], np.s_[2:6, 4:12, 4:12])
     panel.segment()  # again: the new prediction must not swallow the painted voxels
     _wait(qtbot, panel, "_segment_worker")
-    draft = panel.study.read_draft(case)
-    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+    _assert_draft_is(panel.study, case, painted)
     assert "draft" in panel.accept_status.text()
     assert panel.history_list.item(0).text().startswith("draft")
     panel.history_list.setCurrentRow(0)
@@ -464,8 +468,7 @@ def test_next_case_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
     panel.next_case_button.click()  # the draft is kept at once, the next case's files read in a worker
     qtbot.waitUntil(lambda: not panel.session.opening and panel.case is not None, timeout=30_000)
     assert panel.case != first
-    draft = panel.study.read_draft(first)
-    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+    _assert_draft_is(panel.study, first, painted)
 
 
 def test_closing_napari_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
@@ -479,8 +482,7 @@ def test_closing_napari_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
     _wait(qtbot, panel, "_segment_worker")
     painted = _flip_box(viewer.layers[case + SEGMENTATION_SUFFIX], np.s_[1:4, 2:9, 2:9])
     viewer.close()  # napari removes every layer, then closes its window
-    draft = Study.open(tiny_study).read_draft(case)
-    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+    _assert_draft_is(Study.open(tiny_study), case, painted)
 
 
 def test_closing_the_main_window_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
@@ -495,8 +497,7 @@ def test_closing_the_main_window_keeps_the_draft(make_napari_viewer, qtbot, tiny
     window = panel.window()
     assert isinstance(window, QMainWindow)
     window.close()  # the window's close button: the layers stay, the panel hears the Close
-    draft = Study.open(tiny_study).read_draft(case)
-    assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
+    _assert_draft_is(Study.open(tiny_study), case, painted)
 
 
 def test_a_case_opens_in_the_background_and_its_layers_come_in_turns(make_napari_viewer, qtbot, tiny_study):
