@@ -172,6 +172,16 @@ def test_status_transitions_and_predictions(study: Study, shape: Shape) -> None:
     np.testing.assert_array_equal(prediction["seg"].array, box_label(shape))
     np.testing.assert_allclose(prediction["sdf"].array, sdf, rtol=0, atol=0.5e-4 + 1e-7)  # rounded to 1e-4
 
+    assert "disagreement" not in prediction  # optional: none given, none read
+
+    disagreement = np.linspace(0, 1, np.prod(shape)).reshape(shape)
+    study.save_prediction(case, box_label(shape), sdf, uncertainty, disagreement=disagreement)
+    saved = study.read_prediction(case)["disagreement"]
+    np.testing.assert_allclose(saved.array, disagreement, rtol=0, atol=0.005 + 1e-6)  # rounded to 0.01
+    assert saved.spacing == prediction["seg"].spacing
+    study.save_prediction(case, box_label(shape), sdf, uncertainty)  # a newer prediction without one:
+    assert "disagreement" not in study.read_prediction(case)  # the old map never outlives its prediction
+
     study.accept(case, box_label(shape))
     assert study.status(case) is CaseStatus.ACCEPTED
     study.save_prediction(case, box_label(shape), sdf, uncertainty)

@@ -335,6 +335,30 @@ def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
     assert image.data[shown] == layer_io.layer_data_to_canonical(image.data)[region.focus]
 
 
+def test_a_reopened_case_lists_where_to_correct_from_its_saved_prediction(make_napari_viewer, qtbot, tiny_study):
+    """Reopening a segmented case (another case in between, or after restarting napari): the saved
+    maps are enough for the regions list and the disagreement layer."""
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    case = panel.case
+    panel.mc_spin.setValue(2)
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    listed = [panel.regions_list.item(i).text() for i in range(panel.regions_list.count())]
+    assert listed and panel.regions_list.item(0).data(256) is not None
+    panel.open_case(next(other for other in panel.study.cases() if other != case))
+    assert panel.regions_list.count() == 0 or panel.regions_list.item(0).data(256) is None
+    panel.open_case(case)
+    relisted = [panel.regions_list.item(i).text() for i in range(panel.regions_list.count())]
+    # the same regions (the saved map is rounded to 1e-4 nats, which may move a tie of the focus)
+    assert [text.split("slice")[0] for text in relisted] == [text.split("slice")[0] for text in listed]
+    assert panel.regions_box.disagreement_note.isHidden()
+    panel.disagreement_check.setChecked(True)
+    assert case + DISAGREEMENT_SUFFIX in viewer.layers
+    assert viewer.layers.selection.active is viewer.layers[case + SEGMENTATION_SUFFIX]
+
+
 def test_create_study_from_layers_and_restore(make_napari_viewer, qtbot, tmp_path):
     from napari_uamc.data.phantoms import make_phantom
     from napari_uamc.data.volume import Volume

@@ -190,6 +190,54 @@ def test_texts_about_the_previous_case_go_when_another_opens(session, tiny_study
     assert session.texts["segment"][0] == "" and session.texts["accept"][0] == ""
 
 
+def _reopened(tiny_study, case):
+    """A fresh session (as after restarting napari) that opens ``case`` of the study."""
+    reopened = Session(ViewerModel())
+    regions = _record(reopened.regions_changed)
+    reopened.open_study(tiny_study, open_first_case=False)
+    reopened.open_case(case)
+    return reopened, regions
+
+
+def test_a_reopened_case_lists_where_to_correct_and_shows_the_disagreement(session, tiny_study):
+    from napari_uamc.data.regions import uncertain_regions
+
+    session.open_study(tiny_study)
+    case = session.case
+    session.segment()
+    assert session.outcomes[case].regions  # the tiny model is unsure: there is something to list
+    reopened, regions = _reopened(tiny_study, case)
+    try:
+        saved = reopened.study.read_prediction(case)
+        expected = uncertain_regions(saved["uncertainty"].array, saved["uncertainty"].spacing)
+        assert regions and regions[-1][0] == expected and expected  # from the saved uncertainty
+        assert reopened.disagreement_note() == ""
+        reopened.set_disagreement(True)
+        layer = reopened.viewer.layers[case + DISAGREEMENT_SUFFIX]
+        assert np.allclose(layer_io.layer_data_to_canonical(layer.data),
+                           session.outcomes[case].result.disagreement, atol=0.006)
+        assert reopened.outcomes[case].model_version == "v001"  # Accept's honest score names it
+    finally:
+        reopened.close()
+
+
+def test_a_reopened_case_without_a_saved_disagreement_says_why(session, tiny_study):
+    session.open_study(tiny_study)
+    case = session.case
+    session.segment()
+    session.study.layout.optional_prediction_files(case)["disagreement"].unlink()  # an older prediction
+    reopened, regions = _reopened(tiny_study, case)
+    try:
+        notices = _record(reopened.notice)
+        assert regions[-1][0]  # the regions still come from the saved uncertainty
+        assert "Segment again" in reopened.disagreement_note()
+        reopened.set_disagreement(True)
+        assert case + DISAGREEMENT_SUFFIX not in reopened.viewer.layers
+        assert notices and "Segment again" in notices[-1][0]
+    finally:
+        reopened.close()
+
+
 def test_errors_are_said_in_their_section(session):
     session.segment()
     assert session.texts["segment"] == (
@@ -344,3 +392,102 @@ def test_an_offer_shows_each_accepted_case_so_a_mean_hides_no_loss():
     worse = {**many, "c3": 0.8}
     text = "\n".join(Offer("v002", "v001", 40, False, before=many, after=worse).lines())
     assert "lost most: c3 0.900 -> 0.800" in text and "c0" not in text
+
+
+def _write_unreviewed(root, version="v002", **fields):
+    """A fine-tune version nobody adopted or discarded, as a child that ended after napari closed
+    leaves it (``finetune_study(adopt=False)``): the parent's weights and a fine-tune record."""
+    import json
+    import shutil
+
+    study = Study.open(root)
+    shutil.copyfile(study.model_path("v001"), study.model_path(version))
+    case = study.cases()[0]
+    record = {"version": version, "parent": "v001", "kind": "finetune", "iterations": 3, "stopped_early": True,
+              "cases": {"labeled": [case], "unlabeled": study.cases()[1:]},
+              "starting_agreement": {"cases": {case: 0.75}, "mean": 0.75},
+              "training_dice": {"cases": {case: 0.8}, "mean": 0.8}, **fields}
+    study.model_info_path(version).write_text(json.dumps(record))
+    return study.model_path(version).read_bytes()
+
+
+def test_a_version_written_while_napari_was_closed_is_offered_when_the_study_opens(session, tiny_study):
+    import json
+
+    weights = _write_unreviewed(tiny_study)
+    session.finetuning.refresh_after = False  # no re-segmenting: the decision is under test
+    session.open_study(tiny_study, open_first_case=False)
+    offer = session.finetuning.offer
+    assert offer is not None and offer.version == "v002" and offer.from_file
+    text = " ".join(offer.lines())
+    assert "Stopped early</b> after 3 iterations" in text and "v001 0.75 -> v002 0.80" in text
+    assert "never adopted or discarded" in session.texts["finetune"][0]
+    assert "not reviewed" in session.models.choices[2].label
+    session.finetuning.adopt()
+    study = Study.open(tiny_study)
+    assert study.current_model == "v002" and session.finetuning.offer is None
+    record = json.loads(study.model_info_path("v002").read_text())
+    assert record["adopted"] and record["iterations"] == 3  # the decision added, the rest kept
+    assert study.model_path("v002").read_bytes() == weights  # the model file is never rewritten
+
+
+def test_a_reopened_offer_can_be_discarded_and_is_not_offered_again(session, tiny_study):
+    import json
+
+    _write_unreviewed(tiny_study)
+    session.open_study(tiny_study, open_first_case=False)
+    session.finetuning.discard()
+    study = Study.open(tiny_study)
+    record = json.loads(study.model_info_path("v002").read_text())
+    assert record["discarded"] and record["parent"] == "v001" and study.model_versions() == ["v001"]
+    again = Session(ViewerModel())
+    try:
+        again.open_study(tiny_study, open_first_case=False)
+        assert again.finetuning.offer is None  # decided: never offered again
+    finally:
+        again.close()
+
+
+def test_picking_an_unreviewed_version_offers_it_instead_of_adopting_it(session, tiny_study):
+    _write_unreviewed(tiny_study, stopped_early=False, iterations=40)
+    session.open_study(tiny_study, open_first_case=False)
+    session.finetuning.set_offer(None)  # the person closed nothing, but looks elsewhere
+    session.select_model(2)  # the Model list: v002
+    assert Study.open(tiny_study).current_model == "v001" and session.models.selected.version == "v001"
+    assert session.finetuning.offer is not None and session.finetuning.offer.version == "v002"
+    assert "not adopted yet" in session.texts["versions"][0]
+
+
+def test_a_now_using_line_goes_with_later_actions(session, tiny_study):
+    session.finetuning.refresh_after = False
+    session.open_study(tiny_study)
+    session.use_version(None)
+    assert "now using" in session.texts["versions"][0]
+    session.open_next_case()
+    assert session.texts["versions"][0] == ""  # Next case: it was about an earlier action
+    session.use_version("v001")
+    _write_unreviewed(tiny_study)
+    session.finetuning.offer_version("v002")
+    assert session.texts["versions"][0] == ""  # a new offer: the model in use is said there
+
+
+def test_the_time_left_agrees_with_the_elapsed_time_and_the_budget(session):
+    from types import SimpleNamespace
+
+    tuning = session.finetuning
+    now = [10.0]
+    tuning.clock = lambda: now[0]
+    tuning.budget_seconds = 60.0
+
+    def step(iteration, eta):  # the engine's eta counts from its own start and may say less
+        return SimpleNamespace(iteration=iteration, total=100_000, losses={"total": 0.5},
+                               seconds_per_iteration=8.0, eta_seconds=eta)
+
+    tuning.on_step(step(1, 52.0))  # the first report comes after its step: 8 s in
+    assert "8 s of 60 s, about 52 s left" in session.texts["finetune"][0]
+    now[0] = 53.0
+    tuning.on_step(step(6, 1.0))
+    assert "51 s of 60 s, about 9 s left" in session.texts["finetune"][0]
+    now[0] = 80.0
+    tuning.on_step(step(9, 0.0))
+    assert "60 s of 60 s, about 0 s left" in session.texts["finetune"][0]

@@ -18,6 +18,7 @@ import numpy as np
 
 from napari_uamc._napari import layers as layer_io
 from napari_uamc._napari import styling
+from napari_uamc._napari.saved_prediction import saved_outcome
 from napari_uamc._napari.styling import (
     CHANGES_SUFFIX,
     DISAGREEMENT_SUFFIX,
@@ -38,6 +39,8 @@ class CaseFiles:
     prediction: dict[str, Any] | None
     draft: Any
     accepted: Any
+    #: the saved prediction's regions and disagreement (saved_prediction.SavedOutcome), or None
+    saved: Any = None
 
 
 def warm_up() -> None:
@@ -68,7 +71,8 @@ def read_case(study: Any, case: str) -> CaseFiles:
     """Read a study case's image, prediction, draft and accepted label (no viewer, no Qt).
 
     Also does the work napari would do on the GUI thread when the layers are added: the image's
-    contrast limits; and the first time, the imports napari's first layers need.
+    contrast limits; and the first time, the imports napari's first layers need; and what the
+    saved prediction allows (its uncertain regions, its disagreement map).
     """
     warm_up_layers()
     volume = study.read_image(case)
@@ -78,7 +82,10 @@ def read_case(study: Any, case: str) -> CaseFiles:
     image_layer = layer_io.image_layer_tuple(
         volume, name=case, case=case, metadata={layer_io.META_KEY: {layer_io.KEY_STUDY: str(study.root)}}
     )
-    return CaseFiles(case, volume, image_layer, prediction, draft, accepted)
+    saved = None
+    if prediction is not None:  # where to correct, from the saved maps (seconds on a big scan)
+        saved = saved_outcome(prediction, volume.spacing, study.case_info(case).prediction_model)
+    return CaseFiles(case, volume, image_layer, prediction, draft, accepted, saved)
 
 
 class CaseLayers:

@@ -25,6 +25,7 @@ from napari_uamc._napari.case_layers import CaseFiles, CaseLayers, read_case, wa
 from napari_uamc._napari.corrections import Corrections
 from napari_uamc._napari.finetuning import Finetuning
 from napari_uamc._napari.jobs import InlineRunner, Job, Runner, in_turns
+from napari_uamc._napari.saved_prediction import disagreement_note, disagreement_of
 from napari_uamc._napari.styling import DISAGREEMENT_SUFFIX, SEGMENTATION_SUFFIX
 from napari_uamc._napari.tasks import SegmentOutcome, segment_image
 from napari_uamc._napari.versions import ModelCatalog
@@ -65,7 +66,8 @@ class Session:
         self.image_name = ""
         self.mc_samples = 8
         self.device = "auto"
-        self.outcomes: dict[str, SegmentOutcome] = {}  # image layer name -> its last Segment
+        #: image layer name -> its last Segment (or, reopened, its saved prediction: SavedOutcome)
+        self.outcomes: dict[str, Any] = {}
         self.show_disagreement = False
         self.texts: dict[str, tuple[str, str]] = {}
         self._segment_stop = threading.Event()
@@ -142,7 +144,7 @@ class Session:
         picking a model makes it the study's current model (as *Use selected version* does)."""
         self.models.select(index)
         if self.study is not None and self.models.selected.version != self.study.current_model:
-            self.use_version(self.models.selected.version)
+            self.finetuning.pick(self.models.selected.version)  # an unreviewed version is offered
 
     def use_version(self, version: str | None) -> None:
         """Make a version (None: the packaged default) the study's current model: Segment uses it,
@@ -197,6 +199,7 @@ class Session:
         self.say("study", "")
         self.study_changed.emit()
         self.refresh_models()
+        self.finetuning.offer_unreviewed()  # a version written while napari was closed
         if open_first_case and study.cases():
             self.open_case(study.suggest_next_case() or study.cases()[0])
 
@@ -274,7 +277,12 @@ class Session:
             self._open_showing = False
             self._open_job = None
             self._set_case(case)
+            if files.saved is not None:  # the saved prediction: where to correct, disagreement
+                self.outcomes[case] = files.saved
             self.select_image(case)
+            self.regions_changed.emit(list(files.saved.regions) if files.saved else [])
+            if self.show_disagreement:
+                self.set_disagreement(True)
             self.say("study", "")
             if files.draft is not None:
                 self.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
@@ -285,7 +293,7 @@ class Session:
 
     def _set_case(self, case: str | None) -> None:
         self.case = case
-        for section in ("segment", "accept"):  # their texts were about the previous case
+        for section in ("segment", "accept", "versions"):  # their texts were about earlier actions
             self.say(section, "")
         self.segment_progress.emit(0, 1)
         self.case_changed.emit(case)
@@ -451,12 +459,16 @@ class Session:
         if not on:
             self.layers.remove(layer.name + DISAGREEMENT_SUFFIX)
             return
-        outcome = self.outcomes.get(layer.name)
-        if outcome is None:
-            self.notice.emit("segment the image first to see where the two heads disagree", "info")
+        disagreement = disagreement_of(self.outcomes.get(layer.name))
+        if disagreement is None:
+            self.notice.emit(self.disagreement_note(), "info")
             return
         volume = layer_io.volume_from_layer(layer)
-        self.layers.put_disagreement(layer.name, volume, outcome.result.disagreement)
+        self.layers.put_disagreement(layer.name, volume, disagreement)
+
+    def disagreement_note(self) -> str:
+        """Why the picked image's disagreement layer cannot be shown ("" when it can)."""
+        return disagreement_note(self.outcomes.get(self.image_name))
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self, timeout_s: float = 60.0) -> None:

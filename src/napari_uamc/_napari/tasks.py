@@ -110,6 +110,7 @@ def segment_image(
             uncertainty_score=score,
             # the fine-tune reuses a prediction of the very model it starts from ("default": packaged)
             model_version=model.version or (DEFAULT_MODEL_NAME if model.path is None else None),
+            disagreement=result.disagreement,  # so a reopened case shows it too
         )
         saved = True
     return SegmentOutcome(

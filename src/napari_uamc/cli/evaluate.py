@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from napari_uamc import _atomic
 from napari_uamc.data.io import VOLUME_FILE_SUFFIXES
-from napari_uamc.data.study.layout import PREDICTION_KINDS, SEGMENTATION_SUFFIX
+from napari_uamc.data.study.layout import OPTIONAL_PREDICTION_KINDS, PREDICTION_KINDS, SEGMENTATION_SUFFIX
 from napari_uamc.errors import GridMismatchError, InputError, UamcError
 
 if TYPE_CHECKING:
@@ -31,7 +31,9 @@ __all__ = [
 #: together, nor DICOM, which holds no label maps).
 EVALUATED_SUFFIXES = VOLUME_FILE_SUFFIXES
 #: Endings of the per-case maps `uamc segment` writes beside a prediction; never compared.
-IGNORED_MAP_SUFFIXES = tuple(f"_{kind}" for kind in PREDICTION_KINDS if f"_{kind}" != SEGMENTATION_SUFFIX)
+IGNORED_MAP_SUFFIXES = tuple(
+    f"_{kind}" for kind in PREDICTION_KINDS + OPTIONAL_PREDICTION_KINDS if f"_{kind}" != SEGMENTATION_SUFFIX
+)
 #: Show a progress bar from this many cases on.
 PROGRESS_MIN_CASES = 5
 #: Column headers and their number formats in the printed table.

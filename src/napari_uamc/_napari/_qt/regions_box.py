@@ -39,11 +39,18 @@ class RegionsBox(QGroupBox):
         self.disagreement_check.setToolTip("Where the segmentation head and the SDF head disagree (no sampling needed)")
         self.disagreement_check.toggled.connect(session.set_disagreement)
         layout.addWidget(self.disagreement_check)
+        self.disagreement_note = QLabel()  # why the layer cannot be shown, in plain words
+        self.disagreement_note.setWordWrap(True)
+        layout.addWidget(self.disagreement_note)
         session.regions_changed.connect(self._show)
-        session.case_changed.connect(lambda _case: self.regions_list.clear())
+        session.case_changed.connect(lambda _case: self._show([]))
+        self._show([])
 
     def _show(self, regions: list) -> None:
         self.regions_list.clear()
+        note = self.session.disagreement_note()
+        self.disagreement_note.setText(f"<i>{note}</i>" if note else "")
+        self.disagreement_note.setVisible(bool(note))
         outcome = self.session.outcomes.get(self.session.image_name)
         if not regions:
             if outcome is not None:

@@ -363,11 +363,13 @@ class Study:
         *,
         uncertainty_score: float | None = None,
         model_version: str | None = None,
+        disagreement: np.ndarray | Volume | None = None,
     ) -> dict[str, Path]:
         """Write the model outputs of ``case`` (seg uint8; sdf and uncertainty float32, rounded
         to 1e-4 so they compress: :func:`~napari_uamc.data.io.rounded_map`); returns their paths.
 
-        Arrays are in canonical order on the image's grid; ``uncertainty_score`` in nats.
+        Arrays are in canonical order on the image's grid; ``uncertainty_score`` in nats. The
+        heads' ``disagreement`` (optional) is kept too, so a reopened case can show it.
 
         Raises:
             StudyError: read-only study, unknown case or a failed write.
@@ -375,11 +377,13 @@ class Study:
                 off the image's grid, a non-finite ``uncertainty_score``.
         """
         return _predictions.save_prediction(
-            self, case, seg, sdf, uncertainty, uncertainty_score=uncertainty_score, model_version=model_version
+            self, case, seg, sdf, uncertainty, uncertainty_score=uncertainty_score, model_version=model_version,
+            disagreement=disagreement,
         )
 
     def read_prediction(self, case: str) -> dict[str, Volume] | None:
-        """The ``seg``, ``sdf`` and ``uncertainty`` volumes of ``case``, or ``None``."""
+        """The ``seg``, ``sdf`` and ``uncertainty`` volumes of ``case`` (and ``disagreement`` if
+        saved), or ``None``."""
         return _predictions.read_prediction(self, case)
 
     # ---------------------------------------------------------------------------- drafts

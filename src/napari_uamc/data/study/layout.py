@@ -10,7 +10,7 @@
       imagesTs/                 optional test images
       .uamc/state.json          per case: status, uncertainty, timestamps, scores; current model
       .uamc/state.lock          the inter-process lock of every state change
-      .uamc/predictions/<case>_{seg,sdf,uncertainty}.nii.gz
+      .uamc/predictions/<case>_{seg,sdf,uncertainty}.nii.gz (+ _disagreement when the panel saved it)
       .uamc/history/<case>/<UTC time>.nii.gz   every earlier accepted label
       .uamc/drafts/<case>.nii.gz
       .uamc/models/v<NNN>.pt + v<NNN>.json
@@ -53,6 +53,9 @@ NIFTI_SUFFIX = ".nii.gz"
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: The maps of a prediction: ``<case>_<kind>.nii.gz``.
 PREDICTION_KINDS = ("seg", "sdf", "uncertainty")
+#: Maps a prediction may also have (written when given; a prediction is complete without them):
+#: the two heads' disagreement, which the panel shows and cannot recompute from the other maps.
+OPTIONAL_PREDICTION_KINDS = ("disagreement",)
 #: The name ending of a prediction's label map (``<case>_seg``).
 SEGMENTATION_SUFFIX = "_seg"
 
@@ -171,6 +174,10 @@ class StudyLayout:
     def prediction_files(self, case: str) -> dict[str, Path]:
         """The ``seg``, ``sdf`` and ``uncertainty`` files of ``case``."""
         return {kind: self.predictions_dir / prediction_name(case, kind) for kind in PREDICTION_KINDS}
+
+    def optional_prediction_files(self, case: str) -> dict[str, Path]:
+        """The optional maps of ``case``'s prediction (``disagreement``), present or not."""
+        return {kind: self.predictions_dir / prediction_name(case, kind) for kind in OPTIONAL_PREDICTION_KINDS}
 
     def model_file(self, version: str) -> Path:
         return self.models_dir / f"{version}{MODEL_SUFFIX}"

@@ -1,9 +1,11 @@
-"""The model outputs of a study's cases: ``.uamc/predictions/<case>_{seg,sdf,uncertainty}.nii.gz``.
+"""The model outputs of a study's cases: ``.uamc/predictions/<case>_{seg,sdf,uncertainty}.nii.gz``,
+and ``<case>_disagreement.nii.gz`` when the heads' disagreement was given (the panel gives it).
 
 :class:`~napari_uamc.data.study.facade.Study` keeps the public methods (``save_prediction``,
 ``read_prediction``); they call the functions here with themselves as ``study``. The maps are
 written on the image's exact grid and affine: ``seg`` as uint8 class indices, ``sdf`` and
-``uncertainty`` as float32 rounded to 1e-4 (:func:`~napari_uamc.data.io.rounded_map`).
+``uncertainty`` as float32 rounded to 1e-4 (:func:`~napari_uamc.data.io.rounded_map`), the
+disagreement (0..1, shown from 0.15 up) to ``DISAGREEMENT_STEP``, so it compresses to little.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from napari_uamc.errors import InputError
 #: imports this module, and the import graph has no circles).
 _Study = Any
 
+#: The saved disagreement map is rounded to this step (a display map: 0.15 to 0.6 is what shows).
+DISAGREEMENT_STEP = 0.01
+
 
 def save_prediction(
     study: _Study,
@@ -41,8 +46,10 @@ def save_prediction(
     *,
     uncertainty_score: float | None,
     model_version: str | None,
+    disagreement: np.ndarray | Volume | None = None,
 ) -> dict[str, Path]:
-    """:meth:`Study.save_prediction`: write the three maps and mark the case predicted."""
+    """:meth:`Study.save_prediction`: write the three maps (and the disagreement, if given; an
+    older one is removed otherwise, so it never outlives its prediction) and mark the case predicted."""
     study._require_writable()
     image = study.read_image(case)
     seg_array = _integer_label_array(seg, image, f"segmentation for case {case!r}")
@@ -55,10 +62,18 @@ def save_prediction(
         "uncertainty": rounded_map(_float_map(uncertainty, image, f"uncertainty map for case {case!r}")),
     }
     score = _uncertainty_value(uncertainty_score, case)
-    paths = study.prediction_paths(case)
+    paths = dict(study.prediction_paths(case))
+    dtypes = dict(_PREDICTION_DTYPES)
+    disagreement_path = study.layout.optional_prediction_files(case)["disagreement"]
+    if disagreement is not None:
+        what = f"disagreement map for case {case!r}"
+        arrays["disagreement"] = rounded_map(_float_map(disagreement, image, what), DISAGREEMENT_STEP)
+        paths["disagreement"], dtypes["disagreement"] = disagreement_path, np.float32
     with writing("write the prediction of", study.predictions_dir):
         study.predictions_dir.mkdir(exist_ok=True)
-        write_volumes((paths[kind], array, image, _PREDICTION_DTYPES[kind]) for kind, array in arrays.items())
+        if disagreement is None:
+            disagreement_path.unlink(missing_ok=True)
+        write_volumes((paths[kind], array, image, dtypes[kind]) for kind, array in arrays.items())
     now = _iso(_utc_now())
     with study._editing_state() as state:
         entry = state["cases"].setdefault(case, _new_case_entry())
@@ -74,13 +89,16 @@ def save_prediction(
 
 
 def read_prediction(study: _Study, case: str) -> dict[str, Volume] | None:
-    """:meth:`Study.read_prediction`: the three maps on the image's grid, or ``None``."""
+    """:meth:`Study.read_prediction`: the three maps on the image's grid (and ``disagreement``
+    when it was saved), or ``None``."""
     if not study.has_prediction(case):
         return None
     image = study.read_image(case)
     paths = study.prediction_paths(case)
     result = {"seg": read_label_file(paths["seg"], like=image)}
-    for kind in ("sdf", "uncertainty"):
+    optional = study.layout.optional_prediction_files(case)
+    paths.update({kind: path for kind, path in optional.items() if path.is_file()})
+    for kind in ("sdf", "uncertainty", *(kind for kind in optional if kind in paths)):
         volume = read_volume(paths[kind])
         image.require_same_grid(volume)
         result[kind] = volume
