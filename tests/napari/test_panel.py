@@ -422,11 +422,12 @@ def test_a_minutes_budget_shows_elapsed_and_remaining_time(make_napari_viewer):
     panel = UamcPanel(make_napari_viewer())
     tuning = panel.session.finetuning
     tuning.budget_seconds = 180.0
+    tuning.clock = lambda: 100.0  # a fixed clock: 4 steps of 0.5 s done when the first report comes
     report = StepReport(iteration=4, total=100_000, losses={"total": 0.5}, lr=0.001, consistency_weight=0.0,
                         threshold=None, mask_fraction=None, seconds_per_iteration=0.5, eta_seconds=170.0)
     tuning.on_step(report)
     assert panel.finetune_progress.maximum() == 180  # seconds, not the iteration cap
-    assert "iteration 4, 0 s of 180 s, about 170 s left" in panel.finetune_status.text()
+    assert "iteration 4, 2 s of 180 s, about 178 s left" in panel.finetune_status.text()  # they agree
     assert "100000" not in panel.finetune_status.text()
     tuning.budget_seconds = None  # an iterations budget: iterations
     tuning.on_step(report)

@@ -7,7 +7,10 @@ the fine-tune writes it without making it the study's model, and :class:`Offer` 
 on the accepted cases (before and after) and how much it changes the other cases' predictions;
 the person adopts it (then the unaccepted cases are re-segmented,
 :func:`~napari_uamc._napari.tasks.refresh_ranking`, so *Next case* uses its uncertainty) or
-discards it. Stop is acknowledged at once (``stopping``) and says how long the run took to end.
+discards it; the decision is recorded in the version's ``.json``. A version nobody decided about
+(its fine-tune ended while napari was closed, or the offer was left) is offered again when the
+study opens, or when it is picked as the model. Stop is acknowledged at once (``stopping``) and
+says how long the run took to end.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from psygnal import Signal
 
 from napari_uamc._napari.jobs import Job
 from napari_uamc._napari.tasks import finetune_in_child, refresh_ranking
-from napari_uamc._napari.versions import discard_version
+from napari_uamc._napari.versions import discard_version, read_version_info
+from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME, unreviewed_versions
 from napari_uamc.engine.config import method_terms
 from napari_uamc.errors import UamcError
 
@@ -47,6 +51,13 @@ def default_budget(unit: str) -> int:
     return DEFAULT_FINETUNE_MINUTES if unit == "minutes" else DEFAULT_FINETUNE_ITERATIONS
 
 
+def _numbers(values: Any) -> dict[str, float]:
+    """The numeric entries of a recorded per-case dict (anything else: none)."""
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
 def _mean(values: dict[str, float]) -> float | None:
     numbers = [float(v) for v in (values or {}).values() if isinstance(v, (int, float))]
     return sum(numbers) / len(numbers) if numbers else None
@@ -68,6 +79,8 @@ class Offer:
     others: int = 0
     stop_seconds: float | None = None
     compare_seconds: float | None = None
+    #: made from the version's ``.json`` (no run of this panel wrote it, or its offer was left)
+    from_file: bool = False
 
     @classmethod
     def from_outcome(cls, outcome: Any) -> Offer:
@@ -78,6 +91,16 @@ class Offer:
             after=dict(result.training_dice or {}), change=dict(change.cases) if change is not None else {},
             others=len(result.unlabeled), stop_seconds=outcome.stop_seconds,
             compare_seconds=None if change is None else float(change.seconds),
+        )
+
+    @classmethod
+    def from_record(cls, version: str, info: Any) -> Offer:
+        """The offer of an unreviewed version, from what its ``.json`` (``ModelVersionInfo``) holds."""
+        unlabeled = (info.cases or {}).get("unlabeled") if isinstance(info.cases, dict) else None
+        return cls(
+            version=version, parent=info.parent or DEFAULT_MODEL_NAME, iterations=int(info.iterations or 0),
+            stopped_early=bool(info.stopped_early), before=_numbers((info.starting_agreement or {}).get("cases")),
+            after=_numbers((info.training_dice or {}).get("cases")), others=len(unlabeled or []), from_file=True,
         )
 
     @property
@@ -98,7 +121,8 @@ class Offer:
     def lines(self) -> list[str]:
         """What the panel shows about the offer, one line per point."""
         v, p = self.version, self.parent
-        lines = [f"<b>{v}</b> (from {p}, {self.iterations} iterations) is offered; {p} stays in use until you "
+        offered = "was never adopted or discarded" if self.from_file else "is offered"
+        lines = [f"<b>{v}</b> (from {p}, {self.iterations} iterations) {offered}; {p} stays in use until you "
                  "adopt it."]
         if self.stopped_early:
             lines.append(f"<b>Stopped early</b> after {self.iterations} iterations"
@@ -122,7 +146,8 @@ class Offer:
                          f"{len(self.change)} of {self.others} (1.00 = unchanged; the most uncertain first); "
                          f"most changed: {name} {lowest:.2f}.")
         elif self.others:
-            lines.append(f"Other cases: not compared{' (stopped)' if self.stopped_early else ''}.")
+            why = " (not kept on file)" if self.from_file else " (stopped)" if self.stopped_early else ""
+            lines.append(f"Other cases: not compared{why}.")
         return lines
 
 
@@ -154,7 +179,8 @@ class Finetuning:
         self.compare_seconds: float | None = None
         #: a minutes budget, in seconds (None: an iterations budget)
         self.budget_seconds: float | None = None
-        self._first_step_at: float | None = None
+        self._clock_start: float | None = None  # when training started, on self.clock
+        self.clock = time.monotonic
         self._stop = threading.Event()
         self._job: Job | None = None
         self._stop_asked_at: float | None = None
@@ -211,7 +237,8 @@ class Finetuning:
         self._stop_asked_at = None
         self.set_offer(None)
         self.budget_seconds = 60.0 * self.budget if self.budget_unit == "minutes" else None
-        self._first_step_at = None
+        self._clock_start = None
+        self._session.say("versions", "")  # "now using ..." was about an earlier action
         self.started.emit()
         self.progress.emit(0, 1)
         self.stage.emit("")
@@ -238,13 +265,10 @@ class Finetuning:
         budget = self.budget_seconds
         eta = getattr(report, "eta_seconds", None)
         if budget:  # a minutes budget: the bar and the text follow the clock, not an iteration cap
-            now = time.monotonic()
-            if self._first_step_at is None:
-                self._first_step_at = now
-            elapsed = now - self._first_step_at
+            elapsed = self._training_elapsed(report)
             self.progress.emit(min(int(elapsed), int(budget)), int(budget))
-            left = eta if eta is not None else max(budget - elapsed, 0.0)
-            text = f"iteration {iteration}, {elapsed:.0f} s of {budget:.0f} s, about {left:.0f} s left"
+            shown = min(round(elapsed), int(budget))  # elapsed + left = budget, as shown
+            text = f"iteration {iteration}, {shown} s of {budget:.0f} s, about {int(budget) - shown} s left"
         else:
             self.progress.emit(min(iteration, total), total)
             text = f"iteration {iteration}/{total}" + (f", about {eta:.0f} s left" if eta is not None else "")
@@ -252,6 +276,15 @@ class Finetuning:
         self.stepped.emit(iteration, losses)
         terms = "  ".join(f"{k} {v:.3f}" for k, v in losses.items())
         self._say(f"{text}<br>{terms}")
+
+    def _training_elapsed(self, report: Any) -> float:
+        """Seconds since training started, on the panel's clock. The first report comes after its
+        steps: training started their duration earlier (the engine's time budget counts from there)."""
+        now = self.clock()
+        if self._clock_start is None:
+            steps = max(1, int(getattr(report, "iteration", 1) or 1))
+            self._clock_start = now - steps * float(getattr(report, "seconds_per_iteration", 0.0) or 0.0)
+        return max(0.0, now - self._clock_start)
 
     def on_message(self, text: str) -> None:
         self.stage.emit(text)
@@ -284,8 +317,38 @@ class Finetuning:
     def set_offer(self, offer: Offer | None) -> None:
         self.offer = offer
         self.offered.emit(offer)
+        self._session.say("versions", "")  # an earlier "now using ..." is history
         if offer is None:  # adopted, discarded or replaced: the run's last stage line is history
             self.stage.emit("")
+
+    def offer_unreviewed(self, said: str = "") -> bool:
+        """Offer the newest version nobody adopted or discarded (see the module); returns whether
+        there was one. A running fine-tune's coming offer is left alone."""
+        study = self._session.study
+        if study is None or self._job is not None and self._job.name == "finetune":
+            return False
+        pending = unreviewed_versions(study)
+        if not pending:
+            return False
+        self.offer_version(pending[0], said)
+        return True
+
+    def offer_version(self, version: str, said: str = "") -> None:
+        """Offer ``version`` from its record (``said``: what to say first); Adopt or Discard decide."""
+        self.set_offer(Offer.from_record(version, read_version_info(self._session.study, version)))
+        self._say(f"{said}<b>{version}</b> was never adopted or discarded: it is offered below; adopt or discard it")
+
+    def pick(self, version: str | None) -> None:
+        """A person picked a model (the Model list, *Use selected version*): an unreviewed version
+        is offered, not adopted; any other becomes the study's model (:meth:`use_version`)."""
+        study = self._session.study
+        if study is not None and version is not None and version in unreviewed_versions(study):
+            self.offer_version(version)
+            self._session.refresh_models()  # the Model list shows the model still in use
+            self._session.say("versions", f"{version} is not adopted yet: see its offer under Fine-tune, "
+                                          "then Adopt or Discard it")
+            return
+        self.use_version(version)
 
     def use_version(self, version: str | None) -> None:
         """Make a version (None: the packaged default) the study's current model: Segment uses it,
@@ -321,7 +384,7 @@ class Finetuning:
         offer = self.offer
         if offer is None:
             return
-        self._session.use_version(offer.version)  # clears the offer and says what it did
+        self._session.use_version(offer.version)  # records it, clears the offer and says what it did
 
     def discard(self) -> None:
         """Discard the offered version: its weights go, its record stays marked ``discarded``."""
@@ -335,7 +398,9 @@ class Finetuning:
             return
         self.set_offer(None)
         self._session.version_added()
-        self._say(f"discarded {offer.version}; {study.current_model or 'the default model'} stays in use", "ok")
+        said = f"discarded {offer.version}; {study.current_model or 'the default model'} stays in use"
+        if not self.offer_unreviewed(said + ". "):  # the next one nobody decided about, if any
+            self._say(said, "ok")
 
     def _finished(self) -> None:
         self._job = None

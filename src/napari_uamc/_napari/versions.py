@@ -7,13 +7,17 @@ honest Dice against labels accepted later).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_uamc._napari.tasks import DEFAULT_MODEL_LABEL, ModelChoice
-from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
+from napari_uamc.data.study.versions import (
+    DEFAULT_MODEL_NAME,
+    read_version_record,
+    record_decision,
+    unreviewed_versions,
+)
 
 if TYPE_CHECKING:
     from napari_uamc.data.study.versions import ModelVersionInfo
@@ -37,9 +41,10 @@ class ModelCatalog:
         if study is None:
             return
         current = study.current_model
+        unreviewed = set(unreviewed_versions(study))
         for version in study.model_versions():
             info = read_version_info(study, version)
-            marks = []
+            marks = ["not reviewed"] if version in unreviewed else []
             if info.stopped_early:
                 marks.append("stopped early")
             if info.parent:
@@ -64,9 +69,12 @@ def version_rows(study: Any) -> list[tuple[str, str | None]]:
         return rows
     honest = honest_scores(study)
     current = study.current_model
+    unreviewed = set(unreviewed_versions(study))
     for version in reversed(study.model_versions()):
         info = read_version_info(study, version)
         parts = [version + ("  (in use)" if version == current else "")]
+        if version in unreviewed:
+            parts.append("offered: not adopted or discarded yet")
         if info.parent:
             parts.append(f"from {info.parent}")
         if info.stopped_early:
@@ -88,12 +96,7 @@ def version_rows(study: Any) -> list[tuple[str, str | None]]:
 
 def read_version_info(study: Any, version: str) -> ModelVersionInfo:
     """The record of a model version (an empty one if its file is missing or unreadable)."""
-    from napari_uamc.data.study.versions import ModelVersionInfo
-
-    try:
-        return ModelVersionInfo.from_json(json.loads(study.model_info_path(version).read_text()))
-    except (OSError, ValueError):
-        return ModelVersionInfo()
+    return read_version_record(study.model_info_path(version))
 
 
 def honest_scores(study: Any) -> dict[str, list[float]]:
@@ -107,26 +110,15 @@ def honest_scores(study: Any) -> dict[str, list[float]]:
 
 
 def discard_version(study: Any, version: str) -> None:
-    """Discard a version nobody adopted: its ``.pt`` goes, its record stays, marked ``discarded``
-    (so the number is never reused, and what was tried is still on file). The study's current
-    model is refused: use another one first."""
-    from datetime import datetime, timezone
-
-    from napari_uamc._atomic import write_text_atomic
+    """Discard a version nobody adopted: its record is marked ``discarded`` (with the time, so the
+    number is never reused and what was tried is still on file), then its ``.pt`` goes. The
+    study's current model is refused: use another one first."""
     from napari_uamc.errors import StudyError
 
     if study.current_model == version:
         raise StudyError(f"{version} is the model in use: pick another one before discarding it")
-    info_path = study.model_info_path(version)
+    record_decision(study.model_info_path(version), version, "discarded")  # StudyError if it cannot
     try:
-        record = json.loads(info_path.read_text())
-    except (OSError, ValueError):
-        record = {"version": version}
-    if not isinstance(record, dict):
-        record = {"version": version}
-    record["discarded"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    try:
-        write_text_atomic(info_path, json.dumps(record, indent=1, sort_keys=True), parents=True)
         study.model_path(version).unlink(missing_ok=True)
     except OSError as error:
         raise StudyError(f"could not discard {version}: {error}") from None

@@ -1,4 +1,5 @@
-"""Model versions section: each version's parent and scores, Use selected version (says what it did)."""
+"""Model versions section: each version's parent and scores, Use selected version (says what it did;
+a version nobody adopted or discarded is offered instead)."""
 
 from __future__ import annotations
 
@@ -44,4 +45,4 @@ class VersionsBox(QGroupBox):
         if item is None or self.session.study is None:
             self.session.notice.emit("select a version first", "info")
             return
-        self.session.use_version(item.data(Qt.UserRole))
+        self.session.finetuning.pick(item.data(Qt.UserRole))  # an unreviewed version is offered

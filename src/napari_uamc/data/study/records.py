@@ -16,6 +16,7 @@ from typing import Any
 from napari_uamc.data.study.checks import _jsonable, _uncertainty_value
 from napari_uamc.data.study.history import _file_time, _iso, _parse_iso, _utc_now
 from napari_uamc.data.study.state import CaseInfo, CaseStatus, _new_case_entry, reconciled_state
+from napari_uamc.data.study.versions import record_decision
 from napari_uamc.errors import InputError, StudyError
 
 #: The :class:`~napari_uamc.data.study.facade.Study` that calls in (not imported: the facade
@@ -119,9 +120,12 @@ def record_score(study: _Study, case: str, key: str, value: Any) -> None:
 
 
 def set_current_model(study: _Study, version: str | None) -> None:
-    """Make ``version`` (one with a ``.pt`` file, or ``None``) the study's current model."""
+    """Make ``version`` (one with a ``.pt`` file, or ``None``) the study's current model, and record
+    in its ``.json`` that it was adopted (the first time)."""
     if version is not None and version not in study.model_versions():
         known = ", ".join(study.model_versions()) or "none"
         raise StudyError(f"study {study.root} has no model {version!r} (its models: {known})")
     with editing_state(study) as state:
         state["current_model"] = version
+    if version is not None:
+        record_decision(study.model_info_path(version), version, "adopted")

@@ -3,17 +3,22 @@
 Versions are numbered ``v001``, ``v002``, ... (:data:`~napari_uamc.data.study.layout.MODEL_VERSION_PATTERN`);
 a version exists when its ``.pt`` file does. A new number is claimed by creating its ``.json``
 exclusively (:func:`reserve_model_version`), so two writers never take the same one.
-:class:`ModelVersionInfo` is what the fine-tune writes into the ``.json``.
+:class:`ModelVersionInfo` is what the fine-tune writes into the ``.json``; a person's decision
+about a version (``adopted`` or ``discarded``, with the time) is added to it by
+:func:`record_decision`. A fine-tune version with neither, not in use, is *unreviewed*
+(:func:`unreviewed_versions`): the panel offers it again.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from napari_uamc.data._study_files import writing
+from napari_uamc._atomic import write_text_atomic
+from napari_uamc.data._study_files import read_json, writing
 from napari_uamc.data.study.layout import (
     MODEL_INFO_SUFFIX,
     MODEL_SUFFIX,
@@ -23,7 +28,11 @@ from napari_uamc.data.study.layout import (
 )
 from napari_uamc.errors import InputError
 
-__all__ = ["DEFAULT_MODEL_NAME", "ModelVersionInfo", "RESERVED_PLACEHOLDER"]
+__all__ = ["DECISIONS", "DEFAULT_MODEL_NAME", "ModelVersionInfo", "RESERVED_PLACEHOLDER", "record_decision",
+           "unreviewed_versions"]
+
+#: A person's decisions about a version, each a key of its record holding when it was made.
+DECISIONS = ("adopted", "discarded")
 
 #: What a reserved version's ``.json`` holds until its writer replaces it.
 RESERVED_PLACEHOLDER = '{"status": "being written"}\n'
@@ -118,6 +127,14 @@ class ModelVersionInfo:
     spacing: dict[str, Any] = field(default_factory=dict)
     training_dice: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: when a person (or ``uamc finetune``'s default) made it the study's model, and when it was discarded
+    adopted: str | None = None
+    discarded: str | None = None
+
+    @property
+    def reviewed(self) -> bool:
+        """Whether a decision about the version is on record (adopted or discarded)."""
+        return bool(self.adopted or self.discarded)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object (every field, under its own name)."""
@@ -137,3 +154,48 @@ class ModelVersionInfo:
         """The mean training Dice, if the record has a number for it."""
         mean = (self.training_dice or {}).get("mean") if isinstance(self.training_dice, Mapping) else None
         return mean if isinstance(mean, (int, float)) else None
+
+
+# ------------------------------------------------------------------------------- decisions
+
+
+def read_version_record(info_file: Path) -> ModelVersionInfo:
+    """The record in ``info_file`` (an empty one if it is missing or unreadable)."""
+    try:
+        return ModelVersionInfo.from_json(read_json(info_file))
+    except (OSError, ValueError, TypeError):
+        return ModelVersionInfo()
+
+
+def record_decision(info_file: Path, version: str, decision: str) -> None:
+    """Add ``decision`` (``adopted`` or ``discarded``) and its UTC time to ``info_file``, atomically;
+    the first time of a decision is kept. Every other key of the record is kept as it was."""
+    from datetime import datetime, timezone
+
+    if decision not in DECISIONS:
+        raise InputError(f"a decision is one of {DECISIONS}, not {decision!r}")
+    try:
+        record = read_json(info_file)
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict):
+        record = {"version": version}
+    if record.get(decision):
+        return
+    record[decision] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with writing(f"record that {version} was {decision} in", info_file):
+        write_text_atomic(info_file, json.dumps(record, indent=1, sort_keys=True), parents=True)
+
+
+def unreviewed_versions(study: Any) -> list[str]:
+    """Fine-tune versions (with a ``.pt``) that nobody adopted or discarded and that are not in
+    use, newest first: written while no panel watched (or offered and left undecided)."""
+    current = study.current_model
+    return [
+        version for version in reversed(study.model_versions())
+        if version != current and _is_unreviewed(read_version_record(study.model_info_path(version)))
+    ]
+
+
+def _is_unreviewed(info: ModelVersionInfo) -> bool:
+    return info.kind == "finetune" and not info.reviewed
