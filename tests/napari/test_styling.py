@@ -95,7 +95,9 @@ def test_3d_shows_a_surface_over_a_dimmed_mri_and_2d_comes_back(case):
     viewer.dims.ndisplay = 3
     assert viewer.layers["c"].opacity == styling.MRI_OPACITY_3D
     seg = viewer.layers["c segmentation"]
-    assert seg.rendering == "iso_categorical" and seg.opacity == 1.0
+    surface = viewer.layers["c surface"]  # the labels volume gives way to its surface
+    assert not seg.visible and surface.visible and surface.opacity == 1.0
+    assert viewer.layers.selection.active is seg  # never the helper
     assert not viewer.layers["c uncertainty"].visible and not viewer.layers["c SDF"].visible
     # a map that arrives while in 3D (Segment ended, disagreement ticked) takes the 3D look too
     layers.put_disagreement("c", volume, np.zeros(volume.array.shape, np.float32))
@@ -103,4 +105,32 @@ def test_3d_shows_a_surface_over_a_dimmed_mri_and_2d_comes_back(case):
     viewer.dims.ndisplay = 2
     after = {layer.name: (layer.visible, layer.opacity) for layer in viewer.layers if layer.name in before}
     assert after == before
-    assert viewer.layers["c disagreement"].visible
+    assert viewer.layers["c disagreement"].visible and not viewer.layers["c surface"].visible
+
+
+def test_the_3d_surface_drops_small_islands_and_keeps_the_label_and_its_grid():
+    from napari_uamc._napari.surfaces import ISLAND_MIN_MM3
+
+    volume = Volume(np.zeros((20, 16, 12), np.float32), np.diag([0.5, 0.5, 2.0, 1.0]))
+    viewer = ViewerModel()
+    viewer.add_image(volume.array.transpose(2, 1, 0), name="c", scale=(2.0, 0.5, 0.5))
+    layers = CaseLayers(viewer)
+    label = np.zeros(volume.array.shape, np.uint8)
+    label[4:14, 3:12, 2:9] = 1  # the structure: 10 x 9 x 7 voxels of 0.5 mm3
+    label[17, 14, 10] = 1  # a stray voxel, far below ISLAND_MIN_MM3
+    assert 0.5 < ISLAND_MIN_MM3
+    seg = layers.put_segmentation("c", volume, label, baseline=None)
+    seg.translate = (1.0, -2.0, 3.0)  # whatever the grid, the surface takes it
+    before = np.array(seg.data, copy=True)
+    viewer.dims.ndisplay = 3
+    surface = viewer.layers["c surface"]
+    for key in ("scale", "translate", "rotate", "shear"):
+        assert np.allclose(getattr(surface, key), getattr(seg, key)), key
+    assert np.allclose(surface.affine.affine_matrix, seg.affine.affine_matrix)
+    vertices = surface.data[0]
+    structure = np.argwhere(seg.data == 1)
+    structure = structure[structure[:, 0] < 10]  # without the stray voxel (z = 10 in display order)
+    assert np.all(vertices.min(axis=0) >= structure.min(axis=0) - 0.5 - 1e-6)
+    assert np.all(vertices.max(axis=0) <= structure.max(axis=0) + 0.5 + 1e-6)  # the island is not in it
+    assert np.array_equal(seg.data, before)  # the label keeps its stray voxel
+    layers.close()

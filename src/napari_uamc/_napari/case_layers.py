@@ -25,8 +25,10 @@ from napari_uamc._napari.styling import (
     MAP_SUFFIXES,
     SDF_SUFFIX,
     SEGMENTATION_SUFFIX,
+    SURFACE_SUFFIX,
     UNCERTAINTY_SUFFIX,
 )
+from napari_uamc._napari.surfaces import Surfaces
 
 
 @dataclass
@@ -55,6 +57,8 @@ def warm_up_layers() -> None:
     # imports only (the import lock makes them safe in a thread); no layer is made here: napari's
     # lazily built unit registry is not safe to build from two threads at once
     import napari.layers  # noqa: F401
+    import scipy.spatial.transform  # noqa: F401 (napari's first 3D view: 0.4 s on the GUI thread)
+    import skimage.measure  # noqa: F401 (the 3D surface, surfaces.py)
     from napari.components import histogram  # noqa: F401 (the image controls' histogram)
 
     try:  # what vispy's first texture upload and the first Labels layer (its features table) import
@@ -91,8 +95,12 @@ def read_case(study: Any, case: str) -> CaseFiles:
 class CaseLayers:
     """The panel's layers in one viewer."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: Any, runner: Any = None) -> None:
+        from napari_uamc._napari.jobs import InlineRunner
+
         self.viewer = viewer
+        #: the segmentations' 3D surfaces, made in the background when the 3D view needs them
+        self.surfaces = Surfaces(viewer, runner or InlineRunner())
         #: segmentation layer name -> the model's prediction (canonical order), for changes and Dice
         self.baselines: dict[str, np.ndarray] = {}
         #: segmentation layer name -> the layer data the panel last put there or saved from it
@@ -156,6 +164,8 @@ class CaseLayers:
         layer.name = f"{image} segmentation (your edit)"
         self._snapshots.pop(old, None)
         self.baselines.pop(old, None)
+        self._restore_2d(layer, old)  # no longer the case's segmentation: no 3D look either
+        self.surfaces.forget(old)
         return layer.name  # napari makes it unique if that name is taken
 
     # ------------------------------------------------------------------ 2D and 3D looks
@@ -171,10 +181,14 @@ class CaseLayers:
                     roles.append(("image", image))
             elif name.endswith(MAP_SUFFIXES):
                 roles.append(("map", layer))
+            elif name.endswith(SURFACE_SUFFIX):
+                roles.append(("surface", layer))
         return roles
 
     def _ndisplay_changed(self, event: Any = None) -> None:
         styling.style_for_ndisplay(self._roles(), self.viewer.dims.ndisplay, self._saved_2d)
+        if self.viewer.dims.ndisplay == 3:
+            self.surfaces.refresh()  # lazily: only what changed since, in the background
 
     def _restyle_3d(self) -> None:
         """A layer put while the viewer shows 3D takes the 3D look too."""
@@ -224,9 +238,14 @@ class CaseLayers:
             self.baselines[name] = np.array(baseline, dtype=np.uint8, copy=True)
         self._snapshots[name] = np.array(layer.data, copy=True)
         self.viewer.layers.selection.active = layer
-        self._saved_2d.pop(name, None)
+        self._restore_2d(layer)
         self._restyle_3d()
         return layer
+
+    def _restore_2d(self, layer: Any, name: str | None = None) -> None:
+        """Put back the 2D settings the 3D look changed (before the layer is restyled or renamed)."""
+        for key, value in self._saved_2d.pop(name or layer.name, {}).items():
+            setattr(layer, key, value)
 
     def put_maps(self, image: str, volume: Any, sdf: np.ndarray, uncertainty: np.ndarray) -> None:
         self.put_sdf(image, volume, sdf)
@@ -302,6 +321,7 @@ class CaseLayers:
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         self._saved_2d.pop(name, None)
+        self.surfaces.forget(name)
 
     def remove_all_of(self, image: str) -> None:
         """Remove the image layer and every layer named after it.
@@ -320,6 +340,7 @@ class CaseLayers:
                 self._snapshots.pop(name, None)
                 self.baselines.pop(name, None)
                 self._saved_2d.pop(name, None)
+                self.surfaces.forget(name)
 
     # ------------------------------------------------------------------ navigation
     @staticmethod

@@ -57,7 +57,7 @@ class Session:
     def __init__(self, viewer: Any, runner: Runner | None = None) -> None:
         self.viewer = viewer
         self.runner: Runner = runner or InlineRunner()
-        self.layers = CaseLayers(viewer)
+        self.layers = CaseLayers(viewer, self.runner)
         self.models = ModelCatalog()
         self.finetuning = Finetuning(self)
         self.corrections = Corrections(self)
