@@ -359,6 +359,36 @@ def test_a_reopened_case_lists_where_to_correct_from_its_saved_prediction(make_n
     assert viewer.layers.selection.active is viewer.layers[case + SEGMENTATION_SUFFIX]
 
 
+def test_the_3d_view_shows_a_surface_made_in_the_background_and_closes_stale_toasts(
+        make_napari_viewer, qtbot, tiny_study):
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    case = panel.case
+    panel.mc_spin.setValue(1)
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    seg = viewer.layers[case + SEGMENTATION_SUFFIX]
+    painted = np.zeros_like(seg.data)
+    painted[4:10, 8:20, 8:20] = 1  # whatever the tiny model predicted: a surface to make
+    seg.data = painted
+    toast = NapariQtNotification("about the 2D view", severity="info")
+    toast.show()
+    toast.timer_stop()  # as napari does for a toast whose window is not the active one: it stays
+    assert toast.isVisible()
+    viewer.dims.ndisplay = 3
+    assert not toast.isVisible()
+    qtbot.waitUntil(lambda: case + " surface" in viewer.layers, timeout=30_000)  # made in a worker
+    surface = viewer.layers[case + " surface"]
+    assert surface.visible and not seg.visible
+    assert np.allclose(surface.scale, seg.scale) and np.allclose(surface.translate, seg.translate)
+    assert viewer.layers.selection.active is seg
+    viewer.dims.ndisplay = 2
+    assert seg.visible and not surface.visible
+
+
 def test_create_study_from_layers_and_restore(make_napari_viewer, qtbot, tmp_path):
     from napari_uamc.data.phantoms import make_phantom
     from napari_uamc.data.volume import Volume

@@ -21,6 +21,7 @@ from napari_uamc._napari._qt.regions_box import RegionsBox
 from napari_uamc._napari._qt.runner import QtRunner
 from napari_uamc._napari._qt.segment_box import SegmentBox
 from napari_uamc._napari._qt.study_box import StudyBox
+from napari_uamc._napari._qt.toasts import close_toasts_on_view_switch
 from napari_uamc._napari._qt.versions_box import VersionsBox
 from napari_uamc._napari.finetuning import (
     DEFAULT_FINETUNE_ITERATIONS,
@@ -56,6 +57,7 @@ class UamcPanel(QWidget):
         self.session = session = Session(napari_viewer, QtRunner())
         session.notice.connect(_notify)
         self.destroyed.connect(lambda *_: session.close())
+        close_toasts_on_view_switch(napari_viewer, self)  # toasts about the 2D view go with it
         self.study_box = StudyBox(session)
         self.segment_box = SegmentBox(session)
         self.regions_box = RegionsBox(session)
