@@ -38,3 +38,27 @@ def tiny_study(tmp_path):
     study.model_info_path("v001").write_text(json.dumps({"version": "v001", "parent": None}))
     study.current_model = "v001"
     return root
+
+
+@pytest.fixture
+def write_unreviewed():
+    """Write a fine-tune version nobody adopted or discarded into a study, as a child that ended
+    after napari closed leaves it (``finetune_study(adopt=False)``): v001's weights and a fine-tune
+    record; returns the weights' bytes. ``write_unreviewed(root, version="v002", **record_fields)``."""
+
+    def write(root, version="v002", **fields):
+        import shutil
+
+        from napari_uamc.data.study import Study
+
+        study = Study.open(root)
+        shutil.copyfile(study.model_path("v001"), study.model_path(version))
+        case = study.cases()[0]
+        record = {"version": version, "parent": "v001", "kind": "finetune", "iterations": 3, "stopped_early": True,
+                  "cases": {"labeled": [case], "unlabeled": study.cases()[1:]},
+                  "starting_agreement": {"cases": {case: 0.75}, "mean": 0.75},
+                  "training_dice": {"cases": {case: 0.8}, "mean": 0.8}, **fields}
+        study.model_info_path(version).write_text(json.dumps(record))
+        return study.model_path(version).read_bytes()
+
+    return write

@@ -125,12 +125,13 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     # offered, not imposed: the old panel made v002 current here (and Next case used it)
     assert Study.open(tiny_study).current_model == "v001"
     assert panel.selected_model().version == "v001"
-    assert box.offer_box.isVisibleTo(panel) and "Stopped early" in box.offer_text.text()
-    assert box.adopt_button.text() == "Adopt v002"
+    offer = panel.offer_box
+    assert offer.isVisibleTo(panel) and "Stopped early" in offer.offer_text.text()
+    assert offer.adopt_button.text() == "Adopt v002"
     assert panel.loss_curve.series("total")
-    box.adopt_button.click()
+    offer.adopt_button.click()
     _wait(qtbot, panel, "_finetune_worker", timeout=120_000)  # the ranking refresh
-    assert Study.open(tiny_study).current_model == "v002" and not box.offer_box.isVisibleTo(panel)
+    assert Study.open(tiny_study).current_model == "v002" and not offer.isVisibleTo(panel)
     assert panel.selected_model().version == "v002" and panel.model_combo.currentIndex() == 2
     assert "v002" in box.start_model.text()  # the fine-tune starts from the Segment model
 
@@ -284,7 +285,7 @@ def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
     qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
     assert "compared v002 with v001 on 3 of 3 other cases" in panel.finetune_stage.text()
     assert Study.open(tiny_study).current_model == "v001"
-    panel.finetune_box.adopt_button.click()
+    panel.offer_box.adopt_button.click()
     qtbot.waitUntil(lambda: "ranking refreshed" in panel.finetune_status.text(), timeout=180_000)
     qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
     reopened = Study.open(tiny_study)
@@ -592,3 +593,62 @@ def test_after_shutdown_late_job_reports_reach_no_widget(make_napari_viewer):
     panel.shutdown()
     assert len(session.status) == 0 and len(session.notice) == 0
     session.say("finetune", "a late failure", "error", notify=True)  # reaches no one, raises nothing
+
+
+def _in_view(widget) -> bool:
+    """Whether all of ``widget`` shows: on screen, not scrolled away or clipped by the panel."""
+    from qtpy.QtCore import QPoint, QRect
+    from qtpy.QtWidgets import QScrollArea
+
+    if not widget.isVisible() or widget.visibleRegion().isEmpty():
+        return False
+    visible = widget.visibleRegion().boundingRect()
+    if visible.size() != widget.size():  # partly clipped by an ancestor (the scroll area's viewport)
+        return False
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QScrollArea):
+        parent = parent.parentWidget()
+    if parent is None:
+        return True
+    viewport = parent.viewport()
+    return viewport.rect().contains(QRect(widget.mapTo(viewport, QPoint(0, 0)), widget.size()))
+
+
+def test_the_offer_and_the_version_rows_are_in_view_at_a_window_height_of_1000_px(
+    make_napari_viewer, qtbot, tiny_study, write_unreviewed
+):
+    """Clinician try-out: at 1000 px the offer's Adopt / Discard were below the fold and the
+    version rows were cut off. The offer is pinned above the scrolling sections; rows wrap."""
+    from qtpy.QtWidgets import QScrollArea
+
+    write_unreviewed(tiny_study)
+    viewer = make_napari_viewer(show=True)
+    panel = UamcPanel(viewer)
+    viewer.window.add_dock_widget(panel)
+    window = panel.window()
+    window.resize(1400, 1000)
+    qtbot.waitUntil(lambda: window.height() <= 1000, timeout=5_000)
+    panel.open_study(tiny_study)  # v002 was written while napari was closed: offered again
+    offer, scroll = panel.offer_box, panel.findChild(QScrollArea)
+    assert offer.isVisibleTo(panel) and offer.adopt_button.text() == "Adopt v002"
+    for target in (panel.study_box, panel.versions_box):  # wherever the person has scrolled
+        scroll.ensureWidgetVisible(target)
+        qtbot.waitUntil(lambda: _in_view(offer.adopt_button) and _in_view(offer.discard_button), timeout=5_000)
+    assert window.height() <= 1000 and panel.mapTo(window, panel.rect().bottomLeft()).y() <= window.height()
+    rows = panel.versions_list
+    qtbot.waitUntil(lambda: _in_view(rows), timeout=5_000)  # scrolled to Model versions above
+    for row in range(rows.count()):  # each row whole: wrapped, not cut off on the right or below
+        assert rows.viewport().rect().contains(rows.visualItemRect(rows.item(row))), rows.item(row).text()
+    assert "offered: not adopted" in rows.item(0).text()
+
+
+def test_picking_an_unreviewed_version_in_the_model_list_offers_it(make_napari_viewer, tiny_study, write_unreviewed):
+    write_unreviewed(tiny_study)
+    panel = UamcPanel(make_napari_viewer())
+    panel.open_study(tiny_study, open_first_case=False)
+    panel.session.finetuning.set_offer(None)
+    assert not panel.offer_box.isVisibleTo(panel)
+    panel.model_combo.setCurrentIndex(2)  # v002 (not reviewed)
+    assert Study.open(tiny_study).current_model == "v001" and panel.model_combo.currentIndex() == 1
+    assert panel.offer_box.isVisibleTo(panel) and panel.offer_box.adopt_button.text() == "Adopt v002"
+    assert "not adopted yet" in panel.versions_box.status.text()

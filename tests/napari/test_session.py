@@ -394,27 +394,12 @@ def test_an_offer_shows_each_accepted_case_so_a_mean_hides_no_loss():
     assert "lost most: c3 0.900 -> 0.800" in text and "c0" not in text
 
 
-def _write_unreviewed(root, version="v002", **fields):
-    """A fine-tune version nobody adopted or discarded, as a child that ended after napari closed
-    leaves it (``finetune_study(adopt=False)``): the parent's weights and a fine-tune record."""
-    import json
-    import shutil
-
-    study = Study.open(root)
-    shutil.copyfile(study.model_path("v001"), study.model_path(version))
-    case = study.cases()[0]
-    record = {"version": version, "parent": "v001", "kind": "finetune", "iterations": 3, "stopped_early": True,
-              "cases": {"labeled": [case], "unlabeled": study.cases()[1:]},
-              "starting_agreement": {"cases": {case: 0.75}, "mean": 0.75},
-              "training_dice": {"cases": {case: 0.8}, "mean": 0.8}, **fields}
-    study.model_info_path(version).write_text(json.dumps(record))
-    return study.model_path(version).read_bytes()
-
-
-def test_a_version_written_while_napari_was_closed_is_offered_when_the_study_opens(session, tiny_study):
+def test_a_version_written_while_napari_was_closed_is_offered_when_the_study_opens(
+    session, tiny_study, write_unreviewed
+):
     import json
 
-    weights = _write_unreviewed(tiny_study)
+    weights = write_unreviewed(tiny_study)
     session.finetuning.refresh_after = False  # no re-segmenting: the decision is under test
     session.open_study(tiny_study, open_first_case=False)
     offer = session.finetuning.offer
@@ -431,10 +416,10 @@ def test_a_version_written_while_napari_was_closed_is_offered_when_the_study_ope
     assert study.model_path("v002").read_bytes() == weights  # the model file is never rewritten
 
 
-def test_a_reopened_offer_can_be_discarded_and_is_not_offered_again(session, tiny_study):
+def test_a_reopened_offer_can_be_discarded_and_is_not_offered_again(session, tiny_study, write_unreviewed):
     import json
 
-    _write_unreviewed(tiny_study)
+    write_unreviewed(tiny_study)
     session.open_study(tiny_study, open_first_case=False)
     session.finetuning.discard()
     study = Study.open(tiny_study)
@@ -448,8 +433,8 @@ def test_a_reopened_offer_can_be_discarded_and_is_not_offered_again(session, tin
         again.close()
 
 
-def test_picking_an_unreviewed_version_offers_it_instead_of_adopting_it(session, tiny_study):
-    _write_unreviewed(tiny_study, stopped_early=False, iterations=40)
+def test_picking_an_unreviewed_version_offers_it_instead_of_adopting_it(session, tiny_study, write_unreviewed):
+    write_unreviewed(tiny_study, stopped_early=False, iterations=40)
     session.open_study(tiny_study, open_first_case=False)
     session.finetuning.set_offer(None)  # the person closed nothing, but looks elsewhere
     session.select_model(2)  # the Model list: v002
@@ -458,7 +443,7 @@ def test_picking_an_unreviewed_version_offers_it_instead_of_adopting_it(session,
     assert "not adopted yet" in session.texts["versions"][0]
 
 
-def test_a_now_using_line_goes_with_later_actions(session, tiny_study):
+def test_a_now_using_line_goes_with_later_actions(session, tiny_study, write_unreviewed):
     session.finetuning.refresh_after = False
     session.open_study(tiny_study)
     session.use_version(None)
@@ -466,7 +451,7 @@ def test_a_now_using_line_goes_with_later_actions(session, tiny_study):
     session.open_next_case()
     assert session.texts["versions"][0] == ""  # Next case: it was about an earlier action
     session.use_version("v001")
-    _write_unreviewed(tiny_study)
+    write_unreviewed(tiny_study)
     session.finetuning.offer_version("v002")
     assert session.texts["versions"][0] == ""  # a new offer: the model in use is said there
 

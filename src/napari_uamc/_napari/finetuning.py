@@ -306,7 +306,7 @@ class Finetuning:
         offer = Offer.from_outcome(outcome)
         took = f" (ended {offer.stop_seconds:.1f} s after Stop)" if offer.stop_seconds is not None else ""
         self._say(f"fine-tune {'stopped early' if offer.stopped_early else 'done'}{took}: "
-                  f"<b>{offer.version}</b> is offered; adopt or discard it below", "ok")
+                  f"<b>{offer.version}</b> is offered; adopt or discard it at the top of the panel", "ok")
         self._session.version_added()
         self.progress.emit(1, 1)
         if offer.compare_seconds is not None:
@@ -336,7 +336,7 @@ class Finetuning:
     def offer_version(self, version: str, said: str = "") -> None:
         """Offer ``version`` from its record (``said``: what to say first); Adopt or Discard decide."""
         self.set_offer(Offer.from_record(version, read_version_info(self._session.study, version)))
-        self._say(f"{said}<b>{version}</b> was never adopted or discarded: it is offered below; adopt or discard it")
+        self._say(f"{said}<b>{version}</b> was never adopted or discarded: it is offered at the top of the panel")
 
     def pick(self, version: str | None) -> None:
         """A person picked a model (the Model list, *Use selected version*): an unreviewed version
@@ -345,7 +345,7 @@ class Finetuning:
         if study is not None and version is not None and version in unreviewed_versions(study):
             self.offer_version(version)
             self._session.refresh_models()  # the Model list shows the model still in use
-            self._session.say("versions", f"{version} is not adopted yet: see its offer under Fine-tune, "
+            self._session.say("versions", f"{version} is not adopted yet: see its offer at the top of the panel, "
                                           "then Adopt or Discard it")
             return
         self.use_version(version)

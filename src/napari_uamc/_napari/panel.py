@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QMainWindow, QScrollArea, QVBoxLayout, QWidget
 
 from napari_uamc._napari._qt.accept_box import AcceptBox
 from napari_uamc._napari._qt.finetune_box import FinetuneBox
+from napari_uamc._napari._qt.offer_box import OfferBox
 from napari_uamc._napari._qt.regions_box import RegionsBox
 from napari_uamc._napari._qt.runner import QtRunner
 from napari_uamc._napari._qt.segment_box import SegmentBox
@@ -63,6 +64,7 @@ class UamcPanel(QWidget):
         self.regions_box = RegionsBox(session)
         self.accept_box = AcceptBox(session)
         self.finetune_box = FinetuneBox(session)
+        self.offer_box = OfferBox(session)  # pinned above the sections: the decision stays in view
         self.versions_box = VersionsBox(session)
         self._layout()
         self._alias_controls()
@@ -85,7 +87,8 @@ class UamcPanel(QWidget):
         scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self.offer_box)
+        outer.addWidget(scroll, 1)
         self.setMinimumWidth(420)
 
     def _alias_controls(self) -> None:

@@ -1,9 +1,8 @@
-"""Fine-tune section: starting model, budget, method, Fine-tune / Stop, progress, loss curve, and the
-offered version with Adopt / Discard."""
+"""Fine-tune section: starting model, budget, method, Fine-tune / Stop, progress, loss curve (the
+offered version has its own box, :mod:`~napari_uamc._napari._qt.offer_box`)."""
 
 from __future__ import annotations
 
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -12,14 +11,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_uamc._napari._qt.common import StatusLine, button, button_row
-from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, Offer, default_budget
+from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, default_budget
 from napari_uamc._napari.loss_curve import LossCurve
 from napari_uamc._napari.session import Session
 
@@ -80,18 +78,6 @@ class FinetuneBox(QGroupBox):
         layout.addWidget(self.stage)
         self.loss_curve = LossCurve()
         layout.addWidget(self.loss_curve)
-        self.offer_box = QGroupBox("Offered version")
-        offer_layout = QVBoxLayout(self.offer_box)
-        self.offer_text = QLabel("")
-        self.offer_text.setWordWrap(True)
-        offer_layout.addWidget(self.offer_text)
-        self.adopt_button = button("Adopt", tuning.adopt, "Segment, Next case and the next fine-tune use this version")
-        self.discard_button = button("Discard", tuning.discard,
-                                     "Delete this version's weights (its record stays, marked discarded)")
-        offer_layout.addLayout(button_row(self.adopt_button, self.discard_button))
-        layout.addWidget(self.offer_box)
-        self._show_offer(tuning.offer)
-        tuning.offered.connect(self._show_offer)
         tuning.stopping.connect(self._stopping)
         session.models_changed.connect(self._show_start_model)
         self._show_start_model()
@@ -116,22 +102,6 @@ class FinetuneBox(QGroupBox):
 
     def _show_start_model(self) -> None:
         self.start_model.setText(self.session.models.selected.label + " (the Segment model)")
-
-    def _show_offer(self, offer: Offer | None) -> None:
-        self.offer_box.setVisible(offer is not None)
-        self.offer_text.setText("<br>".join(offer.lines()) if offer is not None else "")
-        if offer is not None:
-            self.adopt_button.setText(f"Adopt {offer.version}")
-            self.discard_button.setText(f"Discard {offer.version}")
-            QTimer.singleShot(0, self._scroll_to_offer)  # once the layout has made room for it
-
-    def _scroll_to_offer(self) -> None:
-        """Bring the offer into view in the panel's scroll area (it decides what comes next)."""
-        widget = self.parentWidget()
-        while widget is not None and not isinstance(widget, QScrollArea):
-            widget = widget.parentWidget()
-        if widget is not None and self.offer_box.isVisible():
-            widget.ensureWidgetVisible(self.offer_box)
 
     def _progress(self, value: int, maximum: int) -> None:
         self.progress.setMaximum(max(1, maximum))

@@ -3,12 +3,24 @@ a version nobody adopted or discarded is offered instead)."""
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import (
+    QGroupBox,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_uamc._napari._qt.common import StatusLine
 from napari_uamc._napari.session import Session
 from napari_uamc._napari.versions import version_rows
+
+#: The version list grows to show this many rows whole (wrapped); more scroll.
+ROWS_SHOWN = 5
 
 
 class VersionsBox(QGroupBox):
@@ -20,8 +32,12 @@ class VersionsBox(QGroupBox):
                       "training cases.")
         hint.setWordWrap(True)
         layout.addWidget(hint)
-        self.versions_list = QListWidget()
-        self.versions_list.setMaximumHeight(110)
+        self.versions_list = QListWidget()  # rows wrap, nothing is cut off on the right
+        self.versions_list.setWordWrap(True)
+        self.versions_list.setTextElideMode(Qt.ElideNone)
+        self.versions_list.setResizeMode(QListView.Adjust)
+        self.versions_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.versions_list.installEventFilter(self)
         layout.addWidget(self.versions_list)
         self.use_button = QPushButton("Use selected version")
         self.use_button.setToolTip("Segment and fine-tune from this version from now on (roll back or forward); "
@@ -38,7 +54,23 @@ class VersionsBox(QGroupBox):
         for text, version in version_rows(self.session.study):
             item = QListWidgetItem(text)
             item.setData(Qt.UserRole, version)
+            item.setToolTip(text)
             self.versions_list.addItem(item)
+        self._fit_rows()
+
+    def _fit_rows(self) -> None:
+        """As tall as its first :data:`ROWS_SHOWN` rows, wrapped at the list's width."""
+        view = self.versions_list
+        view.doItemsLayout()
+        rows = sum(view.visualItemRect(view.item(i)).height() for i in range(min(view.count(), ROWS_SHOWN)))
+        height = max(rows, view.fontMetrics().height()) + 2 * view.frameWidth() + 2
+        if view.height() != height:
+            view.setFixedHeight(height)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt naming)
+        if obj is self.versions_list and event.type() == QEvent.Resize:
+            self._fit_rows()  # a new width wraps the rows differently
+        return False
 
     def use_selected_version(self) -> None:
         item = self.versions_list.currentItem()

@@ -1,0 +1,37 @@
+"""The offered version: what a fine-tune's new version does, with Adopt / Discard.
+
+The panel pins it above its scrolling sections, so the decision stays in view whatever is
+scrolled (at a window height of 1000 px the buttons were below the fold), and hides it when no
+version is offered.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
+
+from napari_uamc._napari._qt.common import button, button_row
+from napari_uamc._napari.finetuning import Offer
+from napari_uamc._napari.session import Session
+
+
+class OfferBox(QGroupBox):
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("Offered version", parent)
+        tuning = session.finetuning
+        layout = QVBoxLayout(self)
+        self.adopt_button = button("Adopt", tuning.adopt, "Segment, Next case and the next fine-tune use this version")
+        self.discard_button = button("Discard", tuning.discard,
+                                     "Delete this version's weights (its record stays, marked discarded)")
+        layout.addLayout(button_row(self.adopt_button, self.discard_button))  # first: never below the fold
+        self.offer_text = QLabel("")
+        self.offer_text.setWordWrap(True)
+        layout.addWidget(self.offer_text)
+        self._show_offer(tuning.offer)
+        tuning.offered.connect(self._show_offer)
+
+    def _show_offer(self, offer: Offer | None) -> None:
+        self.setVisible(offer is not None)
+        self.offer_text.setText("<br>".join(offer.lines()) if offer is not None else "")
+        if offer is not None:
+            self.adopt_button.setText(f"Adopt {offer.version}")
+            self.discard_button.setText(f"Discard {offer.version}")
