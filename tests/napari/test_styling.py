@@ -134,3 +134,15 @@ def test_the_3d_surface_drops_small_islands_and_keeps_the_label_and_its_grid():
     assert np.all(vertices.max(axis=0) <= structure.max(axis=0) + 0.5 + 1e-6)  # the island is not in it
     assert np.array_equal(seg.data, before)  # the label keeps its stray voxel
     layers.close()
+
+
+def test_the_3d_surface_leaves_out_a_fragment_far_smaller_than_the_structure():
+    from napari_uamc._napari.surfaces import surface_mesh
+
+    label = np.zeros((60, 60, 60), np.uint8)
+    label[5:55, 5:45, 5:55] = 1  # 100 000 voxels of 1 mm3
+    label[50:56, 50:56, 50:56] = 1  # a 216 mm3 fragment: above 50 mm3, under 1 % of the structure
+    vertices, _faces = surface_mesh(label, voxel_mm3=1.0)
+    assert vertices[:, 1].max() < 45  # the fragment (y 50-55) is not in the surface
+    vertices, _faces = surface_mesh(label, voxel_mm3=1.0, min_fraction=0.0)
+    assert vertices[:, 1].max() > 50  # with only the absolute size it would be

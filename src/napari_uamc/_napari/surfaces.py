@@ -4,11 +4,11 @@ In 3D the panel hides ``<image> segmentation`` (a Labels layer rendered as a vol
 0.8 s a frame with napari's software OpenGL on this VM, and shows every stray voxel as an
 island) and shows ``<image> surface``: a Surface layer of the label's boundary (marching cubes
 at 0.5 between voxel centres, no smoothing), without the connected pieces smaller than
-``ISLAND_MIN_MM3`` (the largest piece is always kept). Only the surface drops them: the label
-data, what Accept saves, is never changed. The mesh is made lazily, on the first switch to 3D
-after the label changed, in a background job; it takes the segmentation layer's exact
-transform (scale, translate, rotate, shear, affine), so it lies where the voxels lie.
-No Qt.
+``ISLAND_MIN_MM3`` or than ``ISLAND_MIN_FRACTION`` of the largest piece (which is always
+kept). Only the surface drops them: the label data, what Accept saves, is never changed.
+The mesh is made lazily, on the first switch to 3D after the label changed, in a background
+job; it takes the segmentation layer's exact transform (scale, translate, rotate, shear,
+affine), so it lies where the voxels lie. No Qt.
 """
 
 from __future__ import annotations
@@ -24,14 +24,18 @@ from napari_uamc._napari.styling import SEGMENTATION_SUFFIX, SURFACE_SUFFIX
 #: Connected pieces of the segmentation smaller than this (mm3, 26-connected) are left out of the
 #: 3D surface (0.05 mL: stray voxels and specks, not anatomy one would look at in 3D).
 ISLAND_MIN_MM3 = 50.0
+#: ... and pieces smaller than this fraction of the largest one (on a real LA scan: a 0.19 mL
+#: fragment beside a 55 mL atrium, a spurious island in the 3D view).
+ISLAND_MIN_FRACTION = 0.01
 #: The transform of a layer, copied from the segmentation to its surface.
 TRANSFORM_KEYS = ("scale", "translate", "rotate", "shear", "affine")
 
 
-def surface_mesh(data: np.ndarray, voxel_mm3: float,
-                 min_mm3: float = ISLAND_MIN_MM3) -> tuple[np.ndarray, np.ndarray] | None:
+def surface_mesh(data: np.ndarray, voxel_mm3: float, min_mm3: float = ISLAND_MIN_MM3,
+                 min_fraction: float = ISLAND_MIN_FRACTION) -> tuple[np.ndarray, np.ndarray] | None:
     """(vertices, faces) of the boundary of ``data != 0`` in ``data``'s index space, pieces smaller
-    than ``min_mm3`` left out (the largest always kept); ``None`` for an empty label."""
+    than ``min_mm3`` or ``min_fraction`` of the largest left out (the largest always kept);
+    ``None`` for an empty label."""
     from scipy import ndimage
     from skimage.measure import marching_cubes
 
@@ -41,7 +45,7 @@ def surface_mesh(data: np.ndarray, voxel_mm3: float,
     pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)
     sizes[0] = 0
-    keep = sizes * float(voxel_mm3) >= min_mm3
+    keep = (sizes * float(voxel_mm3) >= min_mm3) & (sizes >= min_fraction * sizes.max())
     keep[int(np.argmax(sizes))] = True
     keep[0] = False
     mask = keep[pieces]
