@@ -98,6 +98,10 @@ VARIANTS: dict[str, Variant] = {
                                 True, finetune_lr=0.01),
     "ugmcl-ema-bn-lr01": _variant("UG-MCL + EMA + BN recalibration, lr 0.01", ALL_TERMS, True, True,
                                   finetune_lr=0.01),
+    "ugmcl-cached-ema-bn": _variant("UG-MCL, whole-case teacher targets, + EMA + BN recalibration", ALL_TERMS,
+                                    True, True, teacher_refresh=25, batch_size=3),
+    "ugmcl-cached-l1-ema-bn": _variant("UG-MCL, whole-case teacher targets, lambda 1, + EMA + BN recalibration",
+                                       ALL_TERMS, True, True, teacher_refresh=25, batch_size=3, consistency=1.0),
 }
 BASELINE, SEMI = "sup-ema-bn", "ugmcl-ema-bn"
 #: Fine-tunes that --real runs unless --variants says otherwise: the default (a cold start

@@ -446,3 +446,20 @@ def test_stop_checks_leave_the_gradients_alone_and_stop_forward_and_backward():
     disarm()
     loss_of(checked)
     assert len(calls) == 2 * forward  # disarmed: no more checks
+
+
+def test_whole_case_teacher_targets_wait_for_training_in_a_cold_start(study, model_file):
+    from napari_uamc.engine.finetune import COLD_TEACHER_START
+
+    semi = {**FAST, "labeled_batch_size": 1, "terms": ["seg", "dis", "itc", "ctc"], "teacher_refresh": 1}
+    result = finetune_study(study, model_path=model_file, iterations=2, device="cpu", score=False, overrides=semi)
+    info = json.loads(study.model_info_path(result.version).read_text())
+    assert info["starting_agreement"]["mean"] < 0.5  # an untrained model: a cold start
+    assert info["settings"]["teacher_start"] == COLD_TEACHER_START  # its own predictions are no target
+    assert not any("teacher targets" in note for note in info["notes"])
+
+    result = finetune_study(study, model_path=model_file, iterations=2, device="cpu", score=False,
+                            overrides={**semi, "teacher_start": 0})
+    info = json.loads(study.model_info_path(result.version).read_text())
+    assert info["settings"]["teacher_start"] == 0
+    assert any("teacher targets of the 2 other cases computed from step 0" in note for note in info["notes"])

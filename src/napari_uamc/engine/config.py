@@ -134,6 +134,10 @@ class TrainConfig:
     keep_ema: bool = False  # (flag) keep the EMA teacher (not the student) as the result
     cold_start: bool = True  # a model new to the study's images (engine/finetune.py) relearns at its spacing/rate
     anchors: bool = False  # warm start: also train on the other cases labeled by the starting model
+    # (flag) 0: the teacher's passes on every unlabeled patch (the paper); N > 0: whole-case
+    # targets (engine/teacher_targets.py), one case refreshed every N steps
+    teacher_refresh: int = 0
+    teacher_start: int = 0  # with teacher_refresh: the step at which the targets are first computed
 
     # --- how the trainer runs (helper G; validated by engine/training.py) -----------------------
     precision: str = "auto"  # "auto" (bf16 where native: CUDA, AMX/AVX512-BF16 CPUs) | "float32" | "bfloat16"
@@ -230,6 +234,8 @@ class TrainConfig:
         _require(_is_number(self.beta) and 0 <= self.beta <= 1, "beta", "in [0, 1]")
         _require(self.teacher_target in TEACHER_TARGETS, "teacher_target",
                  f"one of {TEACHER_TARGETS}")
+        for name in ("teacher_refresh", "teacher_start"):
+            _require(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "an integer >= 0")
         _require(self.consistency_rampup is None
                  or (_is_int(self.consistency_rampup) and self.consistency_rampup >= 0),
                  "consistency_rampup", "None or an integer >= 0")

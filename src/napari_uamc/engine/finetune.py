@@ -79,6 +79,9 @@ COLD_START_DICE = 0.5
 #: A cold start also works at the spacing where the model's patch holds the accepted structures
 #: whole, with this much room (:func:`structure_spacing`); a warm start keeps the model's spacing.
 STRUCTURE_MARGIN = 1.1
+#: With whole-case teacher targets (``teacher_refresh``), a cold start computes them first at this
+#: step: the starting model's own predictions on images new to it are no target.
+COLD_TEACHER_START = 150
 #: Random patches per study image for the BatchNorm recalibration.
 RECALIBRATION_PATCHES_PER_IMAGE = 2
 #: :func:`compare_with_parent` compares at most this many of the other cases (most uncertain first)...
@@ -410,6 +413,8 @@ def finetune_study(
     else:
         chosen_by, why = "settings", f"{compared}: learning rate {cfg.finetune_lr:g}"
     say(why)
+    if cold and cfg.teacher_refresh and "teacher_start" not in (overrides or {}):
+        cfg = cfg.replace(teacher_start=COLD_TEACHER_START)
 
     anchors: list[TrainingCase] = []
     if cfg.anchors and not cold and agreed is not None and unlabeled:
@@ -434,6 +439,10 @@ def finetune_study(
         trainer.stopped_early = True
     finally:
         disarm()
+    if trainer.targets is not None and trainer.targets.seconds:
+        trainer.notes.append(f"teacher targets of the {len(unlabeled)} other cases computed from step "
+                             f"{cfg.teacher_start}, one case refreshed every {cfg.teacher_refresh} steps: "
+                             f"{trainer.targets.seconds:.1f} s")
     if trainer.stopped_early:
         if trainer.iteration == 0:
             raise nothing_written("before its first training step")

@@ -44,6 +44,7 @@ from napari_uamc.engine.distributed import DistContext, any_rank, current
 from napari_uamc.engine.ema import update_ema
 from napari_uamc.engine.model import DualTaskVNet
 from napari_uamc.engine.sampling import TrainingBatches, batch_loader
+from napari_uamc.engine.teacher_targets import TeacherTargets
 from napari_uamc.engine.training_state import (
     LastGoodState,
     modules_are_finite,
@@ -240,6 +241,11 @@ class Trainer:
             rank=self.dist.rank,
             with_sdf=TERM_DIS in self.terms and cfg.sdf_mse_weight > 0,
         )
+        #: whole-case teacher targets of the unlabeled cases (``cfg.teacher_refresh`` > 0), else None
+        self.targets = (
+            TeacherTargets(self.unlabeled, cfg, device=self.device, dtype=self.dtype)
+            if cfg.teacher_refresh and self.uses_unlabeled and TERM_ITC in self.terms else None
+        )
 
     # ------------------------------------------------------------------------- set-up checks
     def _check_batchnorm_batch(self, cfg: TrainConfig) -> None:
@@ -360,6 +366,10 @@ class Trainer:
     def _step(self, batch: Mapping[str, Tensor]) -> StepReport:
         cfg = self.cfg
         it = self.iteration
+        targets = None
+        if self.targets is not None:
+            self.targets.update(it, self.teacher, self.student)
+            targets = self.targets.crops(self.batches.specs(it)[1])
         torch.manual_seed(derived_seed(cfg.seed, _STREAM_STEP, self.dist.rank, it))
         lr = cfg.lr_at(it)
         for group in self.optimizer.param_groups:
@@ -369,7 +379,7 @@ class Trainer:
         sdf_target = batch["sdf"].to(self.device, non_blocking=True) if "sdf" in batch else None
 
         self.student.train()
-        losses = self.method.losses(x, label, sdf_target, it)
+        losses = self.method.losses(x, label, sdf_target, it, targets)
         fresh = self._is_sync_step(it)
         if fresh:
             self._check_finite(it, losses.terms, losses.mask_fraction)

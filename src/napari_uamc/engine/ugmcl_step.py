@@ -10,6 +10,11 @@ the labeled part; the EMA teacher, in train mode (dropout on, BatchNorm on batch
 gives the consistency target from one pass on the input plus clamped Gaussian noise and the
 uncertainty from T more noisy passes, batched into as few forwards as ``mc_chunk`` allows;
 ``L = L_sup + lambda(t) (L_itc + L_ctc)``.
+
+With ``cfg.teacher_refresh`` > 0 the teacher does not run in the step: the intra-task term
+compares the unlabeled samples with whole-case targets cropped by the trainer
+(:mod:`napari_uamc.engine.teacher_targets`), masked at
+:func:`~napari_uamc.engine.teacher_targets.target_threshold`; until those exist the term is 0.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from napari_uamc.engine.losses import (
     supervised_loss,
     uncertainty_threshold,
 )
+from napari_uamc.engine.teacher_targets import TargetCrops, target_threshold
 
 #: Teacher passes per forward on a CPU when ``mc_chunk`` is 0 (auto): stacking passes measured
 #: slower on a 2-core CPU (width 8, 64x64x48, batch 4, T=8: 0.95 s unstacked, 1.1 s by 3, 1.2 s all).
@@ -92,12 +98,14 @@ class UGMCLStep:
         self.memory_format = memory_format
         self.mc_chunk = mc_chunk_for(cfg, device)
 
-    def losses(self, x: Tensor, label: Tensor, sdf_target: Tensor | None, iteration: int) -> StepLosses:
+    def losses(self, x: Tensor, label: Tensor, sdf_target: Tensor | None, iteration: int,
+               targets: TargetCrops | None = None) -> StepLosses:
         """The loss of one batch at step ``iteration`` (0-based), with gradients to the student.
 
         ``x``: ``[B, 1, X, Y, Z]`` float images on the device, the ``L`` labeled samples first;
         ``label``: ``[L, X, Y, Z]`` integer classes; ``sdf_target``: ``[L, C-1, X, Y, Z]``
-        normalised SDFs of the labels (only with ``dis`` and ``sdf_mse_weight`` > 0), else None.
+        normalised SDFs of the labels (only with ``dis`` and ``sdf_mse_weight`` > 0), else None;
+        ``targets``: the unlabeled samples' cached teacher targets (``cfg.teacher_refresh`` > 0).
         Draws random numbers (dropout, teacher noise) from torch's global generators.
 
         Raises:
@@ -107,9 +115,11 @@ class UGMCLStep:
         n_labeled = label.shape[0]
         itc_on, ctc_on = TERM_ITC in self.terms, TERM_CTC in self.terms
         weight = consistency_weight(iteration, cfg) if (itc_on or ctc_on) else 0.0
-        threshold = (
-            uncertainty_threshold(iteration, cfg.rampup_length, cfg.n_classes, cfg) if itc_on else None
-        )
+        cached = cfg.teacher_refresh > 0
+        threshold = None
+        if itc_on:
+            threshold = target_threshold(cfg) if cached else uncertainty_threshold(
+                iteration, cfg.rampup_length, cfg.n_classes, cfg)
 
         with autocast(self.device, self.dtype):
             seg_logits, sdf = self.net(x)
@@ -128,12 +138,19 @@ class UGMCLStep:
         mask_fraction = None
         if itc_on or ctc_on:
             p_student = torch.softmax(seg_logits.float(), dim=1)
-        if itc_on:
-            p_teacher, sdf_teacher, uncertainty = self.teacher_outputs(x)
+        if itc_on and cached and targets is None:  # the whole-case targets do not exist yet
+            terms[TERM_ITC] = total.new_zeros(())
+            mask_fraction = total.new_zeros(())
+        elif itc_on:
+            first = n_labeled if cached else 0  # cached targets cover the unlabeled samples only
+            if cached:
+                p_teacher, sdf_teacher, uncertainty = targets.probabilities, targets.sdf, targets.uncertainty
+            else:
+                p_teacher, sdf_teacher, uncertainty = self.teacher_outputs(x)
             beta = cfg.effective_beta
             terms[TERM_ITC], mask_fraction = intra_task_consistency(
-                p_student,
-                sdf if beta < 1 else None,
+                p_student[first:],
+                sdf[first:] if beta < 1 else None,
                 p_teacher,
                 sdf_teacher if beta < 1 else None,
                 uncertainty,

@@ -1,0 +1,100 @@
+"""Whole-case teacher targets (engine/teacher_targets.py): their schedule, their crops, and a
+trainer step that uses them instead of the teacher's per-step passes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from _helpers import noisy_sphere
+from napari_uamc.engine.augment import AugmentParams, crop_rotate_flip
+from napari_uamc.engine.config import ALL_TERMS, TrainConfig
+from napari_uamc.engine.dataset import TrainingCase
+from napari_uamc.engine.sampling import SampleSpec
+from napari_uamc.engine.teacher_targets import CaseTargets, TeacherTargets, target_threshold
+from napari_uamc.engine.training import Trainer
+from napari_uamc.engine.ugmcl_step import UGMCLStep
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = dict(width=2, patch=(16, 16, 16), iterations=4, mc_samples=2, precision="float32", seed=3,
+            batch_size=3, labeled_batch_size=2, finetune=True)
+
+
+def _case(seed: int, labeled: bool, shape=(24, 20, 16)) -> TrainingCase:
+    image, label = noisy_sphere(seed, shape, shift=2, radius=(4, 6))
+    return TrainingCase.from_arrays(f"case{seed}", image, label if labeled else None, (1.0, 1.0, 1.0))
+
+
+def _targets(n_cases: int, **cfg) -> TeacherTargets:
+    cases = [_case(10 + i, labeled=False) for i in range(n_cases)]
+    return TeacherTargets(cases, TrainConfig(**{**TINY, **cfg}), device=torch.device("cpu"), dtype=torch.float32)
+
+
+def test_all_cases_at_the_start_then_one_every_n_steps_in_turn():
+    targets = _targets(3, teacher_refresh=2, teacher_start=5)
+    assert [targets.due(step) for step in range(5)] == [[]] * 5
+    targets.maps = [object()] * 3  # what update() leaves at the start step (the schedule only)
+    assert [targets.due(step) for step in range(5, 13)] == [[0], [], [1], [], [2], [], [0], []]
+
+
+def test_crops_follow_the_patch_augmentation_and_padding_reads_as_uncertain():
+    targets = _targets(1, teacher_refresh=1)
+    case = targets.cases[0]
+    shape = case.image.shape
+    ramp = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / np.prod(shape)
+    targets.maps[0] = CaseTargets(np.stack([1 - ramp, ramp]).astype(np.float16), ramp[None].astype(np.float16),
+                                  np.full(shape, math.log(2) - 0.1, np.float16), step=0)
+    params = AugmentParams(rotations=1, flip_axis=0, offset=(0, 1, 0))  # z: 16 of 16, no padding needed
+    crops = targets.crops([SampleSpec(case, params)])
+    expected = crop_rotate_flip(ramp.astype(np.float16), params, (16, 16, 16)).astype(np.float32)
+    assert crops.probabilities.shape == (1, 2, 16, 16, 16) and crops.sdf.shape == (1, 1, 16, 16, 16)
+    np.testing.assert_array_equal(crops.probabilities[0, 1].numpy(), expected)
+    np.testing.assert_allclose(crops.uncertainty.numpy(), 0.1, atol=1e-3)
+    # a volume smaller than the patch: the padding beyond it must never be a trusted target
+    small = _targets(1, teacher_refresh=1, patch=(32, 16, 16))
+    small.maps[0] = CaseTargets(np.zeros((2, *shape), np.float16), np.zeros((1, *shape), np.float16),
+                                np.full(shape, math.log(2), np.float16), step=0)  # certain everywhere
+    crop = small.crops([SampleSpec(small.cases[0], AugmentParams(0, 0, (0, 0, 0)))]).uncertainty[0]
+    assert float(crop[:4].min()) >= target_threshold(small.cfg)  # padded rows (24 -> 32: 4 each side)
+    assert float(crop[4:28].max()) < target_threshold(small.cfg)
+
+
+def test_a_step_with_cached_targets_runs_no_teacher_pass(monkeypatch):
+    labeled = [_case(i, labeled=True) for i in range(2)]
+    unlabeled = [_case(10 + i, labeled=False) for i in range(2)]
+
+    def no_teacher_pass(self, x):
+        raise AssertionError("the teacher must not run inside a step with cached targets")
+
+    monkeypatch.setattr(UGMCLStep, "teacher_outputs", no_teacher_pass)
+    # an untrained network is unsure everywhere: trust every target below ln 2 to see the term
+    cfg = TrainConfig(**TINY, terms=ALL_TERMS, teacher_refresh=2, teacher_start=1, tau_base=1.0)
+    trainer = Trainer(cfg, labeled, unlabeled, device="cpu")
+    reports = list(trainer.steps())
+    assert [r.iteration for r in reports] == [1, 2, 3, 4]
+    assert reports[0].losses["itc"] == 0.0 and reports[0].mask_fraction == 0.0  # before teacher_start
+    assert all(r.losses["itc"] > 0.0 and 0.0 < r.mask_fraction <= 1.0 for r in reports[1:])
+    assert all(math.isfinite(v) for r in reports for v in r.losses.values())
+    assert [m.step for m in trainer.targets.maps] == [3, 1]  # both at step 1, then case 0 again at 3
+    assert trainer.targets.seconds > 0
+
+
+def test_the_refreshing_teacher_uses_the_students_batchnorm_statistics():
+    from napari_uamc.engine.teacher_targets import _refreshing_network
+
+    labeled = [_case(i, labeled=True) for i in range(2)]
+    trainer = Trainer(TrainConfig(**TINY, terms=ALL_TERMS, teacher_refresh=1), labeled,
+                      [_case(10, labeled=False)], device="cpu")
+    list(trainer.steps())
+    net = _refreshing_network(trainer.teacher, trainer.student)
+    student_stats = dict(trainer.student.named_buffers())
+    teacher_stats = dict(trainer.teacher.named_buffers())
+    name = next(n for n in student_stats if n.endswith("running_mean"))
+    assert torch.equal(dict(net.named_buffers())[name], student_stats[name])
+    assert not torch.equal(student_stats[name], teacher_stats[name])  # the student's moved, the teacher's not
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), trainer.teacher.parameters()))
+    assert not net.training
