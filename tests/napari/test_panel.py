@@ -579,9 +579,45 @@ def test_a_case_opens_in_the_background_and_its_layers_come_in_turns(make_napari
     turns.clear()
     session.open_case(first)  # a segmented case: image, uncertainty, SDF, segmentation
     qtbot.waitUntil(lambda: not session.opening, timeout=30_000)
-    assert len(turns) == 4
+    assert len(turns) == 5  # taking over the layers of the case left, then the image and three layers
     assert first + SEGMENTATION_SUFFIX in viewer.layers and first + UNCERTAINTY_SUFFIX in viewer.layers
 
+
+
+def test_next_case_refills_the_layers_once_the_draft_is_on_disk(make_napari_viewer, qtbot, tiny_study):
+    """Issue 12 part 9: the next case takes over the layers (no napari layer added or rebuilt), and
+    the draft of the case left is written in a worker but on disk before its layer is refilled."""
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    panel.mc_spin.setValue(1)
+    for _ in range(2):  # two segmented cases, so the second has every layer the first has
+        panel.segment()
+        _wait(qtbot, panel, "_segment_worker")
+        if _ == 0:
+            first = panel.case
+            panel.open_next_case()
+    second = panel.case
+    layers_before = {layer.name[len(second):]: layer for layer in viewer.layers}
+    painted = _flip_box(viewer.layers[second + SEGMENTATION_SUFFIX], np.s_[2:6, 4:12, 4:12])
+    session = panel.session
+    draft_at_refill = []
+    put = session.layers.put_segmentation
+    session.layers.put_segmentation = lambda *a, **k: (
+        draft_at_refill.append(Study.open(tiny_study).read_draft(second)), put(*a, **k))[1]
+    session.open_case(first)
+    assert not viewer.layers[second + SEGMENTATION_SUFFIX].editable  # no stroke while it is being left
+    qtbot.waitUntil(lambda: not session.opening, timeout=30_000)
+    assert draft_at_refill and np.array_equal(draft_at_refill[0].array, layer_io.layer_data_to_canonical(painted))
+    for suffix, layer in layers_before.items():  # the same layer objects, now the first case's
+        assert viewer.layers[first + suffix] is layer
+    image = Study.open(tiny_study).read_image(first)
+    shown = viewer.layers[first]
+    assert np.array_equal(layer_io.layer_data_to_canonical(shown.data), image.array)
+    assert np.allclose(shown.scale, layer_io.display_scale(image.spacing)) and np.allclose(shown.translate, 0)
+    assert layer_io.uamc_metadata(shown)["case"] == first
+    assert viewer.layers[first + SEGMENTATION_SUFFIX].editable
+    assert viewer.layers.selection.active is viewer.layers[first + SEGMENTATION_SUFFIX]
 
 
 def test_after_shutdown_late_job_reports_reach_no_widget(make_napari_viewer):

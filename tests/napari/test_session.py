@@ -238,6 +238,25 @@ def test_a_reopened_case_without_a_saved_disagreement_says_why(session, tiny_stu
         reopened.close()
 
 
+def test_a_draft_that_cannot_be_written_leaves_the_edit_on_screen(session, tiny_study, monkeypatch):
+    from napari_uamc.errors import StudyError
+
+    session.open_study(tiny_study)
+    first = session.case
+    session.segment()
+    painted = _paint(session, first, np.s_[2:6, 4:12, 4:12])
+
+    def refuse(case, label):
+        raise StudyError("disk full")
+
+    monkeypatch.setattr(session.study, "save_draft", refuse)
+    session.open_next_case()  # the draft fails in the background: the painted layer is set aside
+    kept = [layer for layer in session.viewer.layers if layer.name.startswith(f"{first} segmentation (")]
+    assert len(kept) == 1 and np.array_equal(kept[0].data, painted) and kept[0].editable
+    assert session.texts["accept"][1] == "error" and "disk full" in session.texts["accept"][0]
+    assert session.case != first
+
+
 def test_errors_are_said_in_their_section(session):
     session.segment()
     assert session.texts["segment"] == (

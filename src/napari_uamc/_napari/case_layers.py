@@ -92,6 +92,13 @@ def read_case(study: Any, case: str) -> CaseFiles:
     return CaseFiles(case, volume, image_layer, prediction, draft, accepted, saved)
 
 
+def _plain_transform(layer: Any) -> bool:
+    """Whether a layer has no transform but its scale (as the panel makes them)."""
+    ndim = layer.ndim
+    return bool(np.allclose(layer.translate, 0) and np.allclose(layer.rotate, np.eye(ndim))
+                and np.allclose(layer.shear, 0) and np.allclose(layer.affine.affine_matrix, np.eye(ndim + 1)))
+
+
 class CaseLayers:
     """The panel's layers in one viewer."""
 
@@ -107,6 +114,8 @@ class CaseLayers:
         self._snapshots: dict[str, np.ndarray] = {}
         #: layer name -> its 2D settings that the 3D look changed (see styling.style_for_ndisplay)
         self._saved_2d: dict[str, dict[str, Any]] = {}
+        #: painted segmentations set aside as layers of their own (never taken over by a next case)
+        self._aside: set[str] = set()
         viewer.dims.events.ndisplay.connect(self._ndisplay_changed)
 
     def close(self) -> None:
@@ -162,6 +171,8 @@ class CaseLayers:
         layer = self.segmentation(image)
         old = layer.name
         layer.name = f"{image} segmentation (your edit)"
+        layer.editable = True
+        self._aside.add(layer.name)
         self._snapshots.pop(old, None)
         self.baselines.pop(old, None)
         self._restore_2d(layer, old)  # no longer the case's segmentation: no 3D look either
@@ -289,12 +300,23 @@ class CaseLayers:
             styling.style_changes(layer)
         return layer
 
-    def case_steps(self, files: CaseFiles) -> list[Any]:
-        """Putting an opened case's layers on screen, one layer a step (see jobs.in_turns)."""
+    def case_steps(self, files: CaseFiles, previous: str | None = None) -> list[Any]:
+        """Putting an opened case's layers on screen, one layer a step (see jobs.in_turns).
+
+        The layers of the ``previous`` case (still on screen) are taken over and refilled where
+        the new case has the same layer (see :meth:`take_over`).
+        """
         case, volume, prediction = files.case, files.volume, files.prediction
         data, kwargs, _ = files.image_layer
         shown = files.draft or files.accepted or (prediction["seg"] if prediction else None)
-        steps = [lambda: self.viewer.add_image(data, **kwargs)]
+        refilled = {"": "Image"}
+        if prediction:
+            refilled.update({UNCERTAINTY_SUFFIX: "Image", SDF_SUFFIX: "Image"})
+        if shown is not None:
+            refilled[SEGMENTATION_SUFFIX] = "Labels"
+        steps = [lambda: self.put_image(data, kwargs)]
+        if previous is not None:
+            steps.insert(0, lambda: self.take_over(previous, case, refilled))
         if prediction:
             steps.append(lambda: self.put_uncertainty(case, volume, prediction["uncertainty"].array))
             steps.append(lambda: self.put_sdf(case, volume, prediction["sdf"].array))
@@ -309,6 +331,44 @@ class CaseLayers:
         return [lambda: self.put_uncertainty(image, volume, result.uncertainty),
                 lambda: self.put_sdf(image, volume, sdf),
                 lambda: self.put_segmentation(image, volume, result.label, baseline=result.label)]
+
+    def put_image(self, data: np.ndarray, kwargs: dict[str, Any]) -> Any:
+        """Show a case's image (``image_layer_tuple``'s data and kwargs): refill the layer of that
+        name if there is one (napari builds no new layer controls then), else add it."""
+        name = kwargs["name"]
+        layer = self.get(name)
+        if layer is None:
+            return self.viewer.add_image(data, **kwargs)
+        layer.data = data
+        for key in ("scale", "contrast_limits", "colormap", "metadata"):
+            setattr(layer, key, kwargs[key])
+        return layer
+
+    def take_over(self, old: str, new: str, refilled: dict[str, str]) -> None:
+        """The next case ``new`` takes over the layers of the closed case ``old``: a layer it also
+        has (``refilled``: name suffix -> layer type) is renamed, to be refilled, when the panel
+        made it as it is (identity transform but for scale); the others go, in one batch. Layers
+        set aside (a painted segmentation kept as a layer) stay. Refilling a layer costs napari
+        less than adding one (no new layer controls, no garbage collection per removal)."""
+        layers = self.viewer.layers
+        clash = old != new and any(self.belongs_to(layer.name, new) for layer in layers)
+        batch = getattr(layers, "batched_update", nullcontext)
+        with batch():
+            for layer in list(layers):
+                name = layer.name
+                if not self.belongs_to(name, old) or name in self._aside:
+                    continue
+                suffix = name[len(old):]
+                self._snapshots.pop(name, None)
+                self.baselines.pop(name, None)
+                self.surfaces.forget(name)
+                saved_2d = self._saved_2d.pop(name, None)
+                if not clash and refilled.get(suffix) == type(layer).__name__ and _plain_transform(layer):
+                    layer.name = new + suffix
+                    if saved_2d is not None:  # its 3D look goes with it
+                        self._saved_2d[layer.name] = saved_2d
+                else:
+                    layers.remove(layer)
 
     def displayed_focus(self, image: str, region: Any) -> tuple[int, int, int] | None:
         """A region's focus voxel as napari shows the image's voxels: (slice, row, column)."""

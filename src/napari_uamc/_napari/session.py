@@ -21,7 +21,8 @@ from typing import Any
 from psygnal import Signal
 
 from napari_uamc._napari import layers as layer_io
-from napari_uamc._napari.case_layers import CaseFiles, CaseLayers, read_case, warm_up
+from napari_uamc._napari.case_layers import CaseLayers, warm_up
+from napari_uamc._napari.case_opening import CaseOpener
 from napari_uamc._napari.corrections import Corrections
 from napari_uamc._napari.finetuning import Finetuning
 from napari_uamc._napari.jobs import InlineRunner, Job, Runner, in_turns
@@ -61,6 +62,7 @@ class Session:
         self.models = ModelCatalog()
         self.finetuning = Finetuning(self)
         self.corrections = Corrections(self)
+        self.opener = CaseOpener(self)  # opening a case in the background (case_opening.py)
         self.study: Any = None  # data.study.Study
         self.case: str | None = None
         self.image_name = ""
@@ -72,9 +74,7 @@ class Session:
         self.texts: dict[str, tuple[str, str]] = {}
         self._segment_stop = threading.Event()
         self._segment_job: Job | None = None
-        self._open_job: Job | None = None
         self._segment_showing = False  # a Segment's result is being put on screen, in turns
-        self._open_showing = False  # an opened case's layers are being put on screen, in turns
         self.runner.start(Job("warm up", warm_up, {}))  # imports the first Segment and case need
         self._removing_case = False
         self._closed = False
@@ -237,59 +237,14 @@ class Session:
         self.open_case(case)
 
     def open_case(self, case: str) -> None:
-        """Show a study case: its image and its draft, accepted label or prediction.
-
-        Unaccepted edits of the case on screen are kept as a draft first. The files are read in
-        the background (``opening`` is True meanwhile); the layers come when they are read.
-        """
-        study = self.study
-        if study is None:
-            return
-        if self._open_job is not None:
-            self.notice.emit("a case is already opening", "info")
-            return
-        self.close_case()
-        self.say("study", f"opening {case}…")
-        job = Job(
-            "open case", read_case, dict(study=study, case=case),
-            on_returned=lambda files: self._show_case(study, files),
-            on_errored=lambda error: self.say("study", str(error), "error", notify=True),
-            on_finished=self._open_finished,
-        )
-        self._open_job = job
-        self.runner.start(job)
+        """Show a study case: its image and its draft, accepted label or prediction (case_opening.py:
+        read in the background, the draft of the case left kept, its layers taken over)."""
+        self.opener.open(case)
 
     @property
     def opening(self) -> bool:
         """Whether a case's files are being read (its layers are not on screen yet)."""
-        return self._open_job is not None
-
-    def _open_finished(self) -> None:
-        if not self._open_showing:
-            self._open_job = None
-
-    def _show_case(self, study: Any, files: CaseFiles) -> None:
-        if study is not self.study or self.case is not None:  # another study or case came meanwhile
-            return
-        case = files.case
-
-        def done() -> None:
-            self._open_showing = False
-            self._open_job = None
-            self._set_case(case)
-            if files.saved is not None:  # the saved prediction: where to correct, disagreement
-                self.outcomes[case] = files.saved
-            self.select_image(case)
-            self.regions_changed.emit(list(files.saved.regions) if files.saved else [])
-            if self.show_disagreement:
-                self.set_disagreement(True)
-            self.say("study", "")
-            if files.draft is not None:
-                self.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
-            self.viewer.reset_view()
-
-        self._open_showing = True  # one layer per event-loop turn (jobs.in_turns)
-        in_turns(self.runner, self.layers.case_steps(files), done)
+        return self.opener.busy
 
     def _set_case(self, case: str | None) -> None:
         self.case = case

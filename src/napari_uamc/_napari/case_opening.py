@@ -1,0 +1,119 @@
+"""Opening a study case without stalling napari and without losing what was painted.
+
+The case on screen is *left*, not closed: its draft is written in the background
+(:mod:`napari_uamc._napari.drafts`) and its layers stay, taking no paint, while the next case's
+files are read in a worker. Once they are read and the draft is on disk, the next case takes over
+those layers (:meth:`CaseLayers.take_over`: renamed and refilled, not removed and added, which
+spares napari building layer controls and a garbage collection per removed layer), one layer per
+event-loop turn. No Qt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from napari_uamc._napari.case_layers import CaseFiles, read_case
+from napari_uamc._napari.drafts import DraftKeeper
+from napari_uamc._napari.jobs import Job, in_turns
+
+
+class CaseOpener:
+    """Opens one case at a time for a session."""
+
+    def __init__(self, session: Any) -> None:
+        self._s = session
+        self.drafts = DraftKeeper(session)
+        self._job: Job | None = None
+        self._showing = False  # the opened case's layers are being put on screen, in turns
+
+    @property
+    def busy(self) -> bool:
+        """Whether a case is opening (its files read or its layers put on screen)."""
+        return self._job is not None
+
+    def open(self, case: str) -> None:
+        """Keep the open case's draft, read ``case``'s files in the background, then show them."""
+        s = self._s
+        study = s.study
+        if study is None:
+            return
+        if self._job is not None:
+            s.notice.emit("a case is already opening", "info")
+            return
+        previous = self._leave_case()
+        s.say("study", f"opening {case}…")
+        job = Job(
+            "open case", read_case, dict(study=study, case=case),
+            on_returned=lambda files: self._show(study, files, previous),
+            on_errored=lambda error: self._failed(previous, error),
+            on_finished=self._finished,
+        )
+        self._job = job
+        s.runner.start(job)
+
+    def _finished(self) -> None:
+        if not self._showing:
+            self._job = None
+
+    def _leave_case(self) -> str | None:
+        """Leave the case on screen for the next one: its draft is written in the background, its
+        layers stay (taking no paint) until the next case takes them over; returns the case."""
+        s = self._s
+        case = s.case
+        if case is None:
+            return None
+        self.drafts.keep_in_background(case)
+        segmentation = s.layers.segmentation(case)
+        if segmentation is not None:
+            segmentation.editable = False
+        s.outcomes.pop(case, None)
+        s._set_case(None)
+        return case
+
+    def _failed(self, previous: str | None, error: BaseException) -> None:
+        s = self._s
+        s.say("study", str(error), "error", notify=True)
+        if previous is not None and s.case is None and s.layers.get(previous) is not None:
+            self.drafts.after_saved(lambda: self._back_to(previous))
+
+    def _back_to(self, case: str) -> None:
+        """The next case could not open: the one left is the open case again."""
+        self._s._set_case(case)
+        segmentation = self._s.layers.segmentation(case)
+        if segmentation is not None:
+            segmentation.editable = True
+
+    def _show(self, study: Any, files: CaseFiles, previous: str | None) -> None:
+        s = self._s
+        if study is not s.study or s.case is not None:  # another study or case came meanwhile
+            if previous is not None and study is not s.study:
+                self.drafts.after_saved(lambda: s.layers.remove_all_of(previous))
+            return
+        case = files.case
+        failure = [""]  # why the draft of the case left failed, told again once this case is on screen
+
+        def done() -> None:
+            self._showing = False
+            self._job = None
+            s._set_case(case)
+            if files.saved is not None:  # the saved prediction: where to correct, disagreement
+                s.outcomes[case] = files.saved
+            s.select_image(case)
+            s.regions_changed.emit(list(files.saved.regions) if files.saved else [])
+            if s.show_disagreement:
+                s.set_disagreement(True)
+            s.say("study", "")
+            if files.draft is not None:
+                s.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
+            if failure[0]:  # said when it failed; the line stays until the next action
+                s.say("accept", failure[0], "error")
+            s.viewer.reset_view()
+
+        def show() -> None:  # once the draft of the case left is on disk
+            failure[0] = self.drafts.failed(previous) if previous is not None else ""
+            if failure[0]:
+                s.layers.set_aside(previous)  # the edit stays on screen
+            in_turns(s.runner, s.layers.case_steps(files, previous), done)
+
+        self._showing = True  # one layer per event-loop turn (jobs.in_turns)
+        self.drafts.after_saved(show)
