@@ -85,6 +85,10 @@ def main() -> int:
         viewer.dims.ndisplay = 3  # the panel's 3D look: the maps hide, the MRI dims
         _camera(viewer).angles = (15, -35, 80)
         viewer.reset_view()
+        for _ in range(100):  # the segmentation's surface is made in a worker (surfaces.py)
+            if f"{case} surface" in viewer.layers:
+                break
+            pump(0.1)
         pump(1.5)
         viewer.screenshot(str(OUT / f"{prefix}3d.png"), canvas_only=True)
         viewer.close()
