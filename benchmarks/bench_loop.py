@@ -102,6 +102,9 @@ VARIANTS: dict[str, Variant] = {
                                     True, True, teacher_refresh=25, batch_size=3),
     "ugmcl-cached-l1-ema-bn": _variant("UG-MCL, whole-case teacher targets, lambda 1, + EMA + BN recalibration",
                                        ALL_TERMS, True, True, teacher_refresh=25, batch_size=3, consistency=1.0),
+    "ugmcl-cached-l1-b11-ema-bn": _variant("UG-MCL, whole-case teacher targets, lambda 1, 1 accepted + 1 other "
+                                           "patch a step, + EMA + BN recalibration", ALL_TERMS, True, True,
+                                           teacher_refresh=25, batch_size=2, labeled_batch_size=1, consistency=1.0),
 }
 BASELINE, SEMI = "sup-ema-bn", "ugmcl-ema-bn"
 #: Fine-tunes that --real runs unless --variants says otherwise: the default (a cold start
