@@ -245,3 +245,17 @@ def test_table3_report_pairs_rows_by_seed_and_writes_its_section(tmp_path):
     assert "+2.5 Dice points (+6.0, -1.0; better in 1 of 2)" in text
     assert "seeds 0, 1): 25 %" in text
     assert report.main([str(tmp_path / "empty")]) == 2
+
+
+def test_step_cost_reports_each_fine_tune_against_the_supervised_step(tmp_path, capsys):
+    bench = _load("bench_step_cost")
+    config = TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2, precision="float32").to_dict()
+    model = save_tiny_model(tmp_path / "tiny.pt", config=config)
+    assert bench.main(["--model", str(model), "--shape", "20", "18", "16", "--steps", "1", "--threads", "1",
+                       "--variants", "sup-ema-bn,ugmcl-cached-l1-ema-bn"]) == 0
+    out = capsys.readouterr().out
+    assert "| supervised + EMA + BN recalibration (baseline; the default) |" in out and "| 1.00x |" in out
+    cached = next(line for line in out.splitlines() if "whole-case teacher targets" in line)
+    assert float(cached.split("|")[4]) > 0  # the targets' own seconds are reported, not hidden in the steps
+    with pytest.raises(SystemExit):
+        bench.main(["--model", str(model), "--shape", "20", "18", "16", "--variants", "nonsense"])
