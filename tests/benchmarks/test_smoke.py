@@ -259,3 +259,31 @@ def test_step_cost_reports_each_fine_tune_against_the_supervised_step(tmp_path, 
     assert float(cached.split("|")[4]) > 0  # the targets' own seconds are reported, not hidden in the steps
     with pytest.raises(SystemExit):
         bench.main(["--model", str(model), "--shape", "20", "18", "16", "--variants", "nonsense"])
+
+
+def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_path):
+    report = _load("report_semi_finetune")
+    cases = {"a": 0.5, "b": 0.7}
+
+    def cache(name: str, iterations: int, variant: str, after: dict[int, float]) -> None:
+        folder = tmp_path / "loop" / name
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"data": "la2018", "start": "warm", "iterations": iterations}))
+        for seed, gain in after.items():
+            run = {"variant": variant, "seed": seed, "dice_before": cases,
+                   "dice_after": {c: v + gain for c, v in cases.items()}, "dice_A_before": {"x": 0.8},
+                   "dice_A_after": {"x": 0.78}, "seconds_per_iteration": 0.5}
+            (folder / f"{variant}_k2_uncertainty_noreplay_seed{seed}.json").write_text(json.dumps(run))
+
+    cache("one", 280, "sup-ema-bn", {0: 0.0, 1: 0.01, 2: -0.01})
+    cache("two", 216, "ugmcl-cached-l1-ema-bn", {0: 0.05, 1: 0.0, 2: 0.03})
+    cache("three", 40, "ugmcl-cached-l1-ema-bn", {0: -0.5})  # another budget: never mixed in
+    doc = tmp_path / "benchmarks.md"
+    assert report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:sup-ema-bn=280",
+                        "--budget", "warm:ugmcl-cached-l1-ema-bn=216", "--write", str(doc)]) == 0
+    text = doc.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| UG-MCL, whole-case"))
+    assert "| 216 iterations | 0, 1, 2 |" in row and "+0.027 (2 of 3)" in row  # (0.05 - 0) + (0 - 0.01) + (0.03 + 0.01)
+    assert "goal (+0.03, 2 of 3 seeds) NOT met" in text and "source domain moved -0.020" in text
+    with pytest.raises(SystemExit):
+        report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:nonsense=3"])

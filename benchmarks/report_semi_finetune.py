@@ -1,0 +1,144 @@
+"""The semi-supervised fine-tune against the default, on real LA scans, from bench_loop's caches.
+
+bench_loop keys its cache by budget, so fine-tunes given the same *time* (equal quiet-CPU seconds:
+a cheaper step gets more iterations, see bench_step_cost.py) live in different cache folders.
+This script reads every real-scan cache folder of bench_loop (``.bench-cache/loop/*``) whose
+runs match ``--k``, pairs each fine-tune with the baseline (``sup-ema-bn``) of the same start
+(cold or warm) and seed, and writes one table per start (section ``semi-finetune-la2018`` of
+docs/benchmarks.md with ``--write``). It trains nothing.
+
+    python benchmarks/report_semi_finetune.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
+from bench_loop import BASELINE, VARIANTS  # noqa: E402
+
+SECTION = "semi-finetune-la2018"
+#: Issue 10's goal: the uncorrected cases gain at least this much over the default on average ...
+GOAL_POINTS = 0.03
+#: ... in at least this many of the seeds; and no case should lose more than this.
+GOAL_SEEDS, CASE_LOSS = 2, 0.02
+#: The forgetting goal: the source domain within this many Dice points of where it started.
+FORGETTING_POINTS = 0.03
+
+
+Runs = dict[tuple[str, str, str], dict[int, dict[str, Any]]]
+
+
+def read_runs(cache_root: Path, k: int) -> Runs:
+    """``{(start, variant, budget): {seed: run}}`` of the real-scan runs at ``k`` accepted cases
+    (budget: ``"N iterations"`` or ``"M minutes"``), each with its cache folder (``"_cache"``)."""
+    found: Runs = {}
+    for config_path in sorted(cache_root.glob("*/config.json")):
+        setup = json.loads(config_path.read_text())
+        if setup.get("data") != "la2018":
+            continue
+        budget = (f"{setup['iterations']} iterations" if setup.get("iterations")
+                  else f"{setup.get('minutes')} minutes")
+        for path in sorted(config_path.parent.glob(f"*_k{k}_uncertainty_noreplay_seed*.json")):
+            run = json.loads(path.read_text())
+            run["_cache"] = config_path.parent.name
+            found.setdefault((setup["start"], run["variant"], budget), {})[int(run["seed"])] = run
+    return found
+
+
+def _mean(values: dict[str, float]) -> float:
+    return float(np.mean(list(values.values())))
+
+
+def render_start(start: str, runs: Runs, budgets: dict[str, dict[str, str]]) -> tuple[str, list[str]]:
+    """The table and findings of one start (cold or warm): each variant at its budget."""
+    chosen = budgets[start]
+    baseline = runs.get((start, BASELINE, chosen.get(BASELINE, "")), {})
+    rows, findings = [], []
+    for variant, budget in chosen.items():
+        per_seed = runs.get((start, variant, budget), {})
+        if not per_seed:
+            rows.append([VARIANTS[variant].label, budget] + ["pending"] * 7)
+            continue
+        seeds = sorted(per_seed)
+        after = [_mean(per_seed[s]["dice_after"]) for s in seeds]
+        before = [_mean(per_seed[s]["dice_before"]) for s in seeds]
+        forget = [(_mean(per_seed[s]["dice_A_before"]), _mean(per_seed[s]["dice_A_after"])) for s in seeds]
+        paired = [after[i] - _mean(baseline[s]["dice_after"]) for i, s in enumerate(seeds) if s in baseline]
+        rows.append([
+            VARIANTS[variant].label, budget, ", ".join(map(str, seeds)),
+            common.fmt_mean_sd(before, digits=3), common.fmt_mean_sd(after, digits=3),
+            ", ".join(f"{a:.3f}" for a in after),
+            "-" if variant == BASELINE or not paired else f"{np.mean(paired):+.3f} ({sum(d > 0 for d in paired)} of "
+                                                          f"{len(paired)})",
+            f"{np.mean([b for b, _ in forget]):.3f} -> {np.mean([a for _, a in forget]):.3f}",
+            f"{np.median([per_seed[s]['seconds_per_iteration'] for s in seeds]):.2f}",
+        ])
+        losses = [(per_seed[s]["dice_after"][c] - per_seed[s]["dice_before"][c], c, s)
+                  for s in seeds for c in per_seed[s]["dice_after"]]
+        worst = min(losses)
+        findings.append(
+            f"- {VARIANTS[variant].label}: {sum(d < -CASE_LOSS for d, _, _ in losses)} of {len(losses)} uncorrected "
+            f"case scores lost more than {CASE_LOSS:.2f} Dice against the starting model (largest {worst[0]:+.3f}, "
+            f"{worst[1]}, seed {worst[2]}); the source domain moved "
+            f"{np.mean([a - b for b, a in forget]):+.3f} (goal: within -{FORGETTING_POINTS:.2f}).")
+        if variant != BASELINE and paired:
+            met = np.mean(paired) >= GOAL_POINTS and sum(d > 0 for d in paired) >= GOAL_SEEDS
+            findings.append(f"  Against the default, paired by seed: {np.mean(paired):+.3f} Dice, better in "
+                            f"{sum(d > 0 for d in paired)} of {len(paired)} seeds; goal (+{GOAL_POINTS:.2f}, "
+                            f"{GOAL_SEEDS} of 3 seeds) {'met' if met else 'NOT met'}.")
+    headers = ["fine-tune", "budget", "seeds", "Dice before", "Dice after", "after per seed",
+               "minus default (better in)", "source domain before -> after", "s/it (loaded CPU)"]
+    return common.markdown_table(headers, rows), findings
+
+
+def render(runs, budgets: dict[str, dict[str, str]], k: int) -> str:
+    parts = []
+    for start in ("cold", "warm"):
+        if start not in budgets:
+            continue
+        table, findings = render_start(start, runs, budgets)
+        parts.append(f"**{start} start, k = {k}**\n\n{table}\n\n" + "\n".join(findings))
+    return "\n\n".join(parts)
+
+
+def _budgets(text: list[str]) -> dict[str, dict[str, str]]:
+    """``start:variant=N`` items -> ``{start: {variant: "N iterations"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in text:
+        key, _, value = item.partition("=")
+        start, _, variant = key.partition(":")
+        if start not in ("cold", "warm") or variant not in VARIANTS or not value.isdigit():
+            raise SystemExit(f"--budget {item!r}: expected cold|warm:VARIANT=ITERATIONS")
+        out.setdefault(start, {})[variant] = f"{int(value)} iterations"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", type=Path, default=Path(".bench-cache") / "loop")
+    parser.add_argument("--k", type=int, default=2)
+    parser.add_argument("--budget", action="append", default=[], required=True,
+                        help="start:variant=iterations, one per row (e.g. warm:sup-ema-bn=280)")
+    parser.add_argument("--intro", type=Path, help="a Markdown file put before the tables")
+    parser.add_argument("--write", nargs="?", const="docs/benchmarks.md", default=None)
+    args = parser.parse_args(argv)
+    runs = read_runs(args.cache_dir, args.k)
+    body = render(runs, _budgets(args.budget), args.k)
+    intro = args.intro.read_text().strip() + "\n\n" if args.intro else ""
+    text = f"## Semi-supervised fine-tune on real LA scans (issue 10)\n\n{intro}{body}\n"
+    print(text)
+    if args.write:
+        common.write_section(args.write, SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
