@@ -260,9 +260,10 @@ def test_cli_finetune_no_adopt(study, model_file, capsys):
 
     assert main(["finetune", str(study.root), "--iterations", "1", "--device", "cpu",
                  "--batch-size", "2", "--labeled-batch-size", "1", "--method", "ugmcl",
-                 "--no-bn-recalibration", "--no-score"]) == 0
+                 "--teacher-refresh", "5", "--no-bn-recalibration", "--no-score"]) == 0
     info = json.loads(study.model_info_path("v002").read_text())
     assert sorted(info["settings"]["terms"]) == ["ctc", "dis", "itc", "seg"]
+    assert info["settings"]["teacher_refresh"] == 5
 
 
 def test_patch_pads_thin_volumes_instead_of_cutting_slabs():

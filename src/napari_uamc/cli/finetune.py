@@ -13,7 +13,9 @@ case with an accepted label in labelsTr/ is labeled, every other case unlabeled,
 rate. By default the accepted cases train both heads (seg + dis terms) and the other cases
 re-estimate the BatchNorm statistics after training: this measured best in docs/benchmarks.md.
 --method ugmcl adds UG-MCL's consistency on the other cases (full weight from the first step;
-each step costs 5-8x more). Writes a new model version
+each step costs 4-8x more on a CPU: the teacher's T + 1 passes on every patch); with
+--teacher-refresh N the teacher instead segments the other cases whole once and refreshes one
+case every N steps (a step then costs 1.2-1.6x a supervised one; docs/benchmarks.md). Writes a new model version
 STUDY/.uamc/models/vNNN.pt + vNNN.json (parent, cases used, settings, training Dice on the
 accepted cases) and makes it the study's current model (--no-adopt: writes it only, and prints how
 much it changes the other cases' predictions; adopt it later in the panel's Model versions).
@@ -38,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=("ugmcl", "supervised"),
                         help="ugmcl: all loss terms (UG-MCL consistency on the other cases); "
                              "supervised: CE + Dice of the segmentation head only (default: seg,dis)")
+    parser.add_argument("--teacher-refresh", type=int, metavar="N",
+                        help="with the itc term: whole-case teacher targets of the other cases, one case "
+                             "refreshed every N steps, instead of the teacher's passes on every patch")
     parser.add_argument("--terms", metavar="LIST", help="loss terms, e.g. seg,dis,itc,ctc (overrides --method)")
     parser.add_argument("--lr", type=float,
                         help="learning rate of the fine-tune (default: the model's training rate, 0.01, "
@@ -75,6 +80,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "precision": args.precision, "finetune_lr": args.lr, "batch_size": args.batch_size,
         "labeled_batch_size": args.labeled_batch_size, "seed": args.seed,
         "bn_recalibration": args.bn_recalibration, "keep_ema": args.keep_ema,
+        "teacher_refresh": args.teacher_refresh,
     }
     overrides.update({k: v for k, v in values.items() if v is not None})
     return overrides
