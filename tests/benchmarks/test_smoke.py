@@ -287,3 +287,24 @@ def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_pat
     assert "goal (+0.03, 2 of 3 seeds) NOT met" in text and "source domain moved -0.020" in text
     with pytest.raises(SystemExit):
         report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:nonsense=3"])
+
+
+def test_teacher_target_trace_scores_a_target_against_the_expert_label():
+    import math
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    trace = _load("trace_teacher_targets")
+    truth = np.zeros((4, 4, 2), np.uint8)
+    truth[:2] = 1  # 16 foreground voxels
+    foreground = truth.astype(np.float16).copy()
+    foreground[0, 0, 0] = 0  # the target misses one voxel ...
+    headroom = np.full(truth.shape, math.log(2), np.float16)
+    headroom[0, 0, 0] = 0  # ... where it is unsure
+    maps = SimpleNamespace(probabilities=np.stack([1 - foreground, foreground]), headroom=headroom)
+    targets = SimpleNamespace(maps=[maps], cfg=TrainConfig())
+    quality = trace.target_quality(targets, 0, truth)
+    assert quality["trusted"] == pytest.approx(31 / 32)
+    assert quality["dice"] == pytest.approx(2 * 15 / (15 + 16))
+    assert quality["trusted_accuracy"] == 1.0 and quality["trusted_foreground_recall"] == pytest.approx(15 / 16)
