@@ -48,6 +48,8 @@ def read_runs(cache_root: Path, k: int) -> Runs:
                   else f"{setup.get('minutes')} minutes")
         for path in sorted(config_path.parent.glob(f"*_k{k}_uncertainty_noreplay_seed*.json")):
             run = json.loads(path.read_text())
+            if path.name.endswith(".trace.json") or "dice_after" not in run:  # a trace, or a failed run
+                continue
             run["_cache"] = config_path.parent.name
             found.setdefault((setup["start"], run["variant"], budget), {})[int(run["seed"])] = run
     return found

@@ -61,7 +61,10 @@ MAX_ITERATIONS_BY_TIME = 100_000
 #: study's images gave the best Dice on the uncorrected cases and the least forgetting. UG-MCL's
 #: consistency terms cost 5-8x more per step (the teacher's T + 1 passes) and scored lower in the
 #: same time; DTC's cross-task term (the packaged model's own terms) also scored lower and forgot
-#: more. ``overrides={"terms": ...}`` (``--method ugmcl``) brings them back.
+#: more. ``overrides={"terms": ...}`` (``--method ugmcl``) brings them back. On real LA scans,
+#: UG-MCL with whole-case teacher targets (``teacher_refresh``: 1-1.5x a supervised step) also
+#: scored lower than this default in the same time, cold and warm ("Semi-supervised fine-tune on
+#: real LA scans" in docs/benchmarks.md).
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "terms": ABLATION_ROWS[2],  # seg + dis
     "bn_recalibration": True,
