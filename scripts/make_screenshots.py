@@ -11,7 +11,11 @@ the panel styles them (nothing restyled here):
 - ``demo.png``: the whole window, uncertainty over the MRI and the segmentation;
 - ``panel.png``: the panel alone;
 - ``2d-uncertainty.png``, ``2d-sdf.png``, ``2d-disagreement.png``: the canvas with one map each;
-- ``3d.png``: the 3D view (the panel's 3D look: segmentation surface over a dimmed MRI).
+- ``3d.png``: the 3D view (the panel's 3D look: segmentation surface over a dimmed MRI);
+- ``offered-version.png``: the panel after a short fine-tune (the first case accepted, with its
+  expert label from ``groundTruth/`` standing in for the corrections; 6 iterations): the
+  *Offered version* box pinned at the top, with before -> after and Adopt / Discard, over the
+  Fine-tune section scrolled into view.
 
 ``--phantom`` writes the same pictures with a ``phantom-`` prefix. The scans themselves never go
 into git, only these pictures.
@@ -41,6 +45,36 @@ def pump(seconds: float) -> None:
 def _camera(viewer):
     scene = getattr(viewer, "scene", None)  # napari >= 0.9 keeps the camera in the scene
     return scene.camera if scene is not None else viewer.camera
+
+
+def offer_version(panel, case: str, iterations: int = 6, timeout_s: float = 900.0) -> None:
+    """Accept ``case`` (its expert label standing in for the corrections, when the study has one),
+    fine-tune ``iterations`` iterations and wait for the offer; the Fine-tune section scrolled into view."""
+    from qtpy.QtWidgets import QScrollArea
+
+    from napari_uamc._napari.layers import volume_to_layer_data
+
+    session = panel.session
+    expert = session.study.read_ground_truth(case)
+    seg = session.layers.segmentation(case)
+    if expert is not None and seg is not None:
+        seg.data = volume_to_layer_data(expert).astype(seg.data.dtype)
+    panel.accept()
+    panel.budget_unit.setCurrentText("iterations")
+    panel.budget_spin.setValue(iterations)
+    panel.finetune()
+    end = time.monotonic() + timeout_s
+    pump(0.2)
+    while session.finetuning.job is not None:
+        if time.monotonic() > end:
+            raise TimeoutError(f"no offered version after {timeout_s:.0f} s")
+        pump(0.2)
+    pump(0.5)
+    if session.finetuning.offer is None:
+        raise RuntimeError(f"the fine-tune offered no version: {panel.finetune_status.text()}")
+    pump(1.0)
+    panel.findChild(QScrollArea).ensureWidgetVisible(panel.finetune_box, 0, 0)
+    pump(0.5)
 
 
 def main() -> int:
@@ -91,6 +125,9 @@ def main() -> int:
             pump(0.1)
         pump(1.5)
         viewer.screenshot(str(OUT / f"{prefix}3d.png"), canvas_only=True)
+        viewer.dims.ndisplay = 2
+        offer_version(panel, case)
+        panel.grab().save(str(OUT / f"{prefix}offered-version.png"))
         viewer.close()
     print(f"wrote {', '.join(p.name for p in sorted(OUT.glob(prefix + '*.png')))} in {OUT}")
     return 0
