@@ -442,6 +442,7 @@ def test_bad_layers_and_models(make_napari_viewer, qtbot, tiny_study):
     panel.session.refresh_models()
     panel.model_combo.setCurrentIndex(panel.model_combo.count() - 1)
     assert panel.selected_model().version == "v002"
+    _wait(qtbot, panel, "_finetune_worker")  # the ranking the new model starts fails too: its report first
     panel.segment()
     _wait(qtbot, panel, "_segment_worker")
     assert "channel" in panel.segment_status.text()
