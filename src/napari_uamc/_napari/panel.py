@@ -55,7 +55,9 @@ class UamcPanel(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.session = session = Session(napari_viewer, QtRunner())
+        runner = QtRunner()
+        self.session = session = Session(napari_viewer, runner)
+        runner.widgets_gone = session.close  # a late report found this panel's widgets deleted
         session.notice.connect(_notify)
         self.destroyed.connect(lambda *_: session.close())
         close_toasts_on_view_switch(napari_viewer, self)  # toasts about the 2D view go with it
