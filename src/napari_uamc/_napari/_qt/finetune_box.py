@@ -101,7 +101,7 @@ class FinetuneBox(QGroupBox):
         self.stop_button.setText("Stopping…")
 
     def _show_start_model(self) -> None:
-        self.start_model.setText(self.session.models.selected.label + " (the Segment model)")
+        self.start_model.setText(self.session.models.selected.label + ", the Segment model")
 
     def _progress(self, value: int, maximum: int) -> None:
         self.progress.setMaximum(max(1, maximum))
