@@ -134,6 +134,7 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     assert Study.open(tiny_study).current_model == "v002" and not offer.isVisibleTo(panel)
     assert panel.selected_model().version == "v002" and panel.model_combo.currentIndex() == 2
     assert "v002" in box.start_model.text()  # the fine-tune starts from the Segment model
+    assert box.start_model.text().endswith(", the Segment model")  # not two bracket groups in a row
 
     # Segment again with the new version
     panel.segment()
@@ -408,12 +409,16 @@ def test_create_study_from_layers_and_restore(make_napari_viewer, qtbot, tmp_pat
     first = _paint_box(viewer, "scan1", np.s_[2:6, 4:10, 4:10])
     panel.image_combo.setCurrentText("scan1")
     panel.accept()
+    # the first label is the current one, not an earlier one: nothing listed, nothing to restore
+    assert panel.history_list.count() == 0 and not panel.accept_box.restore_button.isEnabled()
     second = first.copy()
     second[2:6, 4:6, 4:6] = 0
     viewer.layers["scan1" + SEGMENTATION_SUFFIX].data = second
     panel.accept()
     assert panel.history_list.count() == 1
+    assert not panel.accept_box.restore_button.isEnabled()  # listed, but not selected yet
     panel.history_list.setCurrentRow(0)
+    assert panel.accept_box.restore_button.isEnabled()
     panel.restore_selected()
     assert np.array_equal(panel.study.read_label("scan1").array, layer_io.layer_data_to_canonical(first))
     assert np.array_equal(viewer.layers["scan1" + SEGMENTATION_SUFFIX].data, first)

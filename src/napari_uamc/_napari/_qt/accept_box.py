@@ -36,7 +36,9 @@ class AcceptBox(QGroupBox):
         self.restore_button.setToolTip("An earlier label becomes the accepted one again; "
                                        "the draft comes back on screen (not accepted)")
         self.restore_button.clicked.connect(self.restore_selected)
+        self.restore_button.setEnabled(False)  # enabled while an earlier label or the draft is selected
         layout.addWidget(self.restore_button)
+        self.history_list.currentItemChanged.connect(lambda *_: self._enable_restore())
         session.history_changed.connect(self._show)
 
     def _show(self, rows: list) -> None:
@@ -45,6 +47,10 @@ class AcceptBox(QGroupBox):
             item = QListWidgetItem(text)
             item.setData(Qt.UserRole, entry)
             self.history_list.addItem(item)
+        self._enable_restore()
+
+    def _enable_restore(self) -> None:
+        self.restore_button.setEnabled(self.history_list.currentItem() is not None)
 
     def restore_selected(self) -> None:
         item = self.history_list.currentItem()
