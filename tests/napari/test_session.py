@@ -76,6 +76,8 @@ def test_segment_makes_the_layers_and_keeps_helpers_inactive(session, tiny_study
         assert case + suffix in layers
     assert layers.selection.active is layers[case + SEGMENTATION_SUFFIX]
     assert "mL" in session.texts["segment"][0]
+    # one plain space: a <code> span's fixed-pitch space read as "uamc  segment" (issue 12)
+    assert "'uamc segment'" in session.texts["segment"][0] and "<code>" not in session.texts["segment"][0]
     assert session.study.has_prediction(case)
     session.set_disagreement(False)
     session.set_disagreement(True)  # toggled again after Segment: still painting the segmentation
@@ -173,7 +175,10 @@ def test_accept_records_the_honest_score_and_clears_the_draft(session, tiny_stud
     assert session.study.read_draft(case) is not None
     session.accept()
     assert session.study.read_draft(case) is None
-    assert session.texts["accept"][0].startswith(f"accepted {case}")
+    said = session.texts["accept"][0]
+    # the case once, the file where it went, and no jargon (issue 12)
+    assert said.startswith(f"accepted {case} (labelsTr/") and said.count(case) == 2  # name + file name
+    assert "against your label" in said and "honest" not in said
     assert "v001" in honest_scores(session.study)
     assert any("honest Dice" in text for text, version in version_rows(session.study) if version == "v001")
     assert not session.layers.is_edited(case)  # what is on screen is saved: nothing to keep on leaving
@@ -306,7 +311,9 @@ def test_a_finetune_offers_its_version_and_the_model_stays(session, tiny_study):
     assert set(offer.before) == set(offer.after) == {session.study.cases()[0]}
     assert len(offer.change) == 3 and offer.others == 3  # every other case (tiny: within the bound)
     text = " ".join(offer.lines())
-    assert "v001 stays in use" in text and "Accepted cases (1): Dice with your labels v001" in text
+    case = session.study.cases()[0]
+    assert "v001 stays in use" in text and f"Accepted case {case}: Dice with your label v001" in text
+    assert "per case" not in text  # one accepted case: one line (issue 12)
     assert "Other cases: Dice between v001's and v002's predictions" in text and "on 3 of 3" in text
     assert "is offered" in session.texts["finetune"][0]
 
@@ -413,6 +420,23 @@ def test_an_offer_shows_each_accepted_case_so_a_mean_hides_no_loss():
     assert "lost most: c3 0.900 -> 0.800" in text and "c0" not in text
 
 
+def test_an_offer_with_one_accepted_case_says_it_once():
+    """Issue 12: one accepted case gave a mean line and a per-case line saying the same; one other
+    case compared was still called the 'most changed'."""
+    from napari_uamc._napari.finetuning import Offer
+
+    offer = Offer("v002", "v001", 40, False, before={"a": 0.918}, after={"a": 0.916}, change={"b": 0.97},
+                  others=1)
+    lines = offer.lines()
+    text = "\n".join(lines)
+    assert "Accepted case a: Dice with your label v001 0.918 -> v002 0.916" in text
+    assert "per case" not in text and sum("0.918" in line for line in lines) == 1
+    assert "on 1 of 1" in text and "most changed" not in text
+    two = Offer("v002", "v001", 40, False, before={"a": 0.918}, after={"a": 0.916},
+                change={"b": 0.97, "c": 0.9}, others=2)
+    assert "most changed: c 0.90" in "\n".join(two.lines())
+
+
 def test_a_version_written_while_napari_was_closed_is_offered_when_the_study_opens(
     session, tiny_study, write_unreviewed
 ):
@@ -424,7 +448,7 @@ def test_a_version_written_while_napari_was_closed_is_offered_when_the_study_ope
     offer = session.finetuning.offer
     assert offer is not None and offer.version == "v002" and offer.from_file
     text = " ".join(offer.lines())
-    assert "Stopped early</b> after 3 iterations" in text and "v001 0.75 -> v002 0.80" in text
+    assert "Stopped early</b> after 3 iterations" in text and "v001 0.750 -> v002 0.800" in text
     assert "never adopted or discarded" in session.texts["finetune"][0]
     assert "not reviewed" in session.models.choices[2].label
     session.finetuning.adopt()

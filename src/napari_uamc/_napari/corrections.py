@@ -55,14 +55,14 @@ class Corrections:
             self._s.say("accept", str(error), "error", notify=True)
             return
         self._s.layers.mark_saved(image_layer.name)
-        message = f"accepted {case}: {path.name}"
+        message = f"accepted {case} ({path.parent.name}/{path.name})"
         baseline = self._s.layers.baselines.get(seg_layer.name)
         outcome = self._s.outcomes.get(image_layer.name)
         version = outcome.model_version if outcome else None
         if baseline is not None:
             score = dice(baseline != 0, label != 0)
             self._s.study.record_score(case, ACCEPT_DICE_PREFIX + (version or DEFAULT_VERSION_KEY), score)
-            message += f"; the model's prediction had Dice {score:.3f} against it (honest score)"
+            message += f"; the model's prediction had Dice {score:.3f} against your label"
         self._s.say("accept", message, "ok")
         self.refresh_history()
         self._s.study_changed.emit()

@@ -130,7 +130,11 @@ class Offer:
                          + ".")
         before, after = _mean(self.before), _mean(self.after)
         count = max(len(self.before), len(self.after))
-        if before is not None and after is not None:
+        if count == 1 and before is not None and after is not None and set(self.before) == set(self.after):
+            (case,) = self.before
+            lines.append(f"Accepted case {case}: Dice with your label {p} {self.before[case]:.3f} -> {v} "
+                         f"{self.after[case]:.3f} (after: a training score, {v} trained on it).")
+        elif before is not None and after is not None:
             lines.append(f"Accepted cases ({count}): Dice with your labels {p} {before:.2f} -> {v} {after:.2f} "
                          f"(after: a training score, {v} trained on them).")
             lines.extend(self._per_case_lines())
@@ -142,9 +146,10 @@ class Offer:
         changed = _mean(self.change)
         if changed is not None:
             name, lowest = min(self.change.items(), key=lambda item: item[1])
+            most = f"; most changed: {name} {lowest:.2f}" if len(self.change) > 1 else f" ({name})"
             lines.append(f"Other cases: Dice between {p}'s and {v}'s predictions {changed:.2f} on "
-                         f"{len(self.change)} of {self.others} (1.00 = unchanged; the most uncertain first); "
-                         f"most changed: {name} {lowest:.2f}.")
+                         f"{len(self.change)} of {self.others} (1.00 = unchanged; the most uncertain first)"
+                         f"{most}.")
         elif self.others:
             why = " (not kept on file)" if self.from_file else " (stopped)" if self.stopped_early else ""
             lines.append(f"Other cases: not compared{why}.")

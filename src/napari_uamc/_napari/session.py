@@ -351,7 +351,7 @@ class Session:
             self.say("segment", (
                 f"{image}: segmented volume <b>{outcome.volume_ml:.1f} mL</b>, "
                 f"uncertainty score {outcome.uncertainty_score:.4f} nats (mean over the whole volume, "
-                f"which ranks the cases; <code>uamc segment</code> reports the mean inside the segmentation), "
+                f"which ranks the cases; the command 'uamc segment' reports the mean inside the segmentation), "
                 f"{outcome.seconds:.1f} s ({outcome.model_label})"
             ), "ok")
             if kept:
