@@ -84,6 +84,8 @@ VARIANTS: dict[str, Variant] = {
                                           SUPERVISED_TERMS, True, True, anchors=True, finetune_lr=0.0003),
     "sup-ema-bn-anchors": _variant("supervised + EMA + BN recalibration, with anchors", SUPERVISED_TERMS, True,
                                    True, anchors=True),
+    "sup-ema-bn-lr0003": _variant("supervised + EMA + BN recalibration, lr 0.0003", SUPERVISED_TERMS, True, True,
+                                  finetune_lr=0.0003),
     "sup-ema-bn-lr001": _variant("supervised + EMA + BN recalibration, lr 0.001 always", SUPERVISED_TERMS,
                                  True, True, finetune_lr=0.001),
     "ugmcl": _variant("UG-MCL", ALL_TERMS, False, False),
