@@ -34,6 +34,16 @@ def _wait(qtbot, panel, attribute, timeout=60_000):
     qtbot.waitUntil(lambda: getattr(panel, attribute) is None, timeout=timeout)
 
 
+def _segmented(viewer, qtbot, study, mc_samples: int):
+    """A panel on ``study`` whose first case is segmented with ``mc_samples``: (panel, case)."""
+    panel = UamcPanel(viewer)
+    panel.open_study(study)
+    panel.mc_spin.setValue(mc_samples)
+    panel.segment()
+    _wait(qtbot, panel, "_segment_worker")
+    return panel, panel.case
+
+
 def _assert_draft_is(study, case: str, painted) -> None:
     """The case's draft on disk holds exactly the painted layer data (in canonical order)."""
     draft = study.read_draft(case)
@@ -156,12 +166,7 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
 
 def test_moving_between_cases_keeps_a_draft(make_napari_viewer, qtbot, tiny_study):
     viewer = make_napari_viewer()
-    panel = UamcPanel(viewer)
-    panel.open_study(tiny_study)
-    first = panel.case
-    panel.mc_spin.setValue(0)
-    panel.segment()
-    _wait(qtbot, panel, "_segment_worker")
+    panel, first = _segmented(viewer, qtbot, tiny_study, 0)
     seg = viewer.layers[first + SEGMENTATION_SUFFIX]
     edited = np.array(seg.data)
     edited[2:5, 3:9, 3:9] = 1 - edited[2:5, 3:9, 3:9]
@@ -314,11 +319,7 @@ def test_opening_another_study_keeps_the_draft_of_the_first(make_napari_viewer, 
 
 def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
     viewer = make_napari_viewer()
-    panel = UamcPanel(viewer)
-    panel.open_study(tiny_study)
-    panel.mc_spin.setValue(2)
-    panel.segment()
-    _wait(qtbot, panel, "_segment_worker")
+    panel, _ = _segmented(viewer, qtbot, tiny_study, 2)
     region_items = [panel.regions_list.item(i) for i in range(panel.regions_list.count())]
     region_items = [item for item in region_items if item.data(256) is not None]
     assert region_items, "the tiny model's seeded MC dropout gives uncertain regions on this phantom"
@@ -341,12 +342,7 @@ def test_a_reopened_case_lists_where_to_correct_from_its_saved_prediction(make_n
     """Reopening a segmented case (another case in between, or after restarting napari): the saved
     maps are enough for the regions list and the disagreement layer."""
     viewer = make_napari_viewer()
-    panel = UamcPanel(viewer)
-    panel.open_study(tiny_study)
-    case = panel.case
-    panel.mc_spin.setValue(2)
-    panel.segment()
-    _wait(qtbot, panel, "_segment_worker")
+    panel, case = _segmented(viewer, qtbot, tiny_study, 2)
     listed = [panel.regions_list.item(i).text() for i in range(panel.regions_list.count())]
     assert listed and panel.regions_list.item(0).data(256) is not None
     panel.open_case(next(other for other in panel.study.cases() if other != case))
@@ -366,12 +362,7 @@ def test_the_3d_view_shows_a_surface_made_in_the_background_and_closes_stale_toa
     from napari._qt.dialogs.qt_notification import NapariQtNotification
 
     viewer = make_napari_viewer()
-    panel = UamcPanel(viewer)
-    panel.open_study(tiny_study)
-    case = panel.case
-    panel.mc_spin.setValue(1)
-    panel.segment()
-    _wait(qtbot, panel, "_segment_worker")
+    panel, case = _segmented(viewer, qtbot, tiny_study, 1)
     seg = viewer.layers[case + SEGMENTATION_SUFFIX]
     painted = np.zeros_like(seg.data)
     painted[4:10, 8:20, 8:20] = 1  # whatever the tiny model predicted: a surface to make
@@ -483,12 +474,7 @@ def _flip_box(layer, box):
 
 def test_segment_keeps_what_was_painted_as_a_draft(make_napari_viewer, qtbot, tiny_study):
     viewer = make_napari_viewer()
-    panel = UamcPanel(viewer)
-    panel.open_study(tiny_study)
-    case = panel.case
-    panel.mc_spin.setValue(0)
-    panel.segment()
-    _wait(qtbot, panel, "_segment_worker")
+    panel, case = _segmented(viewer, qtbot, tiny_study, 0)
     painted = _flip_box(viewer.layers[case + SEGMENTATION_SUFFIX], np.s_[2:6, 4:12, 4:12])
     panel.segment()  # again: the new prediction must not swallow the painted voxels
     _wait(qtbot, panel, "_segment_worker")

@@ -9,7 +9,7 @@ put in each segmentation layer, so an edit (painting since then) is never overwr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -263,31 +263,24 @@ class CaseLayers:
         self.put_uncertainty(image, volume, uncertainty)
 
     def put_sdf(self, image: str, volume: Any, sdf: np.ndarray) -> Any:
-        name = image + SDF_SUFFIX
-        with self._active_kept():
-            layer = self._set_layer(name, layer_io.volume_to_layer_data(sdf), "image",
-                                    self.layer_kwargs(volume, name, image))
-            styling.style_sdf(layer, sdf)
-            self._saved_2d.pop(name, None)
-            self._restyle_3d()
-        return layer
+        return self._put_map(image, SDF_SUFFIX, volume, sdf, lambda layer: styling.style_sdf(layer, sdf))
 
     def put_uncertainty(self, image: str, volume: Any, uncertainty: np.ndarray) -> Any:
-        name = image + UNCERTAINTY_SUFFIX
-        with self._active_kept():
-            layer = self._set_layer(name, layer_io.volume_to_layer_data(uncertainty), "image",
-                                    self.layer_kwargs(volume, name, image))
-            styling.style_uncertainty(layer, uncertainty)
-            self._saved_2d.pop(name, None)
-            self._restyle_3d()
-        return layer
+        return self._put_map(image, UNCERTAINTY_SUFFIX, volume, uncertainty,
+                             lambda layer: styling.style_uncertainty(layer, uncertainty))
 
     def put_disagreement(self, image: str, volume: Any, disagreement: np.ndarray) -> Any:
-        name = image + DISAGREEMENT_SUFFIX
+        return self._put_map(image, DISAGREEMENT_SUFFIX, volume, disagreement, styling.style_disagreement)
+
+    def _put_map(self, image: str, suffix: str, volume: Any, array: np.ndarray,
+                 style: Callable[[Any], None]) -> Any:
+        """Put one of ``image``'s maps on screen (refilled or added), styled by ``style(layer)``,
+        without taking the active layer, and with the 3D look when the viewer shows 3D."""
+        name = image + suffix
         with self._active_kept():
-            layer = self._set_layer(name, layer_io.volume_to_layer_data(disagreement), "image",
+            layer = self._set_layer(name, layer_io.volume_to_layer_data(array), "image",
                                     self.layer_kwargs(volume, name, image))
-            styling.style_disagreement(layer)
+            style(layer)
             self._saved_2d.pop(name, None)
             self._restyle_3d()
         return layer
@@ -359,10 +352,8 @@ class CaseLayers:
                 if not self.belongs_to(name, old) or name in self._aside:
                     continue
                 suffix = name[len(old):]
-                self._snapshots.pop(name, None)
-                self.baselines.pop(name, None)
-                self.surfaces.forget(name)
-                saved_2d = self._saved_2d.pop(name, None)
+                saved_2d = self._saved_2d.get(name)
+                self._forget(name)
                 if not clash and refilled.get(suffix) == type(layer).__name__ and _plain_transform(layer):
                     layer.name = new + suffix
                     if saved_2d is not None:  # its 3D look goes with it
@@ -397,10 +388,14 @@ class CaseLayers:
         for name in [layer.name for layer in self.viewer.layers]:
             if self.belongs_to(name, image):
                 self.viewer.layers.remove(name)
-                self._snapshots.pop(name, None)
-                self.baselines.pop(name, None)
-                self._saved_2d.pop(name, None)
-                self.surfaces.forget(name)
+                self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        """Drop what the panel kept about layer ``name`` (its snapshot, baseline, 2D look, surface)."""
+        self._snapshots.pop(name, None)
+        self.baselines.pop(name, None)
+        self._saved_2d.pop(name, None)
+        self.surfaces.forget(name)
 
     # ------------------------------------------------------------------ navigation
     @staticmethod
