@@ -41,6 +41,9 @@ FINETUNE_METHODS: dict[str, dict | None] = {
 }
 
 
+#: The engine's loss terms in plain words (docs/training.md), for the status line and the curve.
+LOSS_LABELS = {"total": "total", "seg": "segmentation", "dis": "distance map",
+               "itc": "teacher consistency", "ctc": "head consistency"}
 #: An offer lists each accepted case's before -> after up to this many cases.
 PER_CASE_SHOWN = 4
 #: A version stopped before this many iterations is flagged as barely trained in its offer.
@@ -279,7 +282,7 @@ class Finetuning:
             text = f"iteration {iteration}/{total}" + (f", about {eta:.0f} s left" if eta is not None else "")
         losses = {k: v for k, v in dict(getattr(report, "losses", {}) or {}).items() if v is not None}
         self.stepped.emit(iteration, losses)
-        terms = "  ".join(f"{k} {v:.3f}" for k, v in losses.items())
+        terms = "  ".join(f"{LOSS_LABELS.get(k, k)} {v:.3f}" for k, v in losses.items())
         self._say(f"{text}<br>{terms}")
 
     def _training_elapsed(self, report: Any) -> float:
