@@ -571,7 +571,8 @@ def test_a_case_opens_in_the_background_and_its_layers_come_in_turns(make_napari
     turns.clear()
     session.open_case(first)  # a segmented case: image, uncertainty, SDF, segmentation
     qtbot.waitUntil(lambda: not session.opening, timeout=30_000)
-    assert len(turns) == 5  # taking over the layers of the case left, then the image and three layers
+    # taking over the layers of the case left, removing what this case lacks, the image, three layers
+    assert len(turns) == 6
     assert first + SEGMENTATION_SUFFIX in viewer.layers and first + UNCERTAINTY_SUFFIX in viewer.layers
 
 

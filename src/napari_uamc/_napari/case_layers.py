@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_uamc._napari import layers as layer_io
-from napari_uamc._napari import styling
+from napari_uamc._napari import styling, unit_registry
 from napari_uamc._napari.saved_prediction import saved_outcome
 from napari_uamc._napari.styling import (
     CHANGES_SUFFIX,
@@ -53,7 +53,8 @@ def warm_up() -> None:
 
 
 def warm_up_layers() -> None:
-    """The napari part of :func:`warm_up` (no torch): layer modules, pandas, OpenGL arrays."""
+    """The napari part of :func:`warm_up` (no torch): layer modules, pandas, OpenGL arrays, and a
+    unit registry for napari's first layer (see :mod:`napari_uamc._napari.unit_registry`)."""
     # imports only (the import lock makes them safe in a thread); no layer is made here: napari's
     # lazily built unit registry is not safe to build from two threads at once
     import napari.layers  # noqa: F401
@@ -69,6 +70,7 @@ def warm_up_layers() -> None:
         import pandas  # noqa: F401
     except ImportError:
         pass
+    unit_registry.build_in_background()
 
 
 def read_case(study: Any, case: str) -> CaseFiles:
@@ -116,6 +118,8 @@ class CaseLayers:
         self._saved_2d: dict[str, dict[str, Any]] = {}
         #: painted segmentations set aside as layers of their own (never taken over by a next case)
         self._aside: set[str] = set()
+        #: layers of a case left that the next case has no use for, hidden until removed
+        self._left_over: list[Any] = []
         viewer.dims.events.ndisplay.connect(self._ndisplay_changed)
 
     def close(self) -> None:
@@ -215,6 +219,7 @@ class CaseLayers:
         }
 
     def _set_layer(self, name: str, data: np.ndarray, kind: str, kwargs: dict[str, Any]) -> Any:
+        unit_registry.install()
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
@@ -308,14 +313,16 @@ class CaseLayers:
         if shown is not None:
             refilled[SEGMENTATION_SUFFIX] = "Labels"
         steps = [lambda: self.put_image(data, kwargs)]
-        if previous is not None:
-            steps.insert(0, lambda: self.take_over(previous, case, refilled))
         if prediction:
             steps.append(lambda: self.put_uncertainty(case, volume, prediction["uncertainty"].array))
             steps.append(lambda: self.put_sdf(case, volume, prediction["sdf"].array))
         if shown is not None:
             baseline = prediction["seg"].array if prediction else None
             steps.append(lambda: self.put_segmentation(case, volume, shown.array, baseline=baseline))
+        if previous is not None:
+            # in a turn of their own (napari collects garbage then), and before the image is
+            # refilled: removing layers after a refill crashed software OpenGL (Mesa) at the next draw
+            steps[:0] = [lambda: self.take_over(previous, case, refilled), self.remove_left_over]
         return steps
 
     def result_steps(self, image: str, volume: Any, result: Any) -> list[Any]:
@@ -331,6 +338,7 @@ class CaseLayers:
         name = kwargs["name"]
         layer = self.get(name)
         if layer is None:
+            unit_registry.install()
             return self.viewer.add_image(data, **kwargs)
         layer.data = data
         for key in ("scale", "contrast_limits", "colormap", "metadata"):
@@ -340,25 +348,38 @@ class CaseLayers:
     def take_over(self, old: str, new: str, refilled: dict[str, str]) -> None:
         """The next case ``new`` takes over the layers of the closed case ``old``: a layer it also
         has (``refilled``: name suffix -> layer type) is renamed, to be refilled, when the panel
-        made it as it is (identity transform but for scale); the others go, in one batch. Layers
-        set aside (a painted segmentation kept as a layer) stay. Refilling a layer costs napari
-        less than adding one (no new layer controls, no garbage collection per removal)."""
+        made it as it is (identity transform but for scale); the others are hidden now and go
+        later, in one batch (:meth:`remove_left_over`). Layers set aside (a painted segmentation
+        kept as a layer) stay. Refilling a layer costs napari less than adding one (no new layer
+        controls), and removing layers costs a full garbage collection per batch (0.1-0.2 s), so
+        it gets an event-loop turn of its own."""
         layers = self.viewer.layers
         clash = old != new and any(self.belongs_to(layer.name, new) for layer in layers)
+        for layer in list(layers):
+            name = layer.name
+            if not self.belongs_to(name, old) or name in self._aside:
+                continue
+            suffix = name[len(old):]
+            saved_2d = self._saved_2d.get(name)
+            self._forget(name)
+            if not clash and refilled.get(suffix) == type(layer).__name__ and _plain_transform(layer):
+                layer.name = new + suffix
+                if saved_2d is not None:  # its 3D look goes with it
+                    self._saved_2d[layer.name] = saved_2d
+            else:
+                layer.visible = False
+                self._left_over.append(layer)
+
+    def remove_left_over(self) -> None:
+        """Remove, in one batch, the layers :meth:`take_over` left hidden (those still in the viewer)."""
+        left, self._left_over = self._left_over, []
+        layers = self.viewer.layers
+        if not any(layer in layers for layer in left):
+            return  # a batch costs napari a garbage collection even when it removes nothing
         batch = getattr(layers, "batched_update", nullcontext)
         with batch():
-            for layer in list(layers):
-                name = layer.name
-                if not self.belongs_to(name, old) or name in self._aside:
-                    continue
-                suffix = name[len(old):]
-                saved_2d = self._saved_2d.get(name)
-                self._forget(name)
-                if not clash and refilled.get(suffix) == type(layer).__name__ and _plain_transform(layer):
-                    layer.name = new + suffix
-                    if saved_2d is not None:  # its 3D look goes with it
-                        self._saved_2d[layer.name] = saved_2d
-                else:
+            for layer in left:
+                if layer in layers:
                     layers.remove(layer)
 
     def displayed_focus(self, image: str, region: Any) -> tuple[int, int, int] | None:

@@ -21,6 +21,7 @@ from typing import Any
 from psygnal import Signal
 
 from napari_uamc._napari import layers as layer_io
+from napari_uamc._napari import unit_registry
 from napari_uamc._napari.case_layers import CaseLayers, warm_up
 from napari_uamc._napari.case_opening import CaseOpener
 from napari_uamc._napari.corrections import Corrections
@@ -75,7 +76,8 @@ class Session:
         self._segment_stop = threading.Event()
         self._segment_job: Job | None = None
         self._segment_showing = False  # a Segment's result is being put on screen, in turns
-        self.runner.start(Job("warm up", warm_up, {}))  # imports the first Segment and case need
+        # imports the first Segment and case need; napari's unit registry (see unit_registry)
+        self.runner.start(Job("warm up", warm_up, {}, on_returned=lambda _: unit_registry.install()))
         self._removing_case = False
         self._closed = False
         viewer.layers.events.inserted.connect(self._layer_inserted)
