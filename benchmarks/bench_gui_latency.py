@@ -14,7 +14,11 @@ driven through the panel's own methods, each called from the event loop as a but
    screen; another case opens; Segment again; *Next case*. By default the study holds 3 real LA
    2018 scans (the last 3 of ``train.list``, read from ``../shared/data/la2018``; 6 phantoms
    without it). Each step's wall time and worst gap are reported.
-2. **Fine-tune** (``--finetune-iterations N``, 0 to skip): the engine alone (like ``uamc
+2. **napari alone** (in another fresh child process, no plugin): the same kind of work done to a
+   bare viewer at a real scan's size (640 x 640 x 88), so the loop's gaps can be read against
+   what napari itself costs on this machine: the first, second and third image layer, the first
+   and second labels layer, refilling a layer's data, removing a layer.
+3. **Fine-tune** (``--finetune-iterations N``, 0 to skip): the engine alone (like ``uamc
    finetune``) on a phantom study, then the same fine-tune from the panel, with its seconds per
    iteration and the worst gap while its steps ran.
 
@@ -192,7 +196,46 @@ def loop_child(study: Path, out: Path) -> None:
     out.write_text(json.dumps({"rows": rows, "napari_start_s": napari_seconds}))
 
 
-# ------------------------------------------------------------------ fine-tune (phase 2)
+def floor_child(out: Path, shape: tuple[int, int, int] = (88, 640, 640)) -> None:
+    """Phase 2, in a fresh process: napari's own stalls for the work the panel asks of it (no
+    plugin); ``shape`` as napari holds the volume (slices, rows, columns): a real LA 2018 scan."""
+    import numpy as np
+
+    import napari
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    from napari_uamc._napari import unit_registry
+    from napari_uamc._napari.case_layers import warm_up_layers
+
+    warm_up_layers()  # what the panel imports and builds in a worker before its first layers
+    unit_registry.install()
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
+    label = (image > 0.9).astype(np.uint8)
+    layers = viewer.layers
+
+    def add_image(name: str):
+        return lambda: viewer.add_image(image, contrast_limits=(0.0, 1.0), name=name)
+
+    def refill(name: str, data: object):
+        return lambda: setattr(layers[name], "data", data)
+
+    steps = [
+        ("first image layer", add_image("a"), None),
+        ("second image layer", add_image("b"), None),
+        ("third image layer", add_image("c"), None),
+        ("first labels layer", lambda: viewer.add_labels(label, name="l"), None),
+        ("second labels layer", lambda: viewer.add_labels(label.copy(), name="m"), None),
+        ("refill an image layer (new array)", refill("a", image[::-1].copy()), None),
+        ("refill a labels layer (new array)", refill("l", label[::-1].copy()), None),
+        ("remove one layer", lambda: layers.remove("c"), None),
+    ]
+    rows = run_steps([(name, action, lambda: True) for name, action, _ in steps])
+    viewer.close()
+    out.write_text(json.dumps({"rows": rows}))
+
+
+# ------------------------------------------------------------------ fine-tune (phase 3)
 def make_finetune_study(root: Path, model_width: int, shape: tuple[int, int, int]) -> Path:
     import torch
 
@@ -256,6 +299,11 @@ def render(report: dict) -> str:
     total = report["loop"][-1]
     lines += ["", f"Whole loop: worst gap **{total['worst_gap_ms']:.0f} ms**, median {total['median_gap_ms']:.0f} ms, "
               f"{total['stalls']} gaps over {STALL_MS} ms of {total['ticks']} ticks."]
+    floor = report.get("floor")
+    if floor:
+        lines += ["", "napari alone, no plugin (a bare viewer, a real scan's size, arrays already in memory):", "",
+                  "| napari's own step | worst event-loop gap (ms) |", "|---|---|"]
+        lines += [f"| {row['step']} | {row['worst_gap_ms']:.0f} |" for row in floor if row["step"] != "all"]
     ft = report.get("finetune")
     if ft:
         lines += ["", "| fine-tune | value |", "|---|---|",
@@ -276,7 +324,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the report as JSON")
     parser.add_argument("--write", action="store_true", help="put the table in docs/benchmarks.md")
     parser.add_argument("--loop-child", nargs=2, metavar=("STUDY", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--floor-child", type=Path, metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_child:
+        floor_child(args.floor_child)
+        return
     if args.loop_child:
         if os.environ.get("UAMC_BENCH_PATCH"):  # diagnosis: a file of timing wrappers to load first
             exec(Path(os.environ["UAMC_BENCH_PATCH"]).read_text(), {})
@@ -297,6 +349,8 @@ def main() -> None:
                             if real else "6 phantoms 128 x 128 x 64, packaged model, 8 MC samples"),
                   "loop": loop["rows"], "napari_start_s": loop["napari_start_s"],
                   "load": f"{load:.2f}" if load is not None else "?"}
+        subprocess.run([sys.executable, __file__, "--floor-child", str(root / "floor.json")], check=True)
+        report["floor"] = json.loads((root / "floor.json").read_text())["rows"]
         if args.finetune_iterations:
             report["finetune"] = finetune_phase(root, args.finetune_iterations, args.width, tuple(args.shape))
     text = render(report)

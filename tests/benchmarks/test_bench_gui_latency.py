@@ -46,3 +46,18 @@ def test_report_names_each_step_and_the_goal(bench):
     text = bench.render({"study": "s", "napari_start_s": 3.0, "load": "1.00", "loop": rows})
     assert "| open another case | 1.2 | 150 |" in text
     assert "0 gaps over 200 ms of 99 ticks" in text
+
+
+def test_napari_alone_is_measured_step_by_step_and_reported(bench, qapp, tmp_path):
+    out = tmp_path / "floor.json"
+    bench.floor_child(out, shape=(4, 16, 16))
+    import json
+
+    rows = json.loads(out.read_text())["rows"]
+    steps = [row["step"] for row in rows]
+    assert steps[:4] == ["first image layer", "second image layer", "third image layer", "first labels layer"]
+    assert steps[-1] == "all" and "remove one layer" in steps
+    assert all(row["worst_gap_ms"] > 0 for row in rows)  # a gap between two timer ticks
+    loop = [{"step": "all", "seconds": 1.0, "worst_gap_ms": 50.0, "median_gap_ms": 10.0, "stalls": 0, "ticks": 9}]
+    text = bench.render({"study": "s", "napari_start_s": 3.0, "load": "1.00", "loop": loop, "floor": rows})
+    assert "napari alone, no plugin" in text and "| first labels layer |" in text

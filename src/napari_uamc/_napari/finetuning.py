@@ -61,6 +61,11 @@ def _numbers(values: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
 
 
+def _duration(seconds: float) -> str:
+    """Seconds as the panel says them: "40 s", "3.1 min"."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def _mean(values: dict[str, float]) -> float | None:
     numbers = [float(v) for v in (values or {}).values() if isinstance(v, (int, float))]
     return sum(numbers) / len(numbers) if numbers else None
@@ -82,6 +87,8 @@ class Offer:
     others: int = 0
     stop_seconds: float | None = None
     compare_seconds: float | None = None
+    #: a Stop ended the comparison with the parent before its cases were done
+    compare_stopped: bool = False
     #: made from the version's ``.json`` (no run of this panel wrote it, or its offer was left)
     from_file: bool = False
 
@@ -94,6 +101,7 @@ class Offer:
             after=dict(result.training_dice or {}), change=dict(change.cases) if change is not None else {},
             others=len(result.unlabeled), stop_seconds=outcome.stop_seconds,
             compare_seconds=None if change is None else float(change.seconds),
+            compare_stopped=bool(change is not None and change.stopped),
         )
 
     @classmethod
@@ -150,9 +158,11 @@ class Offer:
         if changed is not None:
             name, lowest = min(self.change.items(), key=lambda item: item[1])
             most = f"; most changed: {name} {lowest:.2f}" if len(self.change) > 1 else f" ({name})"
+            took = f" in {_duration(self.compare_seconds)}" if self.compare_seconds is not None else ""
+            which = (f" (Stop ended the comparison{took};" if self.compare_stopped
+                     else f", the first that Next case would open (compared{took};")
             lines.append(f"Other cases: Dice between {p}'s and {v}'s predictions {changed:.2f} on "
-                         f"{len(self.change)} of {self.others} (1.00 = unchanged; the most uncertain first)"
-                         f"{most}.")
+                         f"{len(self.change)} of {self.others}{which} 1.00 = unchanged){most}.")
         elif self.others:
             why = " (not kept on file)" if self.from_file else " (stopped)" if self.stopped_early else ""
             lines.append(f"Other cases: not compared{why}.")
@@ -183,8 +193,6 @@ class Finetuning:
         self.budget = DEFAULT_FINETUNE_MINUTES
         self.method = next(iter(FINETUNE_METHODS))
         self.refresh_after = True
-        #: time bound of the comparison with the parent (None: the engine's COMPARE_SECONDS)
-        self.compare_seconds: float | None = None
         #: a minutes budget, in seconds (None: an iterations budget)
         self.budget_seconds: float | None = None
         self._clock_start: float | None = None  # when training started, on self.clock
@@ -254,7 +262,7 @@ class Finetuning:
         self._run(Job(
             "finetune", finetune_in_child,  # trains in a child process: see its docstring
             dict(study_root=study.root, model_path=model_path, device=session.device,
-                 should_stop=self._stop.is_set, compare_seconds=self.compare_seconds, **options),
+                 should_stop=self._stop.is_set, **options),
             reporters={"on_step": self.on_step, "on_message": self.on_message, "on_progress": self.on_progress},
             on_returned=self._finetuned,
         ))
