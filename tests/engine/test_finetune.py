@@ -189,6 +189,25 @@ def test_compare_with_parent_measures_how_much_the_other_cases_change(study, mod
     assert stopped.stopped and stopped.cases == {}
 
 
+def test_compare_with_parent_compares_a_fixed_number_of_cases_however_slow(study, model_file, monkeypatch):
+    """Issue 12: a 4 s bound made the count depend on the machine's load (1-2 of 5 on 2 busy
+    cores). Now the first ``max_cases`` in Next case's order, whatever the clock says."""
+    import itertools
+
+    from napari_uamc.engine import finetune
+
+    result = finetune_study(study, model_path=model_file, iterations=1, device="cpu", overrides=FAST,
+                            adopt=False, score=False)
+    study.set_uncertainty("case2", 0.5)  # Next case's order: case2 (most uncertain), then case1
+    study.set_uncertainty("case1", 0.1)
+    ticks = itertools.count(step=1000.0)  # every look at the clock: 1000 s later
+    monkeypatch.setattr(finetune.time, "perf_counter", lambda: next(ticks))
+    assert finetune.COMPARE_CASES >= 2
+    change = finetune.compare_with_parent(study, result, device="cpu")
+    assert list(change.cases) == ["case2", "case1"] and change.seconds >= 1000.0  # still timed
+    assert list(finetune.compare_with_parent(study, result, device="cpu", max_cases=1).cases) == ["case2"]
+
+
 def test_a_killed_fine_tune_leaves_no_half_written_version(study, model_file):
     import time
 

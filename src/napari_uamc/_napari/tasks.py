@@ -190,11 +190,10 @@ class FinetuneOutcome:
     stop_seconds: float | None = None
 
 
-def _finetune_child_main(study_root: str, options: dict[str, Any], compare: bool, compare_seconds: float | None,
-                         queue: Any, stop: Any) -> None:
+def _finetune_child_main(study_root: str, options: dict[str, Any], compare: bool, queue: Any, stop: Any) -> None:
     """Body of the fine-tune child process: run the engine's fine-tune (and, unless stopped, the
     comparison with the parent), report through ``queue``."""
-    from napari_uamc.engine.finetune import COMPARE_SECONDS, compare_with_parent, finetune_study
+    from napari_uamc.engine.finetune import compare_with_parent, finetune_study
     from napari_uamc.errors import UamcError
 
     try:
@@ -211,7 +210,6 @@ def _finetune_child_main(study_root: str, options: dict[str, Any], compare: bool
             change = compare_with_parent(
                 study_root, result, device=options.get("device", "auto"), should_stop=stop.is_set,
                 on_progress=lambda done, total: queue.put(("progress", (done, total))),
-                seconds=COMPARE_SECONDS if compare_seconds is None else compare_seconds,
             )
     except BaseException as error:  # noqa: BLE001 - every failure must reach the parent
         queue.put(("error", (type(error).__name__, str(error), isinstance(error, UamcError))))
@@ -227,13 +225,11 @@ def finetune_in_child(
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     compare: bool = True,
-    compare_seconds: float | None = None,
     stop_grace_s: float | None = None,
     **options: Any,
 ) -> FinetuneOutcome:
     """Run :func:`napari_uamc.engine.finetune.finetune_study` in a child process, then (unless
-    stopped, and with ``compare``) :func:`~napari_uamc.engine.finetune.compare_with_parent`
-    (``compare_seconds``: its time bound; default the engine's).
+    stopped, and with ``compare``) :func:`~napari_uamc.engine.finetune.compare_with_parent`.
 
     Measured on 2 cores, torch trains about 25 % slower when called from any thread other
     than a process's main thread (docs/benchmarks.md), so the plugin trains in a child process
@@ -256,7 +252,7 @@ def finetune_in_child(
     stop = context.Event()
     started_wall = time.time()
     child = context.Process(
-        target=_finetune_child_main, args=(str(study_root), options, compare, compare_seconds, reports, stop),
+        target=_finetune_child_main, args=(str(study_root), options, compare, reports, stop),
         name="napari-uamc-finetune", daemon=True,
     )
     child.start()

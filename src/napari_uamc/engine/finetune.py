@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from napari_uamc._atomic import write_text_atomic
+from napari_uamc.data.io import read_label
 from napari_uamc.data.metrics import dice
 from napari_uamc.data.study import ModelVersionInfo, Study
 from napari_uamc.data.study.training_files import read_training_files
@@ -87,11 +88,10 @@ STRUCTURE_MARGIN = 1.1
 COLD_TEACHER_START = 150
 #: Random patches per study image for the BatchNorm recalibration.
 RECALIBRATION_PATCHES_PER_IMAGE = 2
-#: :func:`compare_with_parent` compares at most this many of the other cases (most uncertain first)...
-COMPARE_MAX_CASES = 5
-#: ... and starts no new case once this many seconds are spent (sized on 2 CPU cores: see
-#: docs/napari-plugin.md, "A new version is offered").
-COMPARE_SECONDS = 4.0
+#: :func:`compare_with_parent` compares this many of the other cases, the first in *Next case*'s
+#: order: a fixed number, so a run shows the same numbers on any machine (no time limit; sized on
+#: 2 CPU cores: docs/napari-plugin.md, "A new version is offered").
+COMPARE_CASES = 3
 
 StepCallback = Callable[[StepReport], None]
 MessageCallback = Callable[[str], None]
@@ -199,12 +199,13 @@ def starting_prediction(model, meta: ModelMeta, study: Study, name: str, parent:
                         should_stop: Callable[[], bool] | None = None) -> np.ndarray:
     """The starting model's label map of case ``name`` on the case's grid. A prediction the study
     holds from this very model (a version of the study, or ``"default"``, the packaged model) is
-    reused; otherwise the case is segmented (deterministic pass). Raises ``inference.Cancelled``
-    when ``should_stop()`` turns true."""
+    reused, its label map alone (the float maps of a full-size scan take seconds to read);
+    otherwise the case is segmented (deterministic pass). Raises ``inference.Cancelled`` when
+    ``should_stop()`` turns true."""
     if parent == DEFAULT_MODEL_NAME or parent in study.model_versions():
         info = study.case_info(name)
         if info.has_prediction and info.prediction_model == parent:
-            return study.read_prediction(name)["seg"].array  # type: ignore[index]
+            return read_label(study.prediction_paths(name)["seg"], like=study.read_image(name)).array
     from napari_uamc.engine.inference import InferenceConfig, segment_volume
 
     config = InferenceConfig(mc_samples=0, device=device)
@@ -572,14 +573,14 @@ def compare_with_parent(
     device: str = "auto",
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    max_cases: int = COMPARE_MAX_CASES,
-    seconds: float = COMPARE_SECONDS,
+    max_cases: int = COMPARE_CASES,
 ) -> PredictionChange:
-    """Dice between the parent's and the new version's predictions on the unaccepted cases, in
-    the order *Next case* opens them (most uncertain first): at most ``max_cases``, and no new
-    case once ``seconds`` are spent (at least one). The parent's prediction saved in the study is
-    reused (:func:`starting_prediction`); the new version runs one deterministic pass per case.
-    A stop request (checked before each window) ends it with the cases done so far."""
+    """Dice between the parent's and the new version's predictions on the first ``max_cases``
+    unaccepted cases in the order *Next case* opens them (most uncertain first, unscored cases by
+    name): the same cases however long they take (``seconds`` says how long). The parent's
+    prediction saved in the study is reused (:func:`starting_prediction`); the new version runs
+    one deterministic pass per case. A stop request (checked before each window) ends it with the
+    cases done so far."""
     from napari_uamc.engine.inference import Cancelled, InferenceConfig, segment_volume
 
     if not isinstance(study, Study):
@@ -596,8 +597,6 @@ def compare_with_parent(
     for index, name in enumerate(chosen):
         if on_progress is not None:
             on_progress(index, len(chosen))
-        if index and time.perf_counter() - started >= seconds:
-            break
         try:
             before = starting_prediction(parent_model, parent_meta, study, name, result.parent, device, should_stop)
             after = segment_volume(model, meta, study.read_image(name), config, should_stop=should_stop).label
