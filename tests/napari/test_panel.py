@@ -288,7 +288,8 @@ def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
     panel.finetune()
     qtbot.waitUntil(lambda: panel.session.finetuning.offer is not None, timeout=180_000)
     qtbot.waitUntil(lambda: panel._finetune_worker is None, timeout=10_000)
-    assert "compared v002 with v001 on 3 of 3 other cases" in panel.finetune_stage.text()
+    assert "on 3 of 3, the first that Next case would open" in panel.offer_box.offer_text.text()
+    assert not panel.finetune_stage.text()  # the offer box has the comparison; no second copy below
     assert Study.open(tiny_study).current_model == "v001"
     panel.offer_box.adopt_button.click()
     qtbot.waitUntil(lambda: "ranking refreshed" in panel.finetune_status.text(), timeout=180_000)

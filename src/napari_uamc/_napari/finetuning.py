@@ -89,6 +89,8 @@ class Offer:
     compare_seconds: float | None = None
     #: a Stop ended the comparison with the parent before its cases were done
     compare_stopped: bool = False
+    #: how long the fine-tune took (None: not known)
+    seconds: float | None = None
     #: made from the version's ``.json`` (no run of this panel wrote it, or its offer was left)
     from_file: bool = False
 
@@ -101,7 +103,7 @@ class Offer:
             after=dict(result.training_dice or {}), change=dict(change.cases) if change is not None else {},
             others=len(result.unlabeled), stop_seconds=outcome.stop_seconds,
             compare_seconds=None if change is None else float(change.seconds),
-            compare_stopped=bool(change is not None and change.stopped),
+            compare_stopped=bool(change is not None and change.stopped), seconds=float(result.seconds),
         )
 
     @classmethod
@@ -113,6 +115,13 @@ class Offer:
             stopped_early=bool(info.stopped_early), before=_numbers((info.starting_agreement or {}).get("cases")),
             after=_numbers((info.training_dice or {}).get("cases")), others=len(unlabeled or []), from_file=True,
         )
+
+    def summary(self) -> str:
+        """The Fine-tune section's last word on the run: what happened, not the offer's numbers."""
+        took = f" (ended {self.stop_seconds:.1f} s after Stop)" if self.stop_seconds is not None else ""
+        done = "stopped early" if self.stopped_early else "trained"
+        spent = f" in {_duration(self.seconds)}" if self.seconds is not None else ""
+        return f"<b>{self.version}</b> {done}{took}: {self.iterations} iterations{spent}; see the offer above"
 
     @property
     def barely_trained(self) -> bool:
@@ -320,22 +329,16 @@ class Finetuning:
 
     def _finetuned(self, outcome: Any) -> None:
         offer = Offer.from_outcome(outcome)
-        took = f" (ended {offer.stop_seconds:.1f} s after Stop)" if offer.stop_seconds is not None else ""
-        self._say(f"fine-tune {'stopped early' if offer.stopped_early else 'done'}{took}: "
-                  f"<b>{offer.version}</b> is offered; adopt or discard it at the top of the panel", "ok")
+        self._say(offer.summary(), "ok")  # the offer box above says what it does; no numbers twice
         self._session.version_added()
         self.progress.emit(1, 1)
-        if offer.compare_seconds is not None:
-            self.stage.emit(f"compared {offer.version} with {offer.parent} on {len(offer.change)} of {offer.others} "
-                            f"other cases in {offer.compare_seconds:.1f} s")
-        self.set_offer(offer)
+        self.set_offer(offer)  # clears the run's last stage line ("comparing ...")
 
     def set_offer(self, offer: Offer | None) -> None:
         self.offer = offer
         self.offered.emit(offer)
         self._session.say("versions", "")  # an earlier "now using ..." is history
-        if offer is None:  # adopted, discarded or replaced: the run's last stage line is history
-            self.stage.emit("")
+        self.stage.emit("")  # offered, adopted or discarded: the run's last stage line is history
 
     def offer_unreviewed(self, said: str = "") -> bool:
         """Offer the newest version nobody adopted or discarded (see the module); returns whether
