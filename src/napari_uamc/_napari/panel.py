@@ -49,6 +49,10 @@ __all__ = [
 ]
 
 
+#: Pixels between the dock's top edge and the pinned offer box.
+OFFER_MARGIN = 6
+
+
 class UamcPanel(QWidget):
     """Segment, see uncertainty, correct, accept, fine-tune in the background, repeat."""
 
@@ -88,7 +92,7 @@ class UamcPanel(QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setWidget(content)
         outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setContentsMargins(0, OFFER_MARGIN, 0, 0)  # the offer box's title clear of the dock's top edge
         outer.addWidget(self.offer_box)
         outer.addWidget(scroll, 1)
         self.setMinimumWidth(420)
@@ -105,7 +109,7 @@ class UamcPanel(QWidget):
         self.regions_list, self.disagreement_check = regions.regions_list, regions.disagreement_check
         self.accept_status, self.history_list = accept.status, accept.history_list
         self.budget_unit, self.budget_spin, self.finetune_method = tune.budget_unit, tune.budget_spin, tune.method
-        self.refresh_check, self.finetune_progress = tune.refresh_check, tune.progress
+        self.refresh_check, self.finetune_progress = study.refresh_check, tune.progress
         self.finetune_status, self.finetune_stage, self.loss_curve = tune.status, tune.stage, tune.loss_curve
         self.finetune_button, self.versions_list = tune.finetune_button, versions.versions_list
 

@@ -1,10 +1,10 @@
 """Fine-tune section: starting model, budget, method, Fine-tune / Stop, progress, loss curve (the
-offered version has its own box, :mod:`~napari_uamc._napari._qt.offer_box`)."""
+offered version has its own box, :mod:`~napari_uamc._napari._qt.offer_box`; whether the ranking is
+refreshed when the model changes is asked beside Next case, :mod:`~napari_uamc._napari._qt.study_box`)."""
 
 from __future__ import annotations
 
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFormLayout,
     QGroupBox,
@@ -63,12 +63,6 @@ class FinetuneBox(QGroupBox):
             "Fine-tune on the study: accepted cases are labeled, the other study cases unlabeled")
         self.stop_button = button("Stop", tuning.stop, enabled=False)
         layout.addLayout(button_row(self.finetune_button, self.stop_button))
-        self.refresh_check = QCheckBox("Refresh the case ranking when the model changes")
-        self.refresh_check.setChecked(tuning.refresh_after)
-        self.refresh_check.setToolTip("After adopting a version or picking another model, re-segment the "
-                                      "unaccepted cases with it so 'Next case' uses its uncertainty scores")
-        self.refresh_check.toggled.connect(lambda on: setattr(tuning, "refresh_after", on))
-        layout.addWidget(self.refresh_check)
         self.progress = QProgressBar()
         layout.addWidget(self.progress)
         self.status = StatusLine(session, "finetune")

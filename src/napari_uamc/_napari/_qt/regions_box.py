@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QCheckBox, QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_uamc._napari.session import Session
 
 NO_REGION = "no uncertain region above the threshold"
+#: The list shows at most this many rows (more scroll, a whole row at a time).
+ROWS_SHOWN = 8
 
 
 def format_ml(ml: float) -> str:
@@ -32,7 +43,9 @@ class RegionsBox(QGroupBox):
         hint.setWordWrap(True)
         layout.addWidget(hint)
         self.regions_list = QListWidget()
-        self.regions_list.setMaximumHeight(150)
+        self.regions_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # it would cover a row
+        self.regions_list.setVerticalScrollMode(QAbstractItemView.ScrollPerItem)
+        self.regions_list.setUniformItemSizes(True)
         self.regions_list.itemClicked.connect(self._jump)
         layout.addWidget(self.regions_list)
         self.disagreement_check = QCheckBox("Show head disagreement layer")
@@ -46,7 +59,22 @@ class RegionsBox(QGroupBox):
         session.case_changed.connect(lambda _case: self._show([]))
         self._show([])
 
+    def row_height(self) -> int:
+        """The height of one row of the list (its items are single lines of the same font)."""
+        rows = self.regions_list
+        return rows.sizeHintForRow(0) if rows.count() else rows.fontMetrics().height() + 2
+
+    def _fit_rows(self) -> None:
+        """Make the list exactly whole rows high (a fixed 150 px cut the last row mid-height)."""
+        rows = self.regions_list
+        shown = min(max(rows.count(), 1), ROWS_SHOWN)
+        rows.setFixedHeight(shown * self.row_height() + 2 * rows.frameWidth())
+
     def _show(self, regions: list) -> None:
+        self._fill(regions)
+        self._fit_rows()
+
+    def _fill(self, regions: list) -> None:
         self.regions_list.clear()
         note = self.session.disagreement_note()
         self.disagreement_note.setText(f"<i>{note}</i>" if note else "")

@@ -1,9 +1,13 @@
-"""Study section: open or create a study, the case table, Open case and Next case."""
+"""Study section: open or create a study, the case table (the uncertainty ranking), Open case and
+Next case, and whether the ranking is refreshed when the model changes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QGroupBox,
     QHeaderView,
@@ -18,6 +22,15 @@ from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari.session import Session
 
 NO_STUDY = "No study open: open a study folder or segment any image layer."
+
+
+def shown_path(path: Path | str) -> str:
+    """A folder as the panel shows it: under the home folder as ``~/...`` (as shells and file
+    dialogs write it), elsewhere in full."""
+    path, home = Path(path), Path.home()
+    if home == Path(home.anchor) or not path.is_relative_to(home):
+        return str(path)
+    return str(Path("~") / path.relative_to(home))
 
 
 class StudyBox(QGroupBox):
@@ -49,6 +62,13 @@ class StudyBox(QGroupBox):
         self.next_case_button = button("Next case", session.open_next_case,
                                        "Open the unaccepted case the model is least sure about (active learning)")
         layout.addLayout(button_row(self.open_case_button, self.next_case_button))
+        tuning = session.finetuning  # the ranking Next case follows (it was in the Fine-tune section)
+        self.refresh_check = QCheckBox("Refresh the case ranking when the model changes")
+        self.refresh_check.setChecked(tuning.refresh_after)
+        self.refresh_check.setToolTip("After adopting a version or picking another model, re-segment the "
+                                      "unaccepted cases with it so 'Next case' uses its uncertainty scores")
+        self.refresh_check.toggled.connect(lambda on: setattr(tuning, "refresh_after", on))
+        layout.addWidget(self.refresh_check)
         session.study_changed.connect(self.refresh)
         self.refresh()
 
@@ -78,7 +98,8 @@ class StudyBox(QGroupBox):
             return
         infos = study.cases_info()
         accepted = sum(1 for info in infos if info.status == "accepted")
-        self.study_label.setText(f"<b>{study.name}</b>: {len(infos)} cases, {accepted} accepted<br>{study.root}")
+        self.study_label.setText(
+            f"<b>{study.name}</b>: {len(infos)} cases, {accepted} accepted<br>{shown_path(study.root)}")
         self.case_table.setRowCount(len(infos))
         for row, info in enumerate(infos):
             score = "" if info.uncertainty is None else f"{info.uncertainty:.4f}"
