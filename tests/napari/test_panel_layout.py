@@ -12,8 +12,9 @@ pytestmark = pytest.mark.gui
 pytest.importorskip("torch")
 
 from napari_uamc._napari._qt.regions_box import ROWS_SHOWN  # noqa: E402
-from napari_uamc._napari._qt.study_box import shown_path  # noqa: E402
+from napari_uamc._napari._qt.study_box import CASE_ROWS_SHOWN, shown_path  # noqa: E402
 from napari_uamc._napari.panel import OFFER_MARGIN, UamcPanel  # noqa: E402
+from napari_uamc.data.phantoms import write_phantom_study  # noqa: E402
 from napari_uamc.data.regions import UncertainRegion  # noqa: E402
 
 
@@ -78,3 +79,34 @@ def test_the_study_path_under_the_home_folder_is_shown_from_there(monkeypatch, t
     assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
     monkeypatch.setenv("HOME", "/")
     assert shown_path("/data/study") == "/data/study"  # a home at the root abbreviates nothing
+
+
+def _whole_rows_only(view, rects, shown):
+    for index, rect in enumerate(rects):  # each row wholly in view or wholly out of it
+        assert view.contains(rect) if index < shown else not view.intersects(rect), index
+
+
+@pytest.mark.parametrize("cases", [3, CASE_ROWS_SHOWN + 2])
+def test_the_case_table_shows_whole_rows_only(make_napari_viewer, qtbot, tmp_path, cases):
+    """Before: 170 px showed the fifth case's row cut in half (panel.png)."""
+    root = write_phantom_study(tmp_path / "study", cases=cases, seed=1, shape=(16, 16, 16), labeled=0)
+    panel = _shown_panel(make_napari_viewer, qtbot)
+    panel.open_study(root, open_first_case=False)
+    table = panel.case_table
+    qtbot.waitUntil(lambda: table.rowCount() == cases, timeout=5_000)
+    qtbot.wait(10)
+    row, shown = table.verticalHeader().defaultSectionSize(), min(cases, CASE_ROWS_SHOWN)
+    assert table.viewport().height() == shown * row
+    _whole_rows_only(table.viewport().rect(), [table.visualRect(table.model().index(i, 0)) for i in range(cases)],
+                     shown)
+
+
+def test_an_empty_stage_line_takes_no_room(make_napari_viewer, qtbot):
+    """Before: the empty line under the status left a gap above the loss curve (offered-version.png)."""
+    panel = _shown_panel(make_napari_viewer, qtbot)
+    stage, tuning = panel.finetune_stage, panel.session.finetuning
+    assert not stage.isVisible()
+    tuning.stage.emit("recalibrating BatchNorm statistics")
+    assert stage.isVisible()
+    tuning.stage.emit("")
+    assert not stage.isVisible()

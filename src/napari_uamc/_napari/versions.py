@@ -84,14 +84,18 @@ def version_rows(study: Any) -> list[tuple[str, str | None]]:
             parts.append(f"training Dice {training:.3f} (on its own training cases)")
         scores = honest.get(version, [])
         if scores:
-            parts.append(f"honest Dice {np.mean(scores):.3f} on {len(scores)} later accepts")
+            parts.append(f"honest Dice {np.mean(scores):.3f} on {_cases(len(scores))} accepted later")
         rows.append((", ".join(parts), version))
     text = DEFAULT_MODEL_LABEL + ("  (in use)" if current is None else "")
     default_scores = honest.get(DEFAULT_VERSION_KEY, [])
     if default_scores:
-        text += f", honest Dice {np.mean(default_scores):.3f} on {len(default_scores)} accepts"
+        text += f", honest Dice {np.mean(default_scores):.3f} on {_cases(len(default_scores))} accepted later"
     rows.append((text, None))
     return rows
+
+
+def _cases(count: int) -> str:
+    return f"{count} case" + ("" if count == 1 else "s")
 
 
 def read_version_info(study: Any, version: str) -> ModelVersionInfo:

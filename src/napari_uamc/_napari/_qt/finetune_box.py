@@ -69,6 +69,7 @@ class FinetuneBox(QGroupBox):
         layout.addWidget(self.status)
         self.stage = QLabel("")
         self.stage.setWordWrap(True)
+        self.stage.setVisible(False)
         layout.addWidget(self.stage)
         self.loss_curve = LossCurve()
         layout.addWidget(self.loss_curve)
@@ -79,7 +80,11 @@ class FinetuneBox(QGroupBox):
         tuning.progress.connect(self._progress)
         tuning.started.connect(self.loss_curve.clear)
         tuning.stepped.connect(self.loss_curve.add_point)
-        tuning.stage.connect(lambda text: self.stage.setText(text))
+        tuning.stage.connect(self._show_stage)
+
+    def _show_stage(self, text: str) -> None:
+        self.stage.setText(text)
+        self.stage.setVisible(bool(text))  # an empty line takes no room (it left a gap over the curve)
 
     def _unit_changed(self, unit: str) -> None:
         self.finetuning.budget_unit = unit

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -22,6 +23,8 @@ from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari.session import Session
 
 NO_STUDY = "No study open: open a study folder or segment any image layer."
+#: The case table shows at most this many rows (more scroll, a whole row at a time).
+CASE_ROWS_SHOWN = 5
 
 
 def shown_path(path: Path | str) -> str:
@@ -55,7 +58,7 @@ class StudyBox(QGroupBox):
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         for column in (1, 2):
             table.horizontalHeader().setSectionResizeMode(column, QHeaderView.ResizeToContents)
-        table.setMaximumHeight(170)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # the case column stretches instead
         table.cellDoubleClicked.connect(lambda _row, _col: self.open_selected_case())
         layout.addWidget(table)
         self.open_case_button = button("Open case", self.open_selected_case)
@@ -90,7 +93,18 @@ class StudyBox(QGroupBox):
             return
         self.session.open_case(self.case_table.item(rows[0].row(), 0).text())
 
+    def _fit_rows(self) -> None:
+        """Make the table exactly its header and whole rows high (170 px cut the fifth row)."""
+        table = self.case_table
+        shown = min(max(table.rowCount(), 1), CASE_ROWS_SHOWN)
+        header = table.horizontalHeader().sizeHint().height()
+        table.setFixedHeight(header + shown * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth())
+
     def refresh(self) -> None:
+        self._fill()
+        self._fit_rows()
+
+    def _fill(self) -> None:
         study = self.session.study
         if study is None:
             self.study_label.setText(NO_STUDY)
