@@ -4,9 +4,13 @@
 
 With the real LA 2018 scans beside the clone (../shared/data/la2018), makes the demo study of
 held-out real scans (the packaged model never trained on them), else (or with ``--phantom``) a
-small phantom study of domain B. Opens it in napari with the panel, segments the first case with
-the packaged default model, goes to region #1 of *Where to correct* and saves, with the layers as
-the panel styles them (nothing restyled here):
+small phantom study of domain B, in ``~/studies/la2018-demo`` (``~/studies/phantom-demo``): the
+panel shows the study's folder, so it is one with a readable name, as a person's would be (the
+script refuses a folder that exists, and removes the one it made at the end). Opens it in napari
+with the panel, segments the first case with the packaged default model, goes to region #1 of
+*Where to correct* (its slice; the camera then fits the whole scan, the jump having centred the
+region near the scan's edge) and saves, with the layers as the panel styles them (nothing
+restyled here):
 
 - ``demo.png``: the whole window, uncertainty over the MRI and the segmentation;
 - ``panel.png``: the panel alone;
@@ -15,7 +19,8 @@ the panel styles them (nothing restyled here):
 - ``offered-version.png``: the panel after a short fine-tune (the first case accepted, with its
   expert label from ``groundTruth/`` standing in for the corrections; 6 iterations): the
   *Offered version* box pinned at the top, with before -> after and Adopt / Discard, over the
-  Fine-tune section scrolled into view.
+  sections scrolled so that the view starts at a section's top edge and shows the Fine-tune
+  section whole (no line or row cut under the offer box).
 
 ``--phantom`` writes the same pictures with a ``phantom-`` prefix. The scans themselves never go
 into git, only these pictures.
@@ -23,14 +28,16 @@ into git, only these pictures.
 
 from __future__ import annotations
 
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
 LA2018 = ROOT.parent / "shared" / "data" / "la2018"
+#: Where the pictures' study is made (its path shows in the panel).
+STUDIES = Path("~/studies").expanduser()
 
 
 def pump(seconds: float) -> None:
@@ -50,8 +57,6 @@ def _camera(viewer):
 def offer_version(panel, case: str, iterations: int = 6, timeout_s: float = 900.0) -> None:
     """Accept ``case`` (its expert label standing in for the corrections, when the study has one),
     fine-tune ``iterations`` iterations and wait for the offer; the Fine-tune section scrolled into view."""
-    from qtpy.QtWidgets import QScrollArea
-
     from napari_uamc._napari.layers import volume_to_layer_data
 
     session = panel.session
@@ -73,8 +78,21 @@ def offer_version(panel, case: str, iterations: int = 6, timeout_s: float = 900.
     if session.finetuning.offer is None:
         raise RuntimeError(f"the fine-tune offered no version: {panel.finetune_status.text()}")
     pump(1.0)
-    panel.findChild(QScrollArea).ensureWidgetVisible(panel.finetune_box, 0, 0)
+    scroll_to_section(panel, panel.finetune_box)
     pump(0.5)
+
+
+def scroll_to_section(panel, wanted) -> None:
+    """Scroll the panel's sections so that the view starts at a section's top edge: ``wanted``'s,
+    or, where the scroll range ends before it, the nearest one above (a line or a row cut at the
+    top of the view, right under the pinned offer box, reads as a broken panel)."""
+    from qtpy.QtWidgets import QScrollArea
+
+    bar = panel.findChild(QScrollArea).verticalScrollBar()
+    sections = [panel.study_box, panel.segment_box, panel.regions_box, panel.accept_box, panel.finetune_box]
+    spacing = wanted.parentWidget().layout().spacing()
+    tops = [max(0, box.y() - spacing) for box in sections[:sections.index(wanted) + 1]]
+    bar.setValue(max(top for top in tops if top <= bar.maximum()))
 
 
 def main() -> int:
@@ -84,12 +102,14 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     real = (LA2018 / "train.list").is_file() and "--phantom" not in sys.argv
     prefix = "" if real else "phantom-"
-    with tempfile.TemporaryDirectory() as tmp:
+    folder = STUDIES / ("la2018-demo" if real else "phantom-demo")
+    if folder.exists():
+        raise SystemExit(f"{folder} exists: this script makes that study afresh and removes it; move it away first")
+    try:
         if real:
-            study = ensure_real_demo_study(Path(tmp) / "study", LA2018)
+            study = ensure_real_demo_study(folder, LA2018)
         else:
-            study = write_phantom_study(Path(tmp) / "study", cases=4, seed=7, shape=(96, 96, 48), labeled=0,
-                                        domain="B")
+            study = write_phantom_study(folder, cases=4, seed=7, shape=(96, 96, 48), labeled=0, domain="B")
         viewer, panel = open_viewer(study)
         viewer.window._qt_window.resize(*SCREENSHOT_SIZE)
         pump(1.0)
@@ -100,7 +120,9 @@ def main() -> int:
         viewer.reset_view()
         regions = session.outcomes[case].regions
         if regions:
-            session.jump_to_region(regions[0])
+            session.jump_to_region(regions[0])  # its slice, the view centred on it...
+            pump(0.5)
+            viewer.reset_view()  # ... then the whole scan in view (centred, it ran off the canvas)
         pump(1.0)
         viewer.screenshot(str(OUT / f"{prefix}demo.png"), canvas_only=False)
         panel.grab().save(str(OUT / f"{prefix}panel.png"))
@@ -129,6 +151,10 @@ def main() -> int:
         offer_version(panel, case)
         panel.grab().save(str(OUT / f"{prefix}offered-version.png"))
         viewer.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if STUDIES.is_dir() and not any(STUDIES.iterdir()):
+            STUDIES.rmdir()
     print(f"wrote {', '.join(p.name for p in sorted(OUT.glob(prefix + '*.png')))} in {OUT}")
     return 0
 
