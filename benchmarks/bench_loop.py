@@ -16,7 +16,11 @@ Experiments (each run is cached per fine-tune variant, k, order, replay and seed
 * ``order``: the cases to correct drawn at random instead of by uncertainty;
 * ``replay``: two domain-A cases accepted into the study as earlier corrections;
 * ``real`` (``--real`` only, the default there): the default fine-tune and the one before its
-  cold- and warm-start rules (``--variants`` picks any others).
+  cold- and warm-start rules (``--variants`` picks any others);
+* ``real-replay`` (``--real`` only): the default fine-tune with the engine's replay
+  (``finetune_study(replay=...)``, engine/replay.py): the starting model's own training data (a
+  warm start; the folder its record names) or labeled domain-A phantoms (a cold start); every
+  other run passes ``replay=None``.
 
 Every run also scores a domain-A test study after the fine-tune (forgetting). Per seed s the
 studies are new phantoms (B: phantom seed 3000+s; A test: 4000+s; replay: 5000+s) and s seeds
@@ -135,6 +139,9 @@ EXPERIMENTS: dict[str, Experiment] = {
     # --real: the default fine-tune against both fixed learning rates (the evidence for the
     # cold-start rule, finetune.COLD_START_DICE)
     "real": Experiment("real", tuple(VARIANTS), None, "uncertainty", False),  # --variants picks
+    # --real: earlier corrections replayed: the starting model's own training scans (a warm
+    # start) or domain-A phantoms (a cold start) accepted into the study beside the k new ones
+    "real-replay": Experiment("real-replay", (BASELINE,), (2,), "uncertainty", True),
 }
 #: Phantom seeds of the shifted study, the domain-A test study and the replay cases (+ seed).
 B_DATA_SEED, A_TEST_SEED, REPLAY_SEED = 3000, 4000, 5000
@@ -234,8 +241,13 @@ def _real_data(cache_root: Path, setup: Setup, seed: int, synthetic_model: bool)
         data["A"] = common.phantom_study(base / f"phantomA{setup.forgetting_cases}_seed{seed}",
                                          cases=setup.forgetting_cases, seed=A_TEST_SEED + seed,
                                          shape=setup.shape, labeled=0, domain="A")
-    else:
+        # the phantom model's own training data is not kept: phantoms of its domain, labeled
+        data["replay"] = common.phantom_study(base / f"replayA{setup.replay_cases}_labeled_seed{seed}",
+                                              cases=max(setup.replay_cases, 1), seed=REPLAY_SEED + seed,
+                                              shape=setup.shape, labeled=setup.replay_cases, domain="A")
+    else:  # a warm start: the engine's default, the starting model's training data if it is here
         data["A"] = _real_study(base / "forgetting", real_case_names()[-REAL_FORGETTING_CASES:])
+        data["replay"] = "auto"
     return data
 
 
@@ -332,18 +344,24 @@ def run_one(setup: Setup, model_path: Path, data: dict[str, Path], start: dict[s
     for name in corrected:
         study.accept(name, study.read_ground_truth(name), note="benchmark: true label")
     replayed: list[str] = []
-    if replay:
+    engine_replay: Any = None  # finetune_study's replay: none unless this run replays
+    if replay and setup.real:  # the engine's replay (engine/replay.py), as `uamc finetune` and the panel do it
+        engine_replay = data["replay"]
+    elif replay:  # phantoms: earlier corrections, accepted into the study
         source = Study.open(data["replay"])
         replayed = source.cases()[: setup.replay_cases]
         study.add_images([source.image_path(name) for name in replayed])
         for name in replayed:
-            study.accept(name, source.read_ground_truth(name), note="benchmark: replayed domain-A case")
+            study.accept(name, source.read_ground_truth(name), note="benchmark: replayed earlier case")
     load_start = common.load_average()
     result = finetune_study(
         study, model_path=model_path, minutes=setup.minutes, iterations=setup.iterations,
         device=setup.device, overrides={**VARIANTS[variant].overrides, "seed": seed}, score=False,
+        replay=engine_replay,
     )
     info = json.loads(result.info_path.read_text())
+    if engine_replay is not None:
+        replayed = list(result.replay.get("cases", []))
     training_seconds = float(info.get("training_seconds", result.seconds))
     model, meta = load_checkpoint(result.path, "cpu")
     remaining = [name for name in ranked if name not in corrected]
@@ -813,10 +831,10 @@ def main(argv: list[str] | None = None) -> int:
         experiments = ["real"] if args.experiments is None else experiments
         if variants is None:
             variants = list(REAL_VARIANTS)
-        if any(EXPERIMENTS[e].replay for e in experiments):
-            raise SystemExit("--real runs the experiments without replay (real, the default; methods; order)")
+        if "replay" in experiments:
+            raise SystemExit("--real replays real or phantom cases with the experiment real-replay, not replay")
     elif args.experiments is None:
-        experiments = [e for e in EXPERIMENTS if e != "real"]
+        experiments = [e for e in EXPERIMENTS if not e.startswith("real")]
     ks = _int_list(args.k, SMOKE_KS if args.smoke else DEFAULT_KS, "--k")
     seeds = _int_list(args.seeds, SMOKE_SEEDS if args.smoke else DEFAULT_SEEDS, "--seeds")
     values = _setup_values(args, ks)

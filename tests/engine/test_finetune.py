@@ -211,7 +211,7 @@ def test_compare_with_parent_compares_a_fixed_number_of_cases_however_slow(study
 def test_a_killed_fine_tune_leaves_no_half_written_version(study, model_file):
     import time
 
-    from napari_uamc.engine.finetune import remove_unfinished_versions
+    from napari_uamc.data.study.versions import remove_unfinished_versions
 
     finished = finetune_study(study, model_path=model_file, iterations=1, device="cpu", overrides=FAST,
                               score=False)

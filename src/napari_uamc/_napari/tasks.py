@@ -243,7 +243,7 @@ def finetune_in_child(
     import queue as queue_module
     import time
 
-    from napari_uamc.engine.finetune import remove_unfinished_versions
+    from napari_uamc.data.study.versions import remove_unfinished_versions
     from napari_uamc.engine.inference import Cancelled
     from napari_uamc.errors import TrainingError, UamcError
 

@@ -60,6 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the EMA teacher as the new model (default; measured best, docs/benchmarks.md)")
     result.add_argument("--keep-student", dest="keep_ema", action="store_false",
                         help="keep the student as the new model")
+    parser.add_argument("--replay", metavar="DIR|auto|none", default="auto",
+                        help="labeled cases to replay against forgetting (2, the first by name): 'auto' "
+                             "(default) the starting model's training data if that folder is here, a folder "
+                             "(a study, LA .h5 files, or images with labels/), or 'none'")
     parser.add_argument("--no-score", action="store_true",
                         help="skip the training Dice on the accepted cases")
     parser.add_argument("--no-adopt", action="store_true",
@@ -122,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             args.study, model_path=args.model, iterations=args.iterations, minutes=args.minutes,
             device=args.device, overrides=_overrides(args), should_stop=stop.is_set,
             on_step=on_step, on_message=on_message, score=not args.no_score, adopt=not args.no_adopt,
+            replay=None if args.replay.lower() == "none" else args.replay,
         )
         change = None
         if args.no_adopt and result.unlabeled and not stop.is_set():
@@ -145,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     if before and mean is not None:
         print(f"accepted cases: Dice with the labels {result.parent} {sum(before) / len(before):.3f} -> "
               f"{result.version} {mean:.3f} (training score)")
+    if result.replay.get("cases"):
+        print(f"replayed against forgetting: {', '.join(result.replay['cases'])} from {result.replay['source']} "
+              f"({result.replay['why']})")
     if change is not None and change.mean is not None:
         print(f"other cases: Dice between {result.parent}'s and {result.version}'s predictions {change.mean:.3f} "
               f"on {len(change.cases)} of {change.of} (1 = unchanged)")

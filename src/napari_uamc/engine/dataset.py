@@ -191,8 +191,12 @@ def load_cases_from_folder(
     h5_spacing: float | Sequence[float] | None = None,
     target_spacing: Sequence[float] | None = None,
     progress: ProgressCallback | None = None,
+    first_labeled: int | None = None,
 ) -> CaseSplit:
     """Read a training folder (module docstring) into labeled and unlabeled cases.
+
+    ``first_labeled``: read only the first that many cases with a label (sorted name order) and
+    no unlabeled case (a fine-tune's replay cases, :mod:`napari_uamc.engine.replay`).
 
     ``labeled_names`` is a list of case names or the path of a list file. ``target_spacing``
     (mm, three numbers) resamples every case whose spacing differs from it by more than 10 %
@@ -233,9 +237,12 @@ def load_cases_from_folder(
         )
 
     with_label = set(images) if kind == "h5" else set(labels) & set(images)
-    labeled_list, unlabeled_list = split_labeled(
-        list(images), with_label, labeled=labeled, labeled_names=labeled_names, source=str(root)
-    )
+    if first_labeled is not None:
+        labeled_list, unlabeled_list = sorted(with_label)[:first_labeled], []
+    else:
+        labeled_list, unlabeled_list = split_labeled(
+            list(images), with_label, labeled=labeled, labeled_names=labeled_names, source=str(root)
+        )
     total = len(labeled_list) + len(unlabeled_list)
     cases: dict[str, TrainingCase] = {}
     labeled_set = set(labeled_list)

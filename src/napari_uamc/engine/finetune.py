@@ -9,7 +9,9 @@ fine-tunes at ``finetune_lr``. The other cases of the study are the unlabeled da
 (:data:`FINETUNE_DEFAULTS`, measured best) they re-estimate the BatchNorm statistics after
 training; with consistency terms (``terms`` with ``itc``/``ctc``, the CLI's ``--method ugmcl``)
 they also feed UG-MCL's consistency, at full weight from the first step; with ``anchors`` a warm
-start also trains on them labeled by the starting model. By default the EMA teacher is kept as
+start also trains on them labeled by the starting model. Against forgetting, a few cases of the
+starting model's own training data are replayed beside the accepted ones when that data is on
+this machine (:mod:`napari_uamc.engine.replay`). By default the EMA teacher is kept as
 the result. Then it writes ``.uamc/models/vNNN.pt`` + ``vNNN.json`` and, with ``adopt=True``
 (the CLI's default), makes it the study's current model; with ``adopt=False`` (the plugin) the
 version is only written, and :func:`compare_with_parent` measures how much it changes the other
@@ -21,7 +23,8 @@ window). Once training has taken a step, a stop still writes the version, marked
 ``stopped_early``, without recalibration batches or scores still to come; a stop before the first
 step writes nothing and raises ``inference.Cancelled``. The version's files are written
 atomically and its ``.json`` last, so a process killed at any moment leaves no ``.pt`` without its
-record (only the reservation placeholder, see :func:`remove_unfinished_versions`). It prints
+record (only the reservation placeholder, see
+:func:`~napari_uamc.data.study.versions.remove_unfinished_versions`). It prints
 nothing: progress goes to the ``on_step`` and ``on_message`` callbacks.
 """
 
@@ -49,6 +52,7 @@ from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_ch
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.preprocess import resample_label, resample_to_spacing, zscore
+from napari_uamc.engine.replay import AUTO, read_replay, replay_folder
 from napari_uamc.engine.training import StepReport, Trainer
 from napari_uamc.errors import InputError, TrainingError
 
@@ -118,6 +122,8 @@ class FinetuneResult:
     adopted: bool = False
     #: the file the fine-tune started from
     parent_path: Path | None = None
+    #: the replay cases trained on beside the accepted ones (``Replay.record()``)
+    replay: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mean_training_dice(self) -> float | None:
@@ -320,6 +326,7 @@ def finetune_study(
     score: bool = True,
     resample_tolerance: float = 0.10,
     adopt: bool = True,
+    replay: str | os.PathLike[str] | None = AUTO,
 ) -> FinetuneResult:
     """Fine-tune on ``study`` and write a new model version (see the module docstring).
 
@@ -328,7 +335,9 @@ def finetune_study(
     neither: :data:`DEFAULT_MINUTES`). ``overrides``: :class:`TrainConfig` fields to change
     (``terms``, ``finetune_lr``, ``bn_recalibration``, ``keep_ema``, ``batch_size``, ...).
     ``score``: compute the training Dice on the accepted cases. ``adopt``: make the new version
-    the study's current model (``False``: write it only; a person adopts it later). Raises
+    the study's current model (``False``: write it only; a person adopts it later). ``replay``:
+    where replay cases come from (``"auto"``: the starting model's training data when it is a
+    folder here; a folder; ``None``: none; see :mod:`napari_uamc.engine.replay`). Raises
     :class:`TrainingError` when no case is accepted or training fails, and ``inference.Cancelled``
     when stopped before the first training step (the study's current model is then unchanged and
     no version is written).
@@ -390,7 +399,10 @@ def finetune_study(
             if stopped():
                 raise nothing_written("before training began")
             cases.append(_read_case(study, name, spacing, is_labeled, resample_tolerance))  # type: ignore[arg-type]
-    patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled])
+    replayed = read_replay(*replay_folder(meta.trained_on, replay, study.root), spacing, meta.n_classes, say=say)
+    if stopped():
+        raise nothing_written("before training began")
+    patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled + replayed.cases])
 
     base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
     changes: dict[str, Any] = dict(
@@ -430,7 +442,8 @@ def finetune_study(
 
     disarm = stop_checks(model, should_stop)  # before the Trainer copies the student into the teacher
     trainer = Trainer(
-        cfg, with_anchors(labeled, anchors), unlabeled, model=model, device=device, should_stop=should_stop,
+        cfg, with_anchors(labeled, anchors) + replayed.cases, unlabeled, model=model, device=device,
+        should_stop=should_stop,
         time_budget=None if minutes is None else 60.0 * minutes,
     )
     for note in trainer.notes:
@@ -458,7 +471,7 @@ def finetune_study(
         say("recalibrating BatchNorm statistics on the study's images")
         recalibrated = recalibrate_batchnorm(
             result_model,
-            [c.image for c in labeled + unlabeled],
+            [c.image for c in labeled + unlabeled + replayed.cases],
             patch,
             batch_size=cfg.batch_size,
             patches_per_image=RECALIBRATION_PATCHES_PER_IMAGE,
@@ -520,6 +533,7 @@ def finetune_study(
         },
         learning_rate={"value": cfg.finetune_lr, "chosen_by": chosen_by, "why": why},
         anchors=[case.name for case in anchors],
+        replay=replayed.record(),
         spacing={"value": list(spacing), "parent": list(meta.spacing),
                  "why": "a cold start: the patch holds the accepted structures whole" if cold
                  else "the starting model's spacing"},
@@ -542,7 +556,7 @@ def finetune_study(
         version=version, path=path, info_path=info_path, parent=parent,
         iterations=trainer.iteration, stopped_early=stopped_early, seconds=seconds,
         labeled=labeled_names, unlabeled=unlabeled_names, training_dice=scores, meta=new_meta,
-        starting_agreement=dict(agreement), adopted=adopt, parent_path=source,
+        starting_agreement=dict(agreement), adopted=adopt, parent_path=source, replay=replayed.record(),
     )
 
 
@@ -608,37 +622,3 @@ def compare_with_parent(
         on_progress(len(change.cases), len(chosen))
     change.seconds = time.perf_counter() - started
     return change
-
-
-def remove_unfinished_versions(study: Study | str | os.PathLike[str], since: float) -> list[str]:
-    """After a fine-tune process was killed: remove what it left half-written in the study's
-    models folder, i.e. versions reserved (``vNNN.json`` still the reservation placeholder) since
-    ``since`` (a ``time.time()``), with any ``.pt`` of theirs, and temporary files of atomic writes
-    made since then. Returns the names removed."""
-    from napari_uamc._atomic import TEMP_MARK
-    from napari_uamc.data.study.versions import RESERVED_PLACEHOLDER
-
-    if not isinstance(study, Study):
-        study = Study.open(study)
-    folder = study.models_dir
-    removed: list[str] = []
-    if not folder.is_dir():
-        return removed
-    for path in sorted(folder.iterdir()):
-        try:
-            recent = path.stat().st_mtime >= since - 1.0
-            if not recent or not path.is_file():
-                continue
-            if path.name.startswith(".") and TEMP_MARK in path.name:
-                path.unlink()
-                removed.append(path.name)
-            elif path.suffix == ".json" and path.read_text() == RESERVED_PLACEHOLDER:
-                model = path.with_suffix(".pt")
-                if model.exists():
-                    model.unlink()
-                    removed.append(model.name)
-                path.unlink()
-                removed.append(path.name)
-        except OSError:
-            continue
-    return removed

@@ -124,6 +124,8 @@ class ModelVersionInfo:
     starting_agreement: dict[str, Any] = field(default_factory=dict)
     learning_rate: dict[str, Any] = field(default_factory=dict)
     anchors: list[str] = field(default_factory=list)
+    #: replay against forgetting: ``{"source": folder or None, "cases": [...], "why": ...}``
+    replay: dict[str, Any] = field(default_factory=dict)
     spacing: dict[str, Any] = field(default_factory=dict)
     training_dice: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -199,3 +201,37 @@ def unreviewed_versions(study: Any) -> list[str]:
 
 def _is_unreviewed(info: ModelVersionInfo) -> bool:
     return info.kind == "finetune" and not info.reviewed
+
+
+def remove_unfinished_versions(study: Any, since: float) -> list[str]:
+    """After a fine-tune process was killed: remove what it left half-written in the study's
+    models folder, i.e. versions reserved (``vNNN.json`` still the reservation placeholder) since
+    ``since`` (a ``time.time()``), with any ``.pt`` of theirs, and temporary files of atomic writes
+    made since then. ``study``: a ``Study`` or its folder. Returns the names removed."""
+    from napari_uamc._atomic import TEMP_MARK
+    from napari_uamc.data.study import Study
+
+    if not isinstance(study, Study):
+        study = Study.open(study)
+    folder = study.models_dir
+    removed: list[str] = []
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.iterdir()):
+        try:
+            recent = path.stat().st_mtime >= since - 1.0
+            if not recent or not path.is_file():
+                continue
+            if path.name.startswith(".") and TEMP_MARK in path.name:
+                path.unlink()
+                removed.append(path.name)
+            elif path.suffix == ".json" and path.read_text() == RESERVED_PLACEHOLDER:
+                model = path.with_suffix(".pt")
+                if model.exists():
+                    model.unlink()
+                    removed.append(model.name)
+                path.unlink()
+                removed.append(path.name)
+        except OSError:
+            continue
+    return removed

@@ -1,0 +1,94 @@
+"""Replay against forgetting: a few labeled cases of the data the starting model learned from,
+trained on beside a study's accepted cases (METHOD.md section 8; issue 10 part 3).
+
+A fine-tune on a handful of accepted cases pulls the model toward them and away from what it
+already segmented well. Training on :data:`REPLAY_CASES` of its own training cases as well holds
+it there: measured with ``benchmarks/bench_loop.py`` on real LA scans ("Replay against
+forgetting" in docs/benchmarks.md). The cases join the accepted ones in the labeled stream (no
+step costs more); reading them costs seconds before the first step.
+
+Where they come from (:func:`replay_folder`): the starting model's training data when its record
+(``ModelMeta.trained_on``) names a folder that exists on this machine (``uamc train DATA``
+records ``DATA``), or a folder given explicitly; never the study itself (its accepted cases are
+trained on anyway). The packaged default model names its data but not a folder here, so it
+fine-tunes without replay unless a folder is given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_uamc.engine.dataset import TrainingCase, load_cases_from_folder
+from napari_uamc.errors import InputError
+
+#: Replay cases per fine-tune: the first of the source's labeled cases (sorted by name).
+REPLAY_CASES = 2
+#: ``replay=AUTO``: the starting model's training data if it is here, else none.
+AUTO = "auto"
+#: A replay case's name in the training stream (a study case may have the same name).
+PREFIX = "replay:"
+
+
+@dataclass
+class Replay:
+    """The replay cases of one fine-tune and where they came from."""
+
+    source: Path | None
+    why: str
+    cases: list[TrainingCase] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """What the model version's record keeps (``ModelVersionInfo.replay``)."""
+        return {"source": None if self.source is None else str(self.source),
+                "cases": [case.name.removeprefix(PREFIX) for case in self.cases], "why": self.why}
+
+
+def replay_folder(trained_on: str, requested: str | os.PathLike[str] | None,
+                  study_root: Path) -> tuple[Path | None, str]:
+    """The folder to replay from and why: ``requested`` is :data:`AUTO` (the starting model's
+    training data ``trained_on``, if it is a folder here), a folder, or ``None`` (no replay).
+
+    Raises:
+        InputError: a requested folder that does not exist.
+    """
+    if requested is None:
+        return None, "replay turned off"
+    if requested == AUTO:
+        if not trained_on or not Path(trained_on).expanduser().is_dir():
+            return None, "no replay: the starting model's training data is not a folder on this machine"
+        folder, why = Path(trained_on).expanduser(), "the starting model's training data"
+    else:
+        folder, why = Path(requested).expanduser(), "the replay folder asked for"
+        if not folder.is_dir():
+            raise InputError(f"replay folder {folder} is not a folder")
+    if folder.resolve() == Path(study_root).resolve():
+        return None, "no replay: the starting model trained on this study (its accepted cases are trained on)"
+    return folder, why
+
+
+def read_replay(folder: Path | None, why: str, spacing: tuple[float, float, float], n_classes: int,
+                count: int = REPLAY_CASES, say: Callable[[str], None] = lambda text: None) -> Replay:
+    """Read the first ``count`` labeled cases of ``folder`` at the working ``spacing`` (mm).
+
+    A folder that cannot be read, or whose labels hold classes the model does not know, gives no
+    replay (said through ``say``): replay protects the fine-tune, it never stops it.
+    """
+    if folder is None or count < 1:
+        return Replay(None, why)
+    try:
+        split = load_cases_from_folder(folder, first_labeled=count, target_spacing=spacing)
+    except InputError as error:
+        say(f"no replay: {error}")
+        return Replay(None, f"no replay: {error}")
+    cases = [case for case in split.labeled if case.label is not None and int(case.label.max()) < n_classes]
+    if len(cases) < len(split.labeled):
+        say(f"replay: {len(split.labeled) - len(cases)} case(s) of {folder} have classes the model does not know")
+    if not cases:
+        return Replay(None, f"no replay: no usable labeled case in {folder}")
+    named = [TrainingCase(PREFIX + case.name, case.image, case.label, case.spacing) for case in cases]
+    say(f"replaying {len(named)} labeled case(s) of {folder} ({why}) against forgetting")
+    return Replay(folder, why, named)
