@@ -15,8 +15,8 @@ PACKAGE = "napari_uamc"
 SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 #: Each floor may import only from the floors named here (and itself). Top-level modules
-#: (errors, _atomic, _cache) are the ground floor every wing may use.
-GROUND = {"errors", "_atomic", "_cache"}
+#: (errors, _atomic, _cache, _words) are the ground floor every wing may use.
+GROUND = {"errors", "_atomic", "_cache", "_words"}
 ALLOWED = {
     "data": {"data"} | GROUND,
     "engine": {"engine", "data"} | GROUND,
