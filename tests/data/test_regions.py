@@ -111,3 +111,40 @@ def test_pieces_follow_the_spacing_and_small_regions_stay_whole():
     for p in pieces:  # 4 mm = 8 voxels in x and y, 4 in z
         if p.bbox_max[0] >= 10:
             assert all(lo // s == hi // s for lo, hi, s in zip(p.bbox_min, p.bbox_max, (8, 8, 4)))
+
+
+def test_pieces_cut_through_one_hot_spot_point_at_distinct_places():
+    # a long band (cut at x = 20 on the 20 mm grid) whose hottest spot straddles the cut: each
+    # piece's most uncertain voxel lies on the cut, a voxel from the other's (two rows of the list
+    # that went to the same place, as on a real scan: #1 [63, 65, 70] and #4 [63, 65, 71])
+    u = np.zeros((50, 20, 20), np.float32)
+    u[3:36, 6:14, 6:14] = 0.4  # x = 3..19 and 20..35: the first piece is the larger
+    x = np.arange(17, 23)
+    u[17:23, 8:12, 8:12] = (0.69 - 0.01 * np.abs(x + 0.5 - 20))[:, None, None]  # hottest at the cut
+    u[3:36, 6:14, 10] += 0.02  # the slice holding most of each piece's uncertainty
+    u[30, 9, 10] = 0.6  # the hottest voxel of the second piece away from the first's focus
+    pieces = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=20.0, min_voxels=1)
+    assert len(pieces) == 2 and sum(p.voxels for p in pieces) == 33 * 8 * 8  # still the two pieces
+    first, second = pieces
+    assert first.focus == (19, 8, 10)  # the hot spot, on the slice holding most of the piece
+    for piece in pieces:  # each focus inside its own piece, on that slice
+        assert all(lo <= f <= hi for lo, f, hi in zip(piece.bbox_min, piece.focus, piece.bbox_max))
+        assert piece.focus[2] == 10
+    assert second.focus == (30, 9, 10)  # not (20, 8, 10), one voxel from the first's
+    # distinct: never within FOCUS_CLEARANCE * piece_mm (5 mm) of a higher-ranked row's focus
+    scaled = uncertain_regions(u, spacing=(0.5, 0.5, 0.5), piece_mm=10.0, min_voxels=1)
+    assert [p.focus for p in scaled] == [(19, 8, 10), (30, 9, 10)]
+    near = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=None, min_voxels=1)
+    assert len(near) == 1  # never cut: one region, one focus
+
+
+def test_a_piece_lying_where_a_higher_ranked_row_goes_is_left_out():
+    u = np.zeros((50, 20, 20), np.float32)
+    u[0:22, 8:11, 8:11] = 0.4  # a band cut at x = 20: its second piece is x = 20, 21 only
+    u[18:22, 8:11, 8:11] = 0.69  # the hot spot across the cut
+    u[40:43, 8:11, 8:11] = 0.3  # and a separate, weaker region
+    pieces = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=20.0, min_voxels=1)
+    # the sliver x = 20, 21 lies within 5 mm of the first row's focus (x = 19): the same place
+    assert [p.bbox_min[0] for p in pieces] == [0, 40]
+    assert [p.rank for p in pieces] == [1, 2]
+    assert len(uncertain_regions(u, piece_mm=20.0, min_voxels=1, top=1)) == 1
