@@ -123,7 +123,7 @@ def test_pieces_cut_through_one_hot_spot_point_at_distinct_places():
     u[17:23, 8:12, 8:12] = (0.69 - 0.01 * np.abs(x + 0.5 - 20))[:, None, None]  # hottest at the cut
     u[3:36, 6:14, 10] += 0.02  # the slice holding most of each piece's uncertainty
     u[30, 9, 10] = 0.6  # the hottest voxel of the second piece away from the first's focus
-    pieces = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=20.0, min_voxels=1)
+    pieces = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=20.0, min_voxels=1, threshold=0.2)
     assert len(pieces) == 2 and sum(p.voxels for p in pieces) == 33 * 8 * 8  # still the two pieces
     first, second = pieces
     assert first.focus == (19, 8, 10)  # the hot spot, on the slice holding most of the piece
@@ -132,9 +132,9 @@ def test_pieces_cut_through_one_hot_spot_point_at_distinct_places():
         assert piece.focus[2] == 10
     assert second.focus == (30, 9, 10)  # not (20, 8, 10), one voxel from the first's
     # distinct: never within FOCUS_CLEARANCE * piece_mm (5 mm) of a higher-ranked row's focus
-    scaled = uncertain_regions(u, spacing=(0.5, 0.5, 0.5), piece_mm=10.0, min_voxels=1)
+    scaled = uncertain_regions(u, spacing=(0.5, 0.5, 0.5), piece_mm=10.0, min_voxels=1, threshold=0.2)
     assert [p.focus for p in scaled] == [(19, 8, 10), (30, 9, 10)]
-    near = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=None, min_voxels=1)
+    near = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=None, min_voxels=1, threshold=0.2)
     assert len(near) == 1  # never cut: one region, one focus
 
 
@@ -143,8 +143,8 @@ def test_a_piece_lying_where_a_higher_ranked_row_goes_is_left_out():
     u[0:22, 8:11, 8:11] = 0.4  # a band cut at x = 20: its second piece is x = 20, 21 only
     u[18:22, 8:11, 8:11] = 0.69  # the hot spot across the cut
     u[40:43, 8:11, 8:11] = 0.3  # and a separate, weaker region
-    pieces = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=20.0, min_voxels=1)
+    pieces = uncertain_regions(u, spacing=(1.0, 1.0, 1.0), piece_mm=20.0, min_voxels=1, threshold=0.2)
     # the sliver x = 20, 21 lies within 5 mm of the first row's focus (x = 19): the same place
     assert [p.bbox_min[0] for p in pieces] == [0, 40]
     assert [p.rank for p in pieces] == [1, 2]
-    assert len(uncertain_regions(u, piece_mm=20.0, min_voxels=1, top=1)) == 1
+    assert len(uncertain_regions(u, piece_mm=20.0, min_voxels=1, top=1, threshold=0.2)) == 1
