@@ -8,9 +8,8 @@ small phantom study of domain B, in ``~/studies/la2018-demo`` (``~/studies/phant
 panel shows the study's folder, so it is one with a readable name, as a person's would be (the
 script refuses a folder that exists, and removes the one it made at the end). Opens it in napari
 with the panel, segments the first case with the packaged default model, goes to region #1 of
-*Where to correct* (its slice; the camera then fits the whole scan, the jump having centred the
-region near the scan's edge) and saves, with the layers as the panel styles them (nothing
-restyled here):
+*Where to correct* (its slice, the whole scan in view as the panel's jump keeps it) and saves,
+with the layers as the panel styles them (nothing restyled here):
 
 - ``demo.png``: the whole window, uncertainty over the MRI and the segmentation;
 - ``panel.png``: the panel alone;
@@ -120,9 +119,7 @@ def main() -> int:
         viewer.reset_view()
         regions = session.outcomes[case].regions
         if regions:
-            session.jump_to_region(regions[0])  # its slice, the view centred on it...
-            pump(0.5)
-            viewer.reset_view()  # ... then the whole scan in view (centred, it ran off the canvas)
+            session.jump_to_region(regions[0])  # its slice, the whole scan in view
         pump(1.0)
         viewer.screenshot(str(OUT / f"{prefix}demo.png"), canvas_only=False)
         panel.grab().save(str(OUT / f"{prefix}panel.png"))

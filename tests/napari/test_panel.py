@@ -324,11 +324,20 @@ def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
     region_items = [item for item in region_items if item.data(256) is not None]
     assert region_items, "the tiny model's seeded MC dropout gives uncertain regions on this phantom"
     region = region_items[0].data(256)
+    camera = viewer.scene.camera
+    viewer.reset_view()
+    fitted = (tuple(camera.center), camera.zoom)
     panel.regions_list.itemClicked.emit(region_items[0])  # a click
     image = viewer.layers[panel.case]
     shape = layer_io.layer_data_to_canonical(image.data).shape
     expected_slice = layer_io.displayed_index(region.focus, shape)[0]
     assert viewer.dims.point[0] == pytest.approx(expected_slice * image.scale[0], abs=image.scale[0])
+    # the whole scan stays on the canvas: the view is kept (centring on the region's voxel pushed
+    # part of the scan behind the panel); zoomed in elsewhere, the click fits the scan again
+    assert (tuple(camera.center), camera.zoom) == fitted
+    camera.zoom, camera.center = fitted[1] * 8, (0.0, -1000.0, -1000.0)  # far from the scan
+    panel.regions_list.itemClicked.emit(region_items[0])
+    assert camera.zoom == pytest.approx(fitted[1]) and camera.center == pytest.approx(fitted[0])
     # one unit of volume in the panel (mL, as the segmented volume), and the focus as napari shows
     # the image's voxels: [slice, row, column] of the layer's data, which its status bar prints
     text = region_items[0].text()

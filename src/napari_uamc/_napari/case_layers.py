@@ -426,12 +426,35 @@ class CaseLayers:
         displayed = layer_io.displayed_index(canonical, shape)
         return [index * scale + offset for index, scale, offset in zip(displayed, layer.scale, layer.translate)]
 
-    def jump_to(self, world: list[float]) -> None:
-        """Move the slider to a world point's slice and centre the camera on it."""
+    def jump_to(self, world: list[float], fit: Any = None) -> None:
+        """Move the slider to a world point's slice, the whole scan staying in view.
+
+        In 2D the camera is kept (the person's zoom and pan) when the point is on the canvas;
+        otherwise the view fits the layers ``fit`` (all layers when None), as napari's *home*
+        button does. It no longer centres the camera on the point: at the zoom that fits the
+        scan, that pushed part of the scan off the canvas, behind the panel, and left half the
+        canvas black. The scan whole on the canvas matters more than the point in its middle.
+        In 3D every slice shows and the camera is left alone.
+        """
         viewer = self.viewer
         step = list(viewer.dims.point)
         step[-3:] = world
         viewer.dims.point = step
+        if viewer.dims.ndisplay != 2:
+            return
         scene = getattr(viewer, "scene", None)  # napari >= 0.9 keeps the camera in the scene
         camera = scene.camera if scene is not None else viewer.camera
-        camera.center = tuple(world[-2:]) if viewer.dims.ndisplay == 2 else tuple(world)
+        canvas = getattr(viewer, "canvas", None)  # the canvas in pixels, (height, width)
+        if hasattr(canvas, "viewbox_size"):  # napari >= 0.9: one grid cell's when in grid mode
+            size = canvas.viewbox_size(viewer.layers)
+        else:
+            size = getattr(canvas, "size", None) or viewer._canvas_size
+        point = np.array([step[axis] for axis in viewer.dims.displayed], dtype=float)
+        half = np.asarray(size[-2:], dtype=float) / (2.0 * camera.zoom)  # world units, (row, column)
+        if np.all(np.abs(point - np.asarray(camera.center[-2:], dtype=float)) <= 0.9 * half):
+            return  # on the canvas (not at its very edge): the view stays as the person left it
+        fit_to_view = getattr(viewer, "fit_to_view", None)  # napari >= 0.9 fits given layers
+        if fit_to_view is not None:
+            fit_to_view(layers=fit)
+        else:
+            viewer.reset_view()
