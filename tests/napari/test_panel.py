@@ -528,6 +528,41 @@ def test_next_case_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
     _assert_draft_is(panel.study, first, painted)
 
 
+def _selected_case(panel):
+    rows = panel.case_table.selectionModel().selectedRows()
+    return [panel.case_table.item(index.row(), 0).text() for index in rows]
+
+
+def test_the_case_tables_selection_follows_the_open_case(make_napari_viewer, qtbot, tiny_study, tmp_path):
+    """After Next case the selected row stayed on the case left, so Open case reopened it (try-out)."""
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study)
+    qtbot.waitUntil(lambda: not panel.session.opening and panel.case is not None, timeout=30_000)
+    first = panel.case
+    assert _selected_case(panel) == [first]
+    panel.next_case_button.click()
+    qtbot.waitUntil(lambda: not panel.session.opening and panel.case not in (None, first), timeout=30_000)
+    second = panel.case
+    assert _selected_case(panel) == [second]
+    panel.open_case_button.click()  # opens the case on screen again, not the one left
+    qtbot.waitUntil(lambda: not panel.session.opening and panel.case is not None, timeout=30_000)
+    assert panel.case == second
+    # a row the person picks stays picked while the study's scores change
+    other = next(case for case in panel.study.cases() if case not in (first, second))
+    row = [panel.case_table.item(r, 0).text() for r in range(panel.case_table.rowCount())].index(other)
+    panel.case_table.selectRow(row)
+    panel.session.study_changed.emit()
+    assert _selected_case(panel) == [other]
+    panel.open_case_button.click()
+    qtbot.waitUntil(lambda: not panel.session.opening and panel.case == other, timeout=30_000)
+    assert _selected_case(panel) == [other]
+    panel.session.close_case()
+    panel.open_study(write_phantom_study(tmp_path / "two", cases=2, seed=9, shape=SHAPE, labeled=0),
+                     open_first_case=False)
+    assert _selected_case(panel) == []  # no row of another study stays picked
+
+
 def test_closing_napari_keeps_the_draft(make_napari_viewer, qtbot, tiny_study):
     viewer = make_napari_viewer()
     panel = UamcPanel(viewer)

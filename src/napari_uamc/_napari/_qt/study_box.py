@@ -73,6 +73,8 @@ class StudyBox(QGroupBox):
         self.refresh_check.toggled.connect(lambda on: setattr(tuning, "refresh_after", on))
         layout.addWidget(self.refresh_check)
         session.study_changed.connect(self.refresh)
+        session.case_changed.connect(self._case_changed)
+        self._shown_study = None
         self.refresh()
 
     def _choose_study(self) -> None:
@@ -93,6 +95,27 @@ class StudyBox(QGroupBox):
             return
         self.session.open_case(self.case_table.item(rows[0].row(), 0).text())
 
+    def _case_changed(self, case: str | None) -> None:
+        """The selected row follows the open case (after Next case it stayed on the case left, so
+        Open case reopened that one). Only when the open case changes: a row the person picked
+        stays picked while the table refreshes for other reasons (scores, statuses)."""
+        if case is None:  # leaving a case: the row picked (or the one left) stays until one opens
+            return
+        if self._row_of(case) is None:  # the table does not list it yet
+            self.refresh()
+        row = self._row_of(case)
+        if row is not None:
+            self.case_table.selectRow(row)
+            self.case_table.scrollToItem(self.case_table.item(row, 0))
+
+    def _row_of(self, case: str) -> int | None:
+        table = self.case_table
+        for row in range(table.rowCount()):
+            item = table.item(row, 0)
+            if item is not None and item.text() == case:
+                return row
+        return None
+
     def _fit_rows(self) -> None:
         """Make the table exactly its header and whole rows high (170 px cut the fifth row)."""
         table = self.case_table
@@ -101,6 +124,9 @@ class StudyBox(QGroupBox):
         table.setFixedHeight(header + shown * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth())
 
     def refresh(self) -> None:
+        if self.session.study is not self._shown_study:  # another study: a row picked meant a case of the last
+            self._shown_study = self.session.study
+            self.case_table.selectionModel().clear()  # and the current row (Qt selects it when its row goes)
         self._fill()
         self._fit_rows()
 
