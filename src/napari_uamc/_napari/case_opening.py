@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from napari_uamc._napari import layers as layer_io
 from napari_uamc._napari.case_layers import CaseFiles, read_case
 from napari_uamc._napari.drafts import DraftKeeper
 from napari_uamc._napari.jobs import Job, in_turns
@@ -83,6 +84,15 @@ class CaseOpener:
         if segmentation is not None:
             segmentation.editable = True
 
+    def _label_axes(self, case: str) -> None:
+        """Name napari's axes ("slice", "row", "column" instead of "-3") on the case's image layer,
+        when the viewer holds nothing but the case's layers: a person's own layers keep napari's
+        labels, or their own."""
+        s = self._s
+        image = s.layers.get(case)
+        if image is not None and all(s.layers.belongs_to(layer.name, case) for layer in s.viewer.layers):
+            layer_io.label_axes(image)
+
     def _show(self, study: Any, files: CaseFiles, previous: str | None) -> None:
         s = self._s
         if study is not s.study or s.case is not None:  # another study or case came meanwhile
@@ -107,6 +117,7 @@ class CaseOpener:
                 s.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
             if failure[0]:  # said when it failed; the line stays until the next action
                 s.say("accept", failure[0], "error")
+            self._label_axes(case)
             s.viewer.reset_view()
 
         def show() -> None:  # once the draft of the case left is on disk

@@ -40,6 +40,9 @@ META_KEY = "uamc"
 DISPLAY_CONVENTION = "radiological-axial-v1"
 #: Layer data axes flipped by the display transform (rows and columns).
 _FLIPPED_AXES = (1, 2)
+#: napari's axis labels for layer data ``[z, row, column]``: the slider's axis, the screen's rows
+#: and columns (as the panel's *Where to correct* list and napari's status bar count them).
+AXIS_LABELS = ("slice", "row", "column")
 #: Robust contrast limits of image layers: these percentiles of the intensities.
 CONTRAST_PERCENTILES = (0.5, 99.5)
 #: Contrast limits are estimated on at most about this many voxels (strided subsample).
@@ -318,3 +321,24 @@ def layer_source_path(layer: Any) -> Path | None:
     meta = uamc_metadata(layer)
     path = meta.get(KEY_PATH) if meta else None
     return Path(path) if path else None
+
+
+# --------------------------------------------------------------------------- axis labels
+
+
+def label_axes(layer: Any) -> None:
+    """Name napari's axes on a 3D layer of the panel (:data:`AXIS_LABELS`): napari shows a layer's
+    labels on its sliders (instead of "-3") and drops them when the layer goes. napari < 0.6 has
+    no layer labels: nothing is done there."""
+    if getattr(layer, "ndim", 0) == 3 and hasattr(layer, "axis_labels"):
+        layer.axis_labels = AXIS_LABELS
+
+
+def forget_axis_labels(viewer: Any) -> None:
+    """Once the viewer is empty, napari's own labels again where it kept the panel's: napari keeps
+    the last labels when the last layer goes, for the next layer (a person's image then read
+    '-3', 'row', 'column')."""
+    dims = viewer.dims
+    labels = tuple(dims.axis_labels)
+    if len(viewer.layers) == 0 and labels and labels == AXIS_LABELS[-len(labels):]:
+        dims.axis_labels = tuple(str(axis) for axis in range(-dims.ndim, 0))

@@ -176,6 +176,7 @@ class Session:
 
     def _layer_removed(self, event: Any = None) -> None:
         self._images_changed()
+        layer_io.forget_axis_labels(self.viewer)  # the viewer empty: napari's labels again
 
     def _layer_removing(self, event: Any) -> None:
         """napari removes the case's segmentation (closing, or a person): keep its edits first."""
