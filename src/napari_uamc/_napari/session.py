@@ -33,6 +33,25 @@ from napari_uamc._napari.tasks import SegmentOutcome, segment_image
 from napari_uamc._napari.versions import ModelCatalog
 from napari_uamc.errors import UamcError
 
+#: Why a panel cannot open while a spawned child process starts (see _refuse_in_a_starting_child).
+UNGUARDED_SCRIPT = (
+    "napari-uamc: the fine-tune's child process is running this script again, because the script "
+    "drives the panel without an `if __name__ == \"__main__\":` guard (the child is started with "
+    "multiprocessing's 'spawn' method, which imports the main script in the child). Put the code "
+    "that opens napari and drives the panel under that guard; this fine-tune writes no new version."
+)
+
+
+def _refuse_in_a_starting_child() -> None:
+    """A panel made while a spawned child process imports the main script again (as
+    multiprocessing's own check for starting a process then does): a script without the
+    ``__main__`` guard, re-run by the fine-tune's child. Without this the child opened a second
+    napari and ran the script's loop again; now it stops at once, saying why."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise UamcError(UNGUARDED_SCRIPT)
+
 
 class Session:
     """One person's loop over one viewer: the open study and case and what is on screen."""
@@ -57,6 +76,7 @@ class Session:
     history_changed = Signal(list)
 
     def __init__(self, viewer: Any, runner: Runner | None = None) -> None:
+        _refuse_in_a_starting_child()
         self.viewer = viewer
         self.runner: Runner = runner or InlineRunner()
         self.layers = CaseLayers(viewer, self.runner)
