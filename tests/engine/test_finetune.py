@@ -260,7 +260,7 @@ def test_cli_finetune(study, model_file, capsys):
                    "--no-bn-recalibration", "--no-score"])
     assert status == 0
     out = capsys.readouterr().out
-    assert "new model v001" in out and "1 iterations" in out
+    assert "new model v001" in out and "1 iteration" in out and "1 iterations" not in out  # was "1 iterations"
     assert Study.open(study.root).current_model == "v001"
     info = json.loads(study.model_info_path("v001").read_text())
     assert sorted(info["settings"]["terms"]) == ["dis", "seg"]
@@ -303,6 +303,9 @@ def test_learning_rate_follows_how_much_the_person_corrected():
     lr, why = choose_learning_rate(cfg, {"a": 0.9, "b": 0.6})
     assert lr == 0.001 and "0.75" in why
     assert choose_learning_rate(cfg, {"a": COLD_START_DICE})[0] == 0.001  # the threshold itself: warm
+    # with the precision of Accept and the offer (clinician try-out: "at Dice 1.00" beside Accept's 0.999)
+    assert "at Dice 0.999:" in choose_learning_rate(cfg, {"a": 0.9994})[1]
+    assert "at Dice 0.9995:" in choose_learning_rate(cfg, {"a": 0.99951})[1]
 
 
 def test_finetune_measures_the_starting_model_against_the_accepted_labels(study, model_file):

@@ -210,6 +210,35 @@ def test_accept_records_the_honest_score_and_clears_the_draft(session, tiny_stud
     assert session.study.read_draft(case) is None
 
 
+def test_accept_says_how_many_voxels_changed_and_a_dice_that_does_not_round_to_one(session, tiny_study):
+    """Clinician try-out: after a visible 173-voxel edit Accept said 'the model's prediction had Dice
+    1.000 against your label' (0.99951 at 3 decimals)."""
+    from napari_uamc._words import dice_text
+    from napari_uamc.data.metrics import dice
+
+    session.open_study(tiny_study)
+    case = session.case
+    session.segment()
+    layer = session.viewer.layers[case + SEGMENTATION_SUFFIX]
+    predicted = np.array(layer.data)
+    inside = np.argwhere(predicted == 1)[:3]
+    assert len(inside) == 3 and np.count_nonzero(predicted) > 1000  # the tiny model segments most voxels
+    edited = predicted.copy()
+    edited[tuple(inside.T)] = 0  # 3 voxels of thousands: Dice 0.9999
+    layer.data = edited
+    session.accept()
+    said = session.texts["accept"][0]
+    score = dice(predicted != 0, edited != 0)
+    assert 0.9995 <= score < 1
+    assert f"; you changed 3 voxels; the model's prediction had Dice {dice_text(score)} against your label" in said
+    assert "Dice 1.000" not in said
+    edited = predicted.copy()
+    edited[tuple(inside[:1].T)] = 0  # one voxel against the same prediction
+    layer.data = edited
+    session.accept()
+    assert "; you changed 1 voxel; " in session.texts["accept"][0]
+
+
 def test_texts_about_the_previous_case_go_when_another_opens(session, tiny_study):
     session.open_study(tiny_study)
     session.segment()

@@ -15,6 +15,7 @@ from napari_uamc._napari import layers as layer_io
 from napari_uamc._napari.styling import SEGMENTATION_SUFFIX
 from napari_uamc._napari.tasks import label_changes
 from napari_uamc._napari.versions import ACCEPT_DICE_PREFIX, DEFAULT_VERSION_KEY
+from napari_uamc._words import counted, dice_text
 from napari_uamc.errors import UamcError
 
 #: A history row that stands for the case's draft (unaccepted edits), not an accepted label.
@@ -62,7 +63,10 @@ class Corrections:
         if baseline is not None:
             score = dice(baseline != 0, label != 0)
             self._s.study.record_score(case, ACCEPT_DICE_PREFIX + (version or DEFAULT_VERSION_KEY), score)
-            message += f"; the model's prediction had Dice {score:.3f} against your label"
+            # the count too: a visible edit of 173 voxels of a real scan is Dice 0.9995, "1.000" at 3 decimals
+            changed = int(np.count_nonzero(np.asarray(baseline) != label))
+            message += (f"; you changed {counted(changed, 'voxel')}; the model's prediction had Dice "
+                        f"{dice_text(score)} against your label")
         self._s.say("accept", message, "ok")
         self.refresh_history()
         self._s.study_changed.emit()
@@ -84,7 +88,7 @@ class Corrections:
         self._s.layers.put_changes(image_layer.name, volume, changes)
         self._s.viewer.layers.selection.active = seg_layer
         added, removed = int((changes == 1).sum()), int((changes == 2).sum())
-        self._s.say("accept", f"changes: {added} voxels added (1), {removed} removed (2)")
+        self._s.say("accept", f"changes: {counted(added, 'voxel')} added (1), {removed} removed (2)")
 
     def refresh_history(self) -> None:
         rows: list[tuple[str, Any]] = []

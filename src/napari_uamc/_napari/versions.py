@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_uamc._napari.tasks import DEFAULT_MODEL_LABEL, ModelChoice
+from napari_uamc._words import counted, dice_text
 from napari_uamc.data.study.versions import (
     DEFAULT_MODEL_NAME,
     read_version_record,
@@ -81,21 +82,18 @@ def version_rows(study: Any) -> list[tuple[str, str | None]]:
             parts.append("stopped early")
         training = info.training_dice_mean
         if training is not None:
-            parts.append(f"training Dice {training:.3f} (on its own training cases)")
+            parts.append(f"training Dice {dice_text(training)} (on its own training cases)")
         scores = honest.get(version, [])
         if scores:
-            parts.append(f"honest Dice {np.mean(scores):.3f} on {_cases(len(scores))} accepted later")
+            parts.append(f"honest Dice {dice_text(np.mean(scores))} on {counted(len(scores), 'case')} accepted later")
         rows.append((", ".join(parts), version))
     text = DEFAULT_MODEL_LABEL + ("  (in use)" if current is None else "")
     default_scores = honest.get(DEFAULT_VERSION_KEY, [])
     if default_scores:
-        text += f", honest Dice {np.mean(default_scores):.3f} on {_cases(len(default_scores))} accepted later"
+        shown = dice_text(np.mean(default_scores))
+        text += f", honest Dice {shown} on {counted(len(default_scores), 'case')} accepted later"
     rows.append((text, None))
     return rows
-
-
-def _cases(count: int) -> str:
-    return f"{count} case" + ("" if count == 1 else "s")
 
 
 def read_version_info(study: Any, version: str) -> ModelVersionInfo:

@@ -34,7 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--iterations", type=int, metavar="K", help="train for K steps")
     budget.add_argument("--minutes", type=float, metavar="M",
-                        help="train for M minutes (default 3 when neither is given)")
+                        help="train for M minutes (default 3 when neither is given); training time only: "
+                             "reading the cases before, and BatchNorm recalibration, scoring and writing "
+                             "after, come on top")
     add_device_option(parser)
     add_precision_option(parser)
     parser.add_argument("--method", choices=("ugmcl", "supervised"),
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     import threading
     import time
 
+    from napari_uamc._words import counted, dice_text
     from napari_uamc.cli._progress import ProgressBar
     from napari_uamc.engine.finetune import DEFAULT_MINUTES, compare_with_parent, finetune_study
     from napari_uamc.engine.inference import Cancelled
@@ -138,18 +141,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    bar.close(f"{result.iterations} iterations")
+    iterations = counted(result.iterations, "iteration")
+    bar.close(iterations)
     mean = result.mean_training_dice
     print(
-        f"new model {result.version} (parent {result.parent}): {result.iterations} iterations"
+        f"new model {result.version} (parent {result.parent}): {iterations}"
         + (", stopped early" if result.stopped_early else "")
-        + (f", training Dice on the accepted cases {mean:.3f} (cases it trained on)" if mean is not None else "")
+        + (f", training Dice on the accepted cases {dice_text(mean)} (cases it trained on)" if mean is not None else "")
         + f"\n{result.path}"
     )
     before = [v for v in result.starting_agreement.values()]
     if before and mean is not None:
-        print(f"accepted cases: Dice with the labels {result.parent} {sum(before) / len(before):.3f} -> "
-              f"{result.version} {mean:.3f} (training score)")
+        print(f"accepted cases: Dice with the labels {result.parent} {dice_text(sum(before) / len(before))} -> "
+              f"{result.version} {dice_text(mean)} (training score)")
     if result.replay.get("cases"):
         print(f"replayed against forgetting: {', '.join(result.replay['cases'])} from {result.replay['source']} "
               f"({result.replay['why']})")

@@ -127,6 +127,7 @@ def _class_names(data: Path, n_classes: int) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_uamc._words import counted
     from napari_uamc.cli._progress import ProgressBar
     from napari_uamc.engine import distributed
     from napari_uamc.engine.checkpoint import load_checkpoint
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
             on_step=on_step, on_message=say,
         )
         if main and result.meta is not None:
-            bar.close(f"{result.iterations} iterations")  # type: ignore[union-attr]
+            bar.close(counted(result.iterations, "iteration"))  # type: ignore[union-attr]
             meta = result.meta
             print(f"wrote {paths.model} (width {meta.width}, {meta.n_classes} classes, spacing "
                   f"{' x '.join(f'{s:g}' for s in meta.spacing)} mm)")

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from napari_uamc._atomic import write_text_atomic
+from napari_uamc._words import counted, dice_text
 from napari_uamc.data.io import read_label
 from napari_uamc.data.metrics import dice
 from napari_uamc.data.study import ModelVersionInfo, Study
@@ -274,13 +275,13 @@ def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tu
     given Dice per case (see :data:`COLD_START_DICE`)."""
     mean = float(np.mean(list(agreement.values())))
     if mean < COLD_START_DICE:
-        return cfg.lr, (f"the starting model agrees with the accepted labels at Dice {mean:.2f} "
+        return cfg.lr, (f"the starting model agrees with the accepted labels at Dice {dice_text(mean)} "
                         f"(below {COLD_START_DICE}): new to these images, fine-tuning at its training "
                         f"learning rate {cfg.lr:g}")
     # the engine's fine-tune rate, not cfg's: a version made by a cold start records the rate it
     # used in its own config, and its children are warm starts
     warm = TrainConfig().finetune_lr
-    return warm, (f"the starting model agrees with the accepted labels at Dice {mean:.2f}: "
+    return warm, (f"the starting model agrees with the accepted labels at Dice {dice_text(mean)}: "
                   f"fine-tuning at learning rate {warm:g}")
 
 
@@ -382,7 +383,7 @@ def finetune_study(
         compared = f"the starting model could not be compared with the accepted labels ({error})"
     agreed = float(np.mean(list(agreement.values()))) if agreement else None
     if agreed is not None:
-        compared = f"the starting model agrees with the accepted labels at Dice {agreed:.2f}"
+        compared = f"the starting model agrees with the accepted labels at Dice {dice_text(agreed)}"
     cold_rules = bool({**FINETUNE_DEFAULTS, **(overrides or {})}["cold_start"])
     cold = cold_rules and agreed is not None and agreed < COLD_START_DICE
     spacing = tuple(float(v) for v in meta.spacing)
@@ -391,7 +392,7 @@ def finetune_study(
         say(f"{compared} (below {COLD_START_DICE}): new to these images; relearning at {spacing[0]:.2f} mm, "
             f"where the patch holds the accepted structures whole")
 
-    say(f"reading {len(labeled_names)} accepted and {len(unlabeled_names)} other cases")
+    say(f"reading {counted(len(labeled_names), 'accepted case')} and {counted(len(unlabeled_names), 'other case')}")
     labeled: list[TrainingCase] = []
     unlabeled: list[TrainingCase] = []
     for names, cases, is_labeled in ((labeled_names, labeled, True), (unlabeled_names, unlabeled, False)):
@@ -434,7 +435,7 @@ def finetune_study(
 
     anchors: list[TrainingCase] = []
     if cfg.anchors and not cold and agreed is not None and unlabeled:
-        say(f"labeling the {len(unlabeled)} other cases with the starting model (anchors against forgetting)")
+        say(f"labeling {counted(len(unlabeled), 'other case')} with the starting model (anchors against forgetting)")
         try:
             anchors = anchor_cases(model, meta, study, unlabeled, parent, device, should_stop)
         except Cancelled:
@@ -463,7 +464,7 @@ def finetune_study(
     if trainer.stopped_early:
         if trainer.iteration == 0:
             raise nothing_written("before its first training step")
-        say(f"stopped after {trainer.iteration} iterations")
+        say(f"stopped after {counted(trainer.iteration, 'iteration')}")
 
     result_model = trainer.result_model(use_teacher=cfg.keep_ema)
     recalibrated = 0
