@@ -64,3 +64,29 @@ def test_a_finished_finetune_says_it_trained_and_the_offer_holds_the_comparison(
         assert "the first that Next case would open (compared in" in " ".join(offer.lines())
     finally:
         session.close()
+
+
+def test_an_offer_that_agrees_less_with_the_accepted_labels_says_so_in_one_line():
+    """Clinician try-out: 'Dice with your label default 0.999 -> v001 0.987' under an Adopt and a
+    Discard that looked the same: the new version agrees less with the labels it trained on."""
+    worse = _offer(version="v001", parent="default", before={"a": 0.999}, after={"a": 0.987})
+    lines = worse.lines()
+    assert worse.warning == ("v001 agrees less with your accepted labels than default, the model in use: "
+                             "Discard keeps default.")
+    assert lines[1] == worse.warning  # right under the first line, once
+    assert sum("agrees less" in line for line in lines) == 1
+    assert "Accepted case a, agreement with your label (Dice): default model 0.999, v001 0.987" in lines[2]
+    assert "->" not in lines[2]
+    within = _offer(before={"a": 0.999}, after={"a": 0.995})  # lower by less than WORSE_BY: no warning
+    assert within.warning is None and not any("agrees less" in line for line in within.lines())
+    means = _offer(before={"a": 0.95, "b": 0.99}, after={"a": 0.93, "b": 0.99})  # mean lower by 0.01
+    assert means.warning is not None and "agrees less" in means.warning
+
+
+def test_an_offer_stopped_very_early_says_discard_keeps_the_model_in_use():
+    early = _offer(stopped_early=True, iterations=1, after={})
+    assert early.warning == ("Stopped early after 1 iteration: v003 is barely trained, probably no better than "
+                             "v002, the model in use: Discard keeps v002.")
+    assert sum("Stopped early" in line for line in early.lines()) == 1
+    later = _offer(stopped_early=True, iterations=40)  # stopped, but trained: said, no warning
+    assert later.warning is None and "<b>Stopped early</b> after 40 iterations." in later.lines()

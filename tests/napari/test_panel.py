@@ -473,6 +473,23 @@ def test_a_minutes_budget_shows_elapsed_and_remaining_time(make_napari_viewer):
     assert panel.finetune_stage.text().startswith("recalibrating")
 
 
+def test_an_offer_that_agrees_less_makes_discard_the_default(make_napari_viewer):
+    from napari_uamc._napari.finetuning import Offer
+
+    panel = UamcPanel(make_napari_viewer())
+    box, tuning = panel.offer_box, panel.session.finetuning
+    tuning.set_offer(Offer("v001", "default", 3, False, before={"a": 0.999}, after={"a": 0.987}))
+    assert box.discard_button.isDefault() and box.discard_button.font().bold()
+    assert not box.adopt_button.isDefault() and not box.adopt_button.font().bold()
+    assert box.adopt_button.isEnabled() and box.discard_button.isEnabled()  # both stay available
+    assert "v001 agrees less with your accepted labels than default" in box.offer_text.text()
+    tuning.set_offer(Offer("v002", "default", 200, False, before={"a": 0.90}, after={"a": 0.95}))
+    assert not box.discard_button.isDefault() and not box.adopt_button.isDefault()
+    assert not box.discard_button.font().bold() and "agrees less" not in box.offer_text.text()
+    tuning.set_offer(Offer("v003", "default", 2, True, before={"a": 0.90}))  # stopped very early
+    assert box.discard_button.isDefault() and "barely trained" in box.offer_text.text()
+
+
 def _flip_box(layer, box):
     """Paint ``box`` of a Labels layer with the opposite of what is there (differs from any prediction)."""
     data = np.array(layer.data)

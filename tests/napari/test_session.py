@@ -364,7 +364,7 @@ def test_a_finetune_offers_its_version_and_the_model_stays(session, tiny_study):
     assert len(offer.change) == 3 and offer.others == 3  # COMPARE_CASES = 3: every other case of the tiny study
     text = " ".join(offer.lines())
     case = session.study.cases()[0]
-    assert "v001 stays in use" in text and f"Accepted case {case}: Dice with your label v001" in text
+    assert "v001 stays in use" in text and f"Accepted case {case}, agreement with your label (Dice): v001" in text
     assert "per case" not in text  # one accepted case: one line (issue 12)
     assert "Other cases: Dice between v001's and v002's predictions" in text and "on 3 of 3" in text
     assert "<b>v002</b> trained: 2 iterations in" in session.texts["finetune"][0]
@@ -464,8 +464,8 @@ def test_an_offer_shows_each_accepted_case_so_a_mean_hides_no_loss():
 
     offer = Offer("v002", "v001", 40, False, before={"a": 0.862, "b": 0.9995}, after={"a": 0.872, "b": 0.982})
     text = "\n".join(offer.lines())
-    assert "0.93 -> v002 0.93" in text  # the means alone look the same
-    assert "per case: b 1.000 -> 0.982; a 0.862 -> 0.872" in text  # the loss comes first
+    assert "mean agreement with your labels (Dice): v001 0.931, v002 0.927" in text  # the means alone look close
+    assert "per case: b 0.9995 -> 0.982; a 0.862 -> 0.872" in text  # the loss comes first
     many = {f"c{i}": 0.9 for i in range(PER_CASE_SHOWN + 1)}
     worse = {**many, "c3": 0.8}
     text = "\n".join(Offer("v002", "v001", 40, False, before=many, after=worse).lines())
@@ -481,7 +481,7 @@ def test_an_offer_with_one_accepted_case_says_it_once():
                   others=1)
     lines = offer.lines()
     text = "\n".join(lines)
-    assert "Accepted case a: Dice with your label v001 0.918 -> v002 0.916" in text
+    assert "Accepted case a, agreement with your label (Dice): v001 0.918, v002 0.916" in text
     assert "per case" not in text and sum("0.918" in line for line in lines) == 1
     assert "on 1 of 1" in text and "most changed" not in text
     two = Offer("v002", "v001", 40, False, before={"a": 0.918}, after={"a": 0.916},
@@ -500,7 +500,7 @@ def test_a_version_written_while_napari_was_closed_is_offered_when_the_study_ope
     offer = session.finetuning.offer
     assert offer is not None and offer.version == "v002" and offer.from_file
     text = " ".join(offer.lines())
-    assert "Stopped early</b> after 3 iterations" in text and "v001 0.750 -> v002 0.800" in text
+    assert "Stopped early after 3 iterations: v002 is barely trained" in text and "v001 0.750, v002 0.800" in text
     assert "never adopted or discarded" in session.texts["finetune"][0]
     assert "not reviewed" in session.models.choices[2].label
     session.finetuning.adopt()

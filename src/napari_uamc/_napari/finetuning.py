@@ -25,6 +25,7 @@ from psygnal import Signal
 from napari_uamc._napari.jobs import Job
 from napari_uamc._napari.tasks import finetune_in_child, refresh_ranking
 from napari_uamc._napari.versions import discard_version, read_version_info
+from napari_uamc._words import counted, dice_text
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME, unreviewed_versions
 from napari_uamc.engine.config import method_terms
 from napari_uamc.errors import UamcError
@@ -48,6 +49,9 @@ LOSS_LABELS = {"total": "total", "seg": "segmentation", "dis": "distance map",
 PER_CASE_SHOWN = 4
 #: A version stopped before this many iterations is flagged as barely trained in its offer.
 FEW_ITERATIONS = 20
+#: An offer warns, and makes Discard its default, when the version's mean Dice with the accepted
+#: labels is lower than its parent's by more than this (it trained on them, and still agrees less).
+WORSE_BY = 0.005
 
 
 def default_budget(unit: str) -> int:
@@ -64,6 +68,11 @@ def _numbers(values: Any) -> dict[str, float]:
 def _duration(seconds: float) -> str:
     """Seconds as the panel says them: "40 s", "3.1 min"."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _model_name(name: str) -> str:
+    """A model as the offer names it beside a version: "default model", "v002"."""
+    return "default model" if name == DEFAULT_MODEL_NAME else name
 
 
 def _mean(values: dict[str, float]) -> float | None:
@@ -89,8 +98,9 @@ class Offer:
     compare_seconds: float | None = None
     #: a Stop ended the comparison with the parent before its cases were done
     compare_stopped: bool = False
-    #: how long the fine-tune took (None: not known)
+    #: how long the fine-tune took (None: not known): all of it, and its training alone
     seconds: float | None = None
+    training_seconds: float | None = None
     #: made from the version's ``.json`` (no run of this panel wrote it, or its offer was left)
     from_file: bool = False
 
@@ -120,12 +130,39 @@ class Offer:
         """The Fine-tune section's last word on the run: what happened, not the offer's numbers."""
         took = f" (ended {self.stop_seconds:.1f} s after Stop)" if self.stop_seconds is not None else ""
         done = "stopped early" if self.stopped_early else "trained"
-        spent = f" in {_duration(self.seconds)}" if self.seconds is not None else ""
-        return f"<b>{self.version}</b> {done}{took}: {self.iterations} iterations{spent}; see the offer above"
+        if self.training_seconds is not None and self.seconds is not None:
+            spent = f" in {_duration(self.training_seconds)} of training, {_duration(self.seconds)} in all"
+        else:
+            spent = f" in {_duration(self.seconds)}" if self.seconds is not None else ""
+        return (f"<b>{self.version}</b> {done}{took}: {counted(self.iterations, 'iteration')}{spent}; "
+                "see the offer above")
 
     @property
     def barely_trained(self) -> bool:
         return self.stopped_early and self.iterations < FEW_ITERATIONS
+
+    @property
+    def agrees_less(self) -> bool:
+        """The version agrees less with the accepted labels than its parent (by more than
+        :data:`WORSE_BY` in mean Dice, on the cases both were scored on), though it trained on them."""
+        both = set(self.before) & set(self.after)
+        if not both:
+            return False
+        before = sum(self.before[c] for c in both) / len(both)
+        after = sum(self.after[c] for c in both) / len(both)
+        return after < before - WORSE_BY
+
+    @property
+    def warning(self) -> str | None:
+        """One plain line when keeping the parent is the better choice (the offer box then makes
+        Discard its default button), else None."""
+        v, p = self.version, self.parent
+        if self.agrees_less:
+            return f"{v} agrees less with your accepted labels than {p}, the model in use: Discard keeps {p}."
+        if self.barely_trained:
+            return (f"Stopped early after {counted(self.iterations, 'iteration')}: {v} is barely trained, "
+                    f"probably no better than {p}, the model in use: Discard keeps {p}.")
+        return None
 
     def _per_case_lines(self) -> list[str]:
         """Each accepted case's before -> after (a mean can hide the case that got worse); with
@@ -136,31 +173,38 @@ class Offer:
         shown = both if len(both) <= PER_CASE_SHOWN else both[:1]
         label = "per case" if len(both) <= PER_CASE_SHOWN else "lost most"
         return [f"&nbsp;&nbsp;{label}: " + "; ".join(
-            f"{c} {self.before[c]:.3f} -> {self.after[c]:.3f}" for c in shown)]
+            f"{c} {dice_text(self.before[c])} -> {dice_text(self.after[c])}" for c in shown)]
 
     def lines(self) -> list[str]:
-        """What the panel shows about the offer, one line per point."""
+        """What the panel shows about the offer, one line per point (the :attr:`warning`, if any,
+        second, as it is)."""
         v, p = self.version, self.parent
         offered = "was never adopted or discarded" if self.from_file else "is offered"
-        lines = [f"<b>{v}</b> (from {p}, {self.iterations} iterations) {offered}; {p} stays in use until you "
-                 "adopt it."]
-        if self.stopped_early:
-            lines.append(f"<b>Stopped early</b> after {self.iterations} iterations"
-                         + (": barely trained, probably no better than its parent" if self.barely_trained else "")
-                         + ".")
+        lines = [f"<b>{v}</b> (from {p}, {counted(self.iterations, 'iteration')}) {offered}; {p} stays in use "
+                 "until you adopt it."]
+        warning = self.warning
+        if warning is not None:
+            lines.append(warning)
+        if self.stopped_early and not (self.barely_trained and not self.agrees_less):  # else the warning says it
+            lines.append(f"<b>Stopped early</b> after {counted(self.iterations, 'iteration')}"
+                         + (": barely trained" if self.barely_trained else "") + ".")
         before, after = _mean(self.before), _mean(self.after)
         count = max(len(self.before), len(self.after))
+        named = _model_name(p)
         if count == 1 and before is not None and after is not None and set(self.before) == set(self.after):
             (case,) = self.before
-            lines.append(f"Accepted case {case}: Dice with your label {p} {self.before[case]:.3f} -> {v} "
-                         f"{self.after[case]:.3f} (after: a training score, {v} trained on it).")
+            lines.append(f"Accepted case {case}, agreement with your label (Dice): {named} "
+                         f"{dice_text(self.before[case])}, {v} {dice_text(self.after[case])} "
+                         f"({v}'s is a training score: it trained on this case).")
         elif before is not None and after is not None:
-            lines.append(f"Accepted cases ({count}): Dice with your labels {p} {before:.2f} -> {v} {after:.2f} "
-                         f"(after: a training score, {v} trained on them).")
+            lines.append(f"Accepted cases ({count}), mean agreement with your labels (Dice): {named} "
+                         f"{dice_text(before)}, {v} {dice_text(after)} ({v}'s is a training score: it trained "
+                         "on them).")
             lines.extend(self._per_case_lines())
         elif before is not None:
-            lines.append(f"Accepted cases ({count}): {p} agreed with your labels at Dice {before:.2f}; {v} "
-                         "was not scored (stopped).")
+            lines.append(f"{counted(count, 'accepted case')}: {named} agreed with your "
+                         f"{'label' if count == 1 else 'labels'} at Dice {dice_text(before)}; {v} was not scored "
+                         "(stopped).")
         else:
             lines.append("Accepted cases: not compared (stopped).")
         changed = _mean(self.change)

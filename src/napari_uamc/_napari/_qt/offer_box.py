@@ -13,6 +13,9 @@ from napari_uamc._napari._qt.common import button, button_row
 from napari_uamc._napari.finetuning import Offer
 from napari_uamc._napari.session import Session
 
+#: Colour of the offer's warning line (amber: read it before choosing).
+WARNING_COLOUR = "#ffb74d"
+
 
 class OfferBox(QGroupBox):
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
@@ -31,7 +34,21 @@ class OfferBox(QGroupBox):
 
     def _show_offer(self, offer: Offer | None) -> None:
         self.setVisible(offer is not None)
-        self.offer_text.setText("<br>".join(offer.lines()) if offer is not None else "")
+        warning = offer.warning if offer is not None else None
+        lines = offer.lines() if offer is not None else []
+        self.offer_text.setText("<br>".join(
+            f"<span style='color:{WARNING_COLOUR}'><b>{line}</b></span>" if line == warning else line
+            for line in lines))
         if offer is not None:
             self.adopt_button.setText(f"Adopt {offer.version}")
             self.discard_button.setText(f"Discard {offer.version}")
+        # a version that agrees less with the accepted labels, or barely trained: Discard is the
+        # default (Enter presses it, the style marks it) and has the focus; Adopt stays available
+        for widget, default in ((self.adopt_button, False), (self.discard_button, warning is not None)):
+            widget.setAutoDefault(default)
+            widget.setDefault(default)
+            font = widget.font()
+            font.setBold(default)
+            widget.setFont(font)
+        if warning is not None:
+            self.discard_button.setFocus()
