@@ -464,13 +464,43 @@ def test_a_minutes_budget_shows_elapsed_and_remaining_time(make_napari_viewer):
                         threshold=None, mask_fraction=None, seconds_per_iteration=0.5, eta_seconds=170.0)
     tuning.on_step(report)
     assert panel.finetune_progress.maximum() == 180  # seconds, not the iteration cap
-    assert "iteration 4, 2 s of 180 s, about 178 s left" in panel.finetune_status.text()  # they agree
+    # they agree, and say it is training time (the whole run takes longer)
+    assert "iteration 4, 2 s of 180 s of training, about 178 s of training left" in panel.finetune_status.text()
     assert "100000" not in panel.finetune_status.text()
+    assert panel.finetune_box.budget_label.text() == "Training budget"
+    assert "whole run takes longer" in panel.finetune_box.budget_label.toolTip()
+    assert panel.budget_spin.toolTip() == panel.finetune_box.budget_label.toolTip()
     tuning.budget_seconds = None  # an iterations budget: iterations
     tuning.on_step(report)
     assert panel.finetune_progress.maximum() == 100_000 and "iteration 4/100000" in panel.finetune_status.text()
+
+
+def test_after_training_the_bar_is_busy_and_the_status_names_the_stage(make_napari_viewer):
+    """Clinician try-out: a full bar and 'iteration 3/3, about 0 s left' for 20-30 s of BatchNorm
+    recalibration, scoring, writing and comparing."""
+    from napari_uamc.engine.training import StepReport
+
+    panel = UamcPanel(make_napari_viewer())
+    tuning = panel.session.finetuning
+    tuning.clock = lambda: 100.0
+    bar = panel.finetune_progress
+
+    def report(iteration):
+        return StepReport(iteration=iteration, total=3, losses={"total": 0.5}, lr=0.001, consistency_weight=0.0,
+                          threshold=None, mask_fraction=None, seconds_per_iteration=8.0, eta_seconds=0.0)
+
+    tuning.on_step(report(2))
+    assert (bar.minimum(), bar.maximum(), bar.value()) == (0, 3, 2)
+    tuning.on_step(report(3))
+    assert (bar.minimum(), bar.maximum()) == (0, 0)  # Qt's busy bar: no "100 %"
     tuning.on_message("recalibrating BatchNorm statistics on the study's images")
-    assert panel.finetune_stage.text().startswith("recalibrating")
+    assert panel.finetune_status.text().endswith("Now recalibrating BatchNorm…")
+    assert "0 s left" not in panel.finetune_status.text() and (bar.minimum(), bar.maximum()) == (0, 0)
+    assert not panel.finetune_stage.isVisibleTo(panel)  # the status says the stage, once
+    tuning.on_message("writing model v002")
+    tuning.on_progress(2, 3)
+    assert (bar.maximum(), bar.value()) == (3, 2)
+    assert panel.finetune_status.text().endswith("Now comparing v002 with the model in use on 3 cases: 2 of 3 done…")
 
 
 def test_an_offer_that_agrees_less_makes_discard_the_default(make_napari_viewer):

@@ -564,10 +564,105 @@ def test_the_time_left_agrees_with_the_elapsed_time_and_the_budget(session):
                                seconds_per_iteration=8.0, eta_seconds=eta)
 
     tuning.on_step(step(1, 52.0))  # the first report comes after its step: 8 s in
-    assert "8 s of 60 s, about 52 s left" in session.texts["finetune"][0]
+    assert "8 s of 60 s of training, about 52 s of training left" in session.texts["finetune"][0]
     now[0] = 53.0
     tuning.on_step(step(6, 1.0))
-    assert "51 s of 60 s, about 9 s left" in session.texts["finetune"][0]
-    now[0] = 80.0
-    tuning.on_step(step(9, 0.0))
-    assert "60 s of 60 s, about 0 s left" in session.texts["finetune"][0]
+    assert "51 s of 60 s of training, about 9 s of training left" in session.texts["finetune"][0]
+
+
+def test_when_training_ends_the_bar_turns_busy_and_the_status_names_each_stage(session):
+    """Clinician try-out: for 20-30 s after training the bar showed 100 % and the status 'iteration
+    3/3, about 0 s left' (or '60 s of 60 s, about 0 s left') while BatchNorm recalibration,
+    scoring, writing and comparing still ran."""
+    from types import SimpleNamespace
+
+    tuning = session.finetuning
+    bars, now = _record(tuning.progress), [10.0]
+    tuning.clock = lambda: now[0]
+    tuning.budget_seconds = 60.0
+
+    def step(iteration):
+        return SimpleNamespace(iteration=iteration, total=100_000, losses={"total": 0.5},
+                               seconds_per_iteration=8.0, eta_seconds=0.0)
+
+    tuning.on_step(step(1))
+    now[0] = 62.0  # the budget is used up: this is the last step
+    tuning.on_step(step(8))
+    said = session.texts["finetune"][0]
+    assert bars[-1] == (0, 0)  # busy: no fraction of the rest is known, and it is not done
+    assert "0 s left" not in said and said.startswith("training done: 8 iterations in 60 s")
+    for message, stage in (("recalibrating BatchNorm statistics on the study's images", "recalibrating BatchNorm…"),
+                           ("scoring the accepted cases (training Dice)", "scoring the accepted cases…"),
+                           ("writing model v003", "writing v003…"),
+                           ("wrote model v003 (/s/.uamc/models/v003.pt); not adopted", "writing v003…"),
+                           ("comparing the new version v003 with v002 on the other cases",
+                            "comparing v003 with the model in use…")):
+        tuning.on_message(message)
+        assert session.texts["finetune"][0] == f"training done: 8 iterations in 60 s. Now {stage}"
+        assert bars[-1] == (0, 0)
+    tuning.on_progress(1, 3)  # the comparison counts its cases: a bar of its own
+    assert bars[-1] == (1, 3)
+    assert session.texts["finetune"][0].endswith("Now comparing v003 with the model in use on 3 cases: 1 of 3 done…")
+
+
+def test_an_iterations_budget_never_says_0_s_left_at_its_last_step(session):
+    from types import SimpleNamespace
+
+    tuning = session.finetuning
+    bars, now = _record(tuning.progress), [0.0]
+    tuning.clock = lambda: now[0]
+
+    def step(iteration, eta):
+        return SimpleNamespace(iteration=iteration, total=3, losses={"total": 0.5}, seconds_per_iteration=8.0,
+                               eta_seconds=eta)
+
+    now[0] = 8.0
+    tuning.on_step(step(1, 16.0))
+    assert "iteration 1/3, about 16 s of training left" in session.texts["finetune"][0] and bars[-1] == (1, 3)
+    now[0] = 24.0
+    tuning.on_step(step(3, 0.0))
+    assert session.texts["finetune"][0] == "training done: 3 iterations in 24 s. Now finishing the new version…"
+    assert bars[-1] == (0, 0)
+    tuning.stop()  # a Stop now: training was done, the finishing stops
+    tuning.on_message("recalibrating BatchNorm statistics on the study's images")
+    assert session.texts["finetune"][0].startswith("stopping… training done: 3 iterations")
+
+
+def test_a_real_finetune_says_each_stage_after_training_and_never_0_s_left(session, tiny_study):
+    """The same on a real (tiny) run, so the stages follow the engine's own messages."""
+    session.open_study(tiny_study)
+    _accept_one(session)
+    tuning = session.finetuning
+    said: list[str] = []
+    session.status.connect(lambda section, text, level: said.append(text) if section == "finetune" else None)
+    bars = _record(tuning.progress)
+    _finetune(session, iterations=2)
+    assert tuning.offer is not None and not any("0 s left" in text for text in said)
+    last_step = max(i for i, text in enumerate(said) if text.startswith("iteration "))
+    after = said[last_step + 1:]
+    assert after[0].startswith("training done: 2 iterations in ")
+    for stage in ("recalibrating BatchNorm…", "scoring the accepted cases…", "writing v002…",
+                  "comparing v002 with the model in use on 3 cases: 0 of 3 done…"):
+        assert any(text.endswith("Now " + stage) for text in after), (stage, after)
+    assert (2, 2) not in bars and bars.index((0, 0)) < bars.index((0, 3)) and bars[-1] == (1, 1)  # busy, then 0 of 3
+    assert ", 1 of 3 done" not in said[-1] and said[-1].startswith("<b>v002</b> trained: 2 iterations in ")
+    assert " of training, " in said[-1] and " in all; see the offer above" in said[-1]
+
+
+def test_counts_are_written_in_the_right_number(session, tiny_study):
+    """Clinician try-out: 'fine-tuning ... on 1 accepted cases', '1 iterations', 'Stopped early after 1
+    iterations'."""
+    from napari_uamc._napari.finetuning import Offer
+
+    session.open_study(tiny_study)
+    _accept_one(session)
+    started: list[str] = []
+    session.status.connect(lambda section, text, level: started.append(text) if section == "finetune" else None)
+    _finetune(session, iterations=1)
+    assert started[0].startswith("fine-tuning v001 on 1 accepted case: 1 iteration of training")
+    offer = Offer("v003", "v001", 1, True, before={"a": 0.9}, after={"a": 0.9}, seconds=20.0)
+    text = " ".join(offer.lines()) + " " + offer.summary()
+    assert "1 iterations" not in text and "(from v001, 1 iteration)" in text
+    assert "Stopped early after 1 iteration:" in text and "stopped early: 1 iteration in 20 s" in text
+    only_before = " ".join(Offer("v003", "v001", 1, True, before={"a": 0.9}).lines())
+    assert "1 accepted case: v001 agreed with your label at Dice 0.900; v003 was not scored" in only_before

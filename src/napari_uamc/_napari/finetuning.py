@@ -23,7 +23,13 @@ from typing import Any
 from psygnal import Signal
 
 from napari_uamc._napari.jobs import Job
-from napari_uamc._napari.tasks import finetune_in_child, refresh_ranking
+from napari_uamc._napari.tasks import (
+    COMPARING_MESSAGE,
+    WRITING_MESSAGE,
+    WROTE_MESSAGE,
+    finetune_in_child,
+    refresh_ranking,
+)
 from napari_uamc._napari.versions import discard_version, read_version_info
 from napari_uamc._words import counted, dice_text
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME, unreviewed_versions
@@ -52,6 +58,28 @@ FEW_ITERATIONS = 20
 #: An offer warns, and makes Discard its default, when the version's mean Dice with the accepted
 #: labels is lower than its parent's by more than this (it trained on them, and still agrees less).
 WORSE_BY = 0.005
+
+
+#: What the fine-tune does after training, by the start of the engine's message (the writing,
+#: wrote and comparing messages are named in napari_uamc._napari.tasks).
+FINISHING_STAGES = (("recalibrating BatchNorm", "recalibrating BatchNorm…"),
+                    ("scoring the accepted cases", "scoring the accepted cases…"),
+                    ("stopped after", "finishing the new version…"))
+#: The status's stage between the last training step and the engine's next message.
+FINISHING = "finishing the new version…"
+
+
+@dataclass
+class _RunState:
+    """Where the running fine-tune is, for its progress texts."""
+
+    started: float | None = None  # on Finetuning.clock
+    iteration: int = 0  # the last step reported (0: training has not started)
+    training_seconds: float | None = None  # set when training ends
+    training_stopped: bool = False  # Stop ended training
+    finishing: bool = False  # training ended; the run goes on (busy bar)
+    stage: str = FINISHING
+    version: str | None = None  # from the engine's "writing model vNNN"
 
 
 def default_budget(unit: str) -> int:
@@ -250,6 +278,7 @@ class Finetuning:
         self.budget_seconds: float | None = None
         self._clock_start: float | None = None  # when training started, on self.clock
         self.clock = time.monotonic
+        self._run_state = _RunState()
         self._stop = threading.Event()
         self._job: Job | None = None
         self._stop_asked_at: float | None = None
@@ -307,11 +336,14 @@ class Finetuning:
         self.set_offer(None)
         self.budget_seconds = 60.0 * self.budget if self.budget_unit == "minutes" else None
         self._clock_start = None
+        self._run_state = _RunState(started=self.clock())
         self._session.say("versions", "")  # "now using ..." was about an earlier action
         self.started.emit()
         self.progress.emit(0, 1)
         self.stage.emit("")
-        self._say(f"fine-tuning {model.label} on {len(study.labeled_cases())} accepted cases…")
+        budget = counted(self.budget, "minute" if self.budget_unit == "minutes" else "iteration")
+        self._say(f"fine-tuning {model.label} on {counted(len(study.labeled_cases()), 'accepted case')}: "
+                  f"{budget} of training, with preparing before and finishing after…")
         self._run(Job(
             "finetune", finetune_in_child,  # trains in a child process: see its docstring
             dict(study_root=study.root, model_path=model_path, device=session.device,
@@ -328,21 +360,32 @@ class Finetuning:
         self._session.runner.start(job)
 
     def on_step(self, report: Any) -> None:
-        """A step report of the engine: progress by the clock (minutes) or by iterations."""
+        """A step report of the engine: progress by the clock (minutes) or by iterations. The
+        budget is training time: at its end the run goes on (:meth:`_training_ended`)."""
         total = max(1, int(getattr(report, "total", 0) or 0))
         iteration = int(getattr(report, "iteration", 0))
+        self._run_state.iteration = iteration
         budget = self.budget_seconds
         eta = getattr(report, "eta_seconds", None)
         if budget:  # a minutes budget: the bar and the text follow the clock, not an iteration cap
             elapsed = self._training_elapsed(report)
-            self.progress.emit(min(int(elapsed), int(budget)), int(budget))
             shown = min(round(elapsed), int(budget))  # elapsed + left = budget, as shown
-            text = f"iteration {iteration}, {shown} s of {budget:.0f} s, about {int(budget) - shown} s left"
+            ended = shown >= int(budget)
+            value, maximum = min(int(elapsed), int(budget)), int(budget)
+            text = (f"iteration {iteration}, {shown} s of {budget:.0f} s of training, about {int(budget) - shown} s "
+                    "of training left")
         else:
-            self.progress.emit(min(iteration, total), total)
-            text = f"iteration {iteration}/{total}" + (f", about {eta:.0f} s left" if eta is not None else "")
+            self._training_elapsed(report)
+            ended = iteration >= total
+            value, maximum = min(iteration, total), total
+            left = f", about {eta:.0f} s of training left" if eta is not None else ""
+            text = f"iteration {iteration}/{total}{left}"
         losses = {k: v for k, v in dict(getattr(report, "losses", {}) or {}).items() if v is not None}
         self.stepped.emit(iteration, losses)
+        if ended:  # the last step: BatchNorm, scoring, writing and comparing come next, no "0 s left"
+            self._training_ended(FINISHING)
+            return
+        self.progress.emit(value, maximum)
         terms = "  ".join(f"{LOSS_LABELS.get(k, k)} {v:.3f}" for k, v in losses.items())
         self._say(f"{text}<br>{terms}")
 
@@ -355,13 +398,56 @@ class Finetuning:
             self._clock_start = now - steps * float(getattr(report, "seconds_per_iteration", 0.0) or 0.0)
         return max(0.0, now - self._clock_start)
 
+    def _training_ended(self, stage: str) -> None:
+        """Training is over but the run is not: the bar turns busy (no "100 %", no "0 s left")
+        and the status says what it does now, ``stage``."""
+        state = self._run_state
+        if not state.finishing:
+            state.finishing = True
+            state.training_stopped = self._stop.is_set()
+            state.training_seconds = 0.0 if self._clock_start is None else max(0.0, self.clock() - self._clock_start)
+            self.progress.emit(0, 0)  # busy: the stages after training have no honest fraction
+        state.stage = stage
+        stopping = "stopping… " if self._stop.is_set() else ""
+        how = "stopped after" if state.training_stopped else "done:"
+        self._say(f"{stopping}training {how} {counted(state.iteration, 'iteration')} in "
+                  f"{_duration(state.training_seconds or 0.0)}. Now {stage}")
+
     def on_message(self, text: str) -> None:
-        self.stage.emit(text)
+        """A message of the engine: its stage line before training; after training, the stage
+        the status names (recalibrating, scoring, writing, comparing)."""
+        if not self._run_state.iteration:  # preparing: comparing, reading, the learning rate and why
+            self.stage.emit(text)
+            return
+        stage = self._finishing_stage(text)
+        if stage is None:  # not a stage (stopped while scoring, ...): said as it comes, under the status
+            self.stage.emit(text)
+            return
+        self.stage.emit("")  # the training's stage line (learning rate...) is history
+        self._training_ended(stage)
+
+    def _finishing_stage(self, text: str) -> str | None:
+        """What the run does after training, from the engine's message (None: not a stage)."""
+        state = self._run_state
+        if text.startswith(WRITING_MESSAGE):
+            words = text[len(WRITING_MESSAGE):].split()
+            state.version = words[0] if words else None
+            return f"writing {state.version or 'the new version'}…"
+        if text.startswith(WROTE_MESSAGE):
+            return state.stage  # written; the comparison (or the offer) comes next
+        if text.startswith(COMPARING_MESSAGE):
+            return f"comparing {state.version or 'the new version'} with the model in use…"
+        for prefix, stage in FINISHING_STAGES:
+            if text.startswith(prefix):
+                return stage
+        return None
 
     def on_progress(self, done: int, total: int) -> None:
-        """Progress of the comparison with the parent on the other cases."""
+        """Progress of the comparison with the parent on the other cases: a count of its own."""
+        state = self._run_state
+        self._training_ended(f"comparing {state.version or 'the new version'} with the model in use on "
+                             f"{counted(total, 'case')}: {done} of {total} done…")
         self.progress.emit(done, max(1, total))
-        self._say(f"comparing the new version with its parent on the other cases: {done} of {total}")
 
     def _failed(self, error: BaseException) -> None:
         from napari_uamc.engine.inference import Cancelled
@@ -373,6 +459,10 @@ class Finetuning:
 
     def _finetuned(self, outcome: Any) -> None:
         offer = Offer.from_outcome(outcome)
+        state = self._run_state
+        if state.started is not None:  # as the person waited: preparing, training, finishing
+            offer.seconds = max(0.0, self.clock() - state.started)
+            offer.training_seconds = state.training_seconds
         self._say(offer.summary(), "ok")  # the offer box above says what it does; no numbers twice
         self._session.version_added()
         self.progress.emit(1, 1)
@@ -467,6 +557,9 @@ class Finetuning:
 
     def _finished(self) -> None:
         self._job = None
+        if self._run_state.finishing and self.offer is None:  # failed or stopped: no busy bar left behind
+            self.progress.emit(0, 1)
+        self._run_state = _RunState()
         self.running.emit(False)
 
     # ------------------------------------------------------------------ ranking
@@ -485,7 +578,7 @@ class Finetuning:
         self._say(f"refreshing the uncertainty ranking with {model.label}…")
 
         def done(cases: list[str]) -> None:
-            self._say(f"uncertainty ranking refreshed on {len(cases)} cases with {model.label}", "ok")
+            self._say(f"uncertainty ranking refreshed on {counted(len(cases), 'case')} with {model.label}", "ok")
             session.study_changed.emit()
 
         self._run(Job(

@@ -175,8 +175,11 @@ STOP_GRACE_SECONDS = 5.0
 #: Seconds a child that reported its result, or is writing its version, may take before it is
 #: terminated (a write is never cut short for the stop's sake: fsync can be slow on a busy disk).
 CHILD_EXIT_SECONDS = 30.0
-#: How the engine says it is writing the version's files.
+#: How the engine says it is writing the version's files, and that it wrote them.
 WRITING_MESSAGE = "writing model "
+WROTE_MESSAGE = "wrote model "
+#: How the child says it compares the new version with its parent on the other cases.
+COMPARING_MESSAGE = "comparing the new version "
 
 
 @dataclass
@@ -206,7 +209,7 @@ def _finetune_child_main(study_root: str, options: dict[str, Any], compare: bool
         )
         change = None
         if compare and not stop.is_set() and result.unlabeled:
-            queue.put(("message", f"comparing {result.version} with {result.parent} on the other cases"))
+            queue.put(("message", f"{COMPARING_MESSAGE}{result.version} with {result.parent} on the other cases"))
             change = compare_with_parent(
                 study_root, result, device=options.get("device", "auto"), should_stop=stop.is_set,
                 on_progress=lambda done, total: queue.put(("progress", (done, total))),
