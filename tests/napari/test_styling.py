@@ -64,11 +64,12 @@ def test_sdf_is_diverging_transparent_near_zero_with_an_opaque_zero_level(case):
     layer = viewer.layers["c SDF"]
     assert not layer.visible  # hidden at first
     assert layer.contrast_limits == pytest.approx((-1.0, 1.0))
-    inside, near_in, zero, near_out, outside = _rgba(layer, [-1.0, -0.1, 0.0, 0.1, 1.0])
-    assert inside[2] > inside[0] and outside[0] > outside[2]  # blue inside, red outside
+    inside, halo_in, near_in, zero, near_out, halo_out, outside = _rgba(layer, [-0.95, -0.5, -0.1, 0.0, 0.1, 0.5, 0.95])
+    assert halo_in[2] > halo_in[0] and halo_out[0] > halo_out[2]  # blue inside, red outside
     assert near_in[3] < 0.1 and near_out[3] < 0.1  # transparent on either side of the surface
     assert zero[3] == pytest.approx(1.0)  # the zero level is drawn, opaque
-    assert inside[3] < 1 and outside[3] < 1
+    assert 0.2 < halo_in[3] < 1 and 0.2 < halo_out[3] < 1  # a translucent halo near the surface
+    assert inside[3] == 0 and outside[3] == 0  # far from it the SDF says little: no wash over the scan
 
 
 def test_disagreement_is_visible_above_its_level_only(case):

@@ -66,6 +66,9 @@ DISAGREEMENT_LEVEL = 0.15
 DISAGREEMENT_TOP = 0.6
 #: The SDF's zero level is drawn where |SDF| < this (the network's SDF is in -1..1).
 SDF_ZERO_BAND = 0.06
+#: The SDF's halo is most opaque at |SDF| = 0.5 and transparent within 0.1 and beyond 0.88 (on a real
+#: LA scan half the volume is above 0.93: the network's SDF saturates a few mm from the surface).
+SDF_HALO_ALPHA = 0.4
 #: In 3D the MRI is a faint context behind the segmentation surface.
 MRI_OPACITY_3D = 0.15
 
@@ -85,13 +88,18 @@ def _colormap(name: str, controls: list[float], colors: list[list[float]]) -> An
 
 
 def sdf_colormap() -> Any:
-    """Blue (inside, -1) to transparent to red (outside, +1), with an opaque yellow zero level."""
+    """An opaque yellow zero level in a transparent gap, then a blue (inside) and red (outside)
+    halo that is strongest a little way from the surface and fades out with distance: far from
+    the structure the SDF says least (tanh-bounded, it saturates), so it no longer washes the
+    scan red (a clinician-style try-out found it strongest where it says least)."""
     blue, red, line = [0.13, 0.40, 0.85], [0.85, 0.15, 0.15], [1.0, 0.9, 0.1, 1.0]
     half = SDF_ZERO_BAND / 2  # -1..1 maps to 0..1: a band of |sdf| < SDF_ZERO_BAND is +-half
     return _colormap(
         "uamc_sdf_diverging",
-        [0.0, 0.3, 0.5 - half - 2 * _STEP, 0.5 - half, 0.5 + half, 0.5 + half + 2 * _STEP, 0.7, 1.0],
-        [blue + [0.5], blue + [0.2], blue + [0.0], line, line, red + [0.0], red + [0.12], red + [0.3]],
+        [0.0, 0.06, 0.25, 0.45, 0.5 - half - 2 * _STEP, 0.5 - half, 0.5 + half, 0.5 + half + 2 * _STEP,
+         0.55, 0.75, 0.94, 1.0],
+        [blue + [0.0], blue + [0.0], blue + [SDF_HALO_ALPHA], blue + [0.0], blue + [0.0], line, line,
+         red + [0.0], red + [0.0], red + [SDF_HALO_ALPHA], red + [0.0], red + [0.0]],
     )
 
 
