@@ -87,13 +87,14 @@ def test_a_finetune_trains_on_the_replay_cases_and_records_them(tmp_path, study,
         return real_trainer(cfg, labeled, unlabeled, **kwargs)
 
     monkeypatch.setattr(finetune_module, "Trainer", trainer)
-    result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=FAST, score=False)
+    warm = {**FAST, "cold_start": False}  # the tiny model is untrained: without this, a cold start
+    result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=warm, score=False)
     assert streams[-1] == ["case0", "replay:case0", "replay:case1"]
     assert result.replay == {"source": str(data), "cases": ["case0", "case1"],
                              "why": "the starting model's training data"}
     assert json.loads(study.model_info_path(result.version).read_text())["replay"] == result.replay
 
-    result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=FAST, score=False,
+    result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=warm, score=False,
                             replay=None)
     assert streams[-1] == ["case0"] and result.replay["cases"] == []
 
@@ -111,3 +112,20 @@ def test_cli_replays_a_folder_or_none(tmp_path, study, capsys):
     assert main([*common, "--replay", "none"]) == 0
     assert "replayed" not in capsys.readouterr().out
     assert json.loads(study.model_info_path("v002").read_text())["replay"]["why"] == "replay turned off"
+
+
+def test_a_cold_start_replays_only_a_folder_given(tmp_path, study):
+    """A model new to the study's images (a cold start) replays nothing by default: measured, it
+    cost the new scans; a folder given explicitly is replayed."""
+    from napari_uamc.engine.replay import NO_COLD_REPLAY
+
+    data = _folder(tmp_path / "trained_on", cases=2, labeled=2)
+    model = save_tiny_model(tmp_path / "start.pt", spacing=(1.0, 1.0, 2.0), config=TINY_CONFIG.to_dict(),
+                            trained_on=str(data))
+    result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=FAST, score=False)
+    agreed = result.starting_agreement
+    assert agreed and max(agreed.values()) < 0.5  # an untrained model: a cold start
+    assert result.replay == {"source": None, "cases": [], "why": NO_COLD_REPLAY}
+    result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=FAST, score=False,
+                            replay=str(data))
+    assert result.replay["cases"] == ["case0", "case1"]

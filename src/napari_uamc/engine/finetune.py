@@ -53,7 +53,7 @@ from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_ch
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.preprocess import resample_label, resample_to_spacing, zscore
-from napari_uamc.engine.replay import AUTO, read_replay, replay_folder
+from napari_uamc.engine.replay import AUTO, NO_COLD_REPLAY, read_replay, replay_folder
 from napari_uamc.engine.training import StepReport, Trainer
 from napari_uamc.errors import InputError, TrainingError
 
@@ -400,7 +400,10 @@ def finetune_study(
             if stopped():
                 raise nothing_written("before training began")
             cases.append(_read_case(study, name, spacing, is_labeled, resample_tolerance))  # type: ignore[arg-type]
-    replayed = read_replay(*replay_folder(meta.trained_on, replay, study.root), spacing, meta.n_classes, say=say)
+    source, why = replay_folder(meta.trained_on, replay, study.root)
+    if cold and replay == AUTO and source is not None:  # measured: replay is for warm starts
+        source, why = None, NO_COLD_REPLAY
+    replayed = read_replay(source, why, spacing, meta.n_classes, say=say)
     if stopped():
         raise nothing_written("before training began")
     patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled + replayed.cases])

@@ -9,9 +9,10 @@ step costs more); reading them costs seconds before the first step.
 
 Where they come from (:func:`replay_folder`): the starting model's training data when its record
 (``ModelMeta.trained_on``) names a folder that exists on this machine (``uamc train DATA``
-records ``DATA``), or a folder given explicitly; never the study itself (its accepted cases are
-trained on anyway). The packaged default model names its data but not a folder here, so it
-fine-tunes without replay unless a folder is given.
+records ``DATA``) and the fine-tune is a warm start (:data:`NO_COLD_REPLAY`), or a folder given
+explicitly; never the study itself (its accepted cases are trained on anyway). The packaged
+default model names its data but not a folder here, so it fine-tunes without replay unless a
+folder is given.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ REPLAY_CASES = 2
 AUTO = "auto"
 #: A replay case's name in the training stream (a study case may have the same name).
 PREFIX = "replay:"
+#: Why ``replay=AUTO`` replays nothing in a cold start (a model new to the study's images): on real
+#: LA scans from a phantom model, replaying its own domain cost the uncorrected scans up to 0.24
+#: Dice in the same budget (docs/benchmarks.md, "Replay against forgetting"). A folder given
+#: explicitly is replayed in any start.
+NO_COLD_REPLAY = ("no replay: a cold start (the model is new to these images; replaying its old data "
+                  "cost the new scans in the benchmarks); give a replay folder to replay anyway")
 
 
 @dataclass
