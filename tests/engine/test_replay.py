@@ -92,7 +92,9 @@ def test_a_finetune_trains_on_the_replay_cases_and_records_them(tmp_path, study,
     assert streams[-1] == ["case0", "replay:case0", "replay:case1"]
     assert result.replay == {"source": str(data), "cases": ["case0", "case1"],
                              "why": "the starting model's training data"}
-    assert json.loads(study.model_info_path(result.version).read_text())["replay"] == result.replay
+    info = json.loads(study.model_info_path(result.version).read_text())
+    assert info["replay"] == result.replay
+    assert result.parent_path == model and info["parent_path"] == str(model)  # the replay folder is no parent
 
     result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=warm, score=False,
                             replay=None)
@@ -126,6 +128,7 @@ def test_a_cold_start_replays_only_a_folder_given(tmp_path, study):
     agreed = result.starting_agreement
     assert agreed and max(agreed.values()) < 0.5  # an untrained model: a cold start
     assert result.replay == {"source": None, "cases": [], "why": NO_COLD_REPLAY}
+    assert result.parent_path == model
     result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=FAST, score=False,
                             replay=str(data))
     assert result.replay["cases"] == ["case0", "case1"]

@@ -400,10 +400,10 @@ def finetune_study(
             if stopped():
                 raise nothing_written("before training began")
             cases.append(_read_case(study, name, spacing, is_labeled, resample_tolerance))  # type: ignore[arg-type]
-    source, why = replay_folder(meta.trained_on, replay, study.root)
-    if cold and replay == AUTO and source is not None:  # measured: replay is for warm starts
-        source, why = None, NO_COLD_REPLAY
-    replayed = read_replay(source, why, spacing, meta.n_classes, say=say)
+    replay_source, replay_why = replay_folder(meta.trained_on, replay, study.root)
+    if cold and replay == AUTO and replay_source is not None:  # measured: replay is for warm starts
+        replay_source, replay_why = None, NO_COLD_REPLAY
+    replayed = read_replay(replay_source, replay_why, spacing, meta.n_classes, say=say)
     if stopped():
         raise nothing_written("before training began")
     patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled + replayed.cases])
