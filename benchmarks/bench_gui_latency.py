@@ -325,9 +325,10 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="put the table in docs/benchmarks.md")
     parser.add_argument("--loop-child", nargs=2, metavar=("STUDY", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--floor-child", type=Path, metavar="OUT", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-shape", type=int, nargs=3, default=(88, 640, 640), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_child:
-        floor_child(args.floor_child)
+        floor_child(args.floor_child, tuple(args.floor_shape))
         return
     if args.loop_child:
         if os.environ.get("UAMC_BENCH_PATCH"):  # diagnosis: a file of timing wrappers to load first

@@ -214,8 +214,12 @@ def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
     assert run["seconds_outside_steps"] >= 0 and run["load_average"]
     text = doc.read_text()
     assert "<!-- BEGIN loop-la2018-cold-2its -->" in text and "real LA 2018 scans" in text  # a budget of its own
-    with pytest.raises(SystemExit, match="experiments without replay"):
+    with pytest.raises(SystemExit, match="with the experiment real-replay, not replay"):
         loop.main([*argv, "--experiments", "replay"])
+    # the engine's replay: a cold start replays labeled phantoms of its own domain, given as a folder
+    assert loop.main([*argv, "--experiments", "real-replay", "--variants", "sup-ema-bn"]) == 0
+    replayed = json.loads(next((cache / "loop").glob("*/sup-ema-bn_k*_uncertainty_replay_seed0.json")).read_text())
+    assert len(replayed["replay"]) == 2 and all(name.startswith("phantom_A_") for name in replayed["replay"])
     with pytest.raises(SystemExit, match="no run planned"):
         loop.main([*argv, "--experiments", "order", "--variants", "sup-ema-bn-nocold"])
 
