@@ -101,6 +101,15 @@ def test_the_case_table_shows_whole_rows_only(make_napari_viewer, qtbot, tmp_pat
                      shown)
 
 
+@pytest.mark.parametrize(("cases", "said"), [(1, "1 case, 0 accepted"), (2, "2 cases, 0 accepted")])
+def test_the_study_line_counts_cases_in_words(make_napari_viewer, qtbot, tmp_path, cases, said):
+    """Before: a one-case study read '1 cases' (a clinician-style try-out)."""
+    root = write_phantom_study(tmp_path / "study", cases=cases, seed=1, shape=(16, 16, 16), labeled=0)
+    panel = _shown_panel(make_napari_viewer, qtbot)
+    panel.open_study(root, open_first_case=False)
+    qtbot.waitUntil(lambda: said in panel.study_box.study_label.text(), timeout=5_000)
+
+
 def test_an_empty_stage_line_takes_no_room(make_napari_viewer, qtbot):
     """Before: the empty line under the status left a gap above the loss curve (offered-version.png)."""
     panel = _shown_panel(make_napari_viewer, qtbot)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from napari_uamc._words import counted
 from napari_uamc.engine.dataset import TrainingCase, load_cases_from_folder
 from napari_uamc.errors import InputError
 
@@ -93,9 +94,10 @@ def read_replay(folder: Path | None, why: str, spacing: tuple[float, float, floa
         return Replay(None, f"no replay: {error}")
     cases = [case for case in split.labeled if case.label is not None and int(case.label.max()) < n_classes]
     if len(cases) < len(split.labeled):
-        say(f"replay: {len(split.labeled) - len(cases)} case(s) of {folder} have classes the model does not know")
+        say(f"replay: {counted(len(split.labeled) - len(cases), 'case')} of {folder} with classes the model "
+            "does not know, left out")
     if not cases:
         return Replay(None, f"no replay: no usable labeled case in {folder}")
     named = [TrainingCase(PREFIX + case.name, case.image, case.label, case.spacing) for case in cases]
-    say(f"replaying {len(named)} labeled case(s) of {folder} ({why}) against forgetting")
+    say(f"replaying {counted(len(named), 'labeled case')} of {folder} ({why}) against forgetting")
     return Replay(folder, why, named)

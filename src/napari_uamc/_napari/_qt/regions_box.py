@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_uamc._napari.session import Session
+from napari_uamc._words import counted
 
 NO_REGION = "no uncertain region above the threshold"
 #: The list shows at most this many rows (more scroll, a whole row at a time).
@@ -90,7 +91,7 @@ class RegionsBox(QGroupBox):
             mean = region.summed_uncertainty / max(1, region.voxels)
             item = QListWidgetItem(f"#{region.rank}  {format_ml(region.volume_ml)}  mean {mean:.2f} nats  {at}")
             item.setToolTip(
-                f"{region.voxels} voxels, {format_ml(region.volume_ml)}; uncertainty mean {mean:.3f}, "
+                f"{counted(region.voxels, 'voxel')}, {format_ml(region.volume_ml)}; uncertainty mean {mean:.3f}, "
                 f"peak {region.peak_uncertainty:.3f} nats; ranked by summed uncertainty "
                 f"({region.summed_uncertainty:.0f} nats over its voxels)"
             )

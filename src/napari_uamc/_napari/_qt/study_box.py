@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 
 from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari.session import Session
+from napari_uamc._words import counted
 
 NO_STUDY = "No study open: open a study folder or segment any image layer."
 #: The case table shows at most this many rows (more scroll, a whole row at a time).
@@ -139,7 +140,7 @@ class StudyBox(QGroupBox):
         infos = study.cases_info()
         accepted = sum(1 for info in infos if info.status == "accepted")
         self.study_label.setText(
-            f"<b>{study.name}</b>: {len(infos)} cases, {accepted} accepted<br>{shown_path(study.root)}")
+            f"<b>{study.name}</b>: {counted(len(infos), 'case')}, {accepted} accepted<br>{shown_path(study.root)}")
         self.case_table.setRowCount(len(infos))
         for row, info in enumerate(infos):
             score = "" if info.uncertainty is None else f"{info.uncertainty:.4f}"
