@@ -49,7 +49,9 @@ def test_the_folder_is_the_models_training_data_when_it_is_here(tmp_path):
     assert replay_folder(str(data), AUTO, study_root) == (data, "the starting model's training data")
     described = "LA 2018 real LGE MRI: the first 64 cases of train.list"  # the packaged model's record
     folder, why = replay_folder(described, AUTO, study_root)
-    assert folder is None and "not a folder on this machine" in why
+    assert folder is None and "record names no folder (it says: 'LA 2018" in why and "--replay DIR" in why
+    folder, why = replay_folder(str(tmp_path / "gone"), AUTO, study_root)
+    assert folder is None and f"names {tmp_path / 'gone'}, which is not on this machine" in why
     assert replay_folder(str(data), None, study_root)[0] is None  # turned off
     assert replay_folder("", str(data), study_root)[0] == data  # asked for explicitly
     with pytest.raises(InputError, match="is not a folder"):

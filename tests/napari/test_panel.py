@@ -338,13 +338,17 @@ def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
     camera.zoom, camera.center = fitted[1] * 8, (0.0, -1000.0, -1000.0)  # far from the scan
     panel.regions_list.itemClicked.emit(region_items[0])
     assert camera.zoom == pytest.approx(fitted[1]) and camera.center == pytest.approx(fitted[0])
-    # one unit of volume in the panel (mL, as the segmented volume), and the focus as napari shows
-    # the image's voxels: [slice, row, column] of the layer's data, which its status bar prints
+    # one unit of volume in the panel (mL, as the segmented volume), and the focus where napari's
+    # status bar shows it under the pointer: world coordinates in mm (a try-out found voxel indices
+    # there that the status bar never shows)
     text = region_items[0].text()
-    assert " mL" in text and "mm" not in text
+    assert " mL" in text
     shown = layer_io.displayed_index(region.focus, shape)
-    assert f"slice {shown[0]}  [{shown[0]}, {shown[1]}, {shown[2]}]" in text
+    world = [index * scale for index, scale in zip(shown, image.scale)]
+    assert f"slice {shown[0]}  at {', '.join(f'{v:.1f}' for v in world)} mm" in text
+    assert list(image.world_to_data(world)) == pytest.approx(list(shown))  # the pointer there is on that voxel
     assert image.data[shown] == layer_io.layer_data_to_canonical(image.data)[region.focus]
+    assert f"voxel [slice, row, column] {list(shown)}" in region_items[0].toolTip()
 
 
 def test_a_reopened_case_lists_where_to_correct_from_its_saved_prediction(make_napari_viewer, qtbot, tiny_study):

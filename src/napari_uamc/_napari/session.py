@@ -425,6 +425,11 @@ class Session:
         """A region's focus voxel as napari shows the picked image's voxels: (slice, row, column)."""
         return self.layers.displayed_focus(self.image_name, region)
 
+    def focus_world(self, region: Any) -> list[float] | None:
+        """A region's focus voxel in world coordinates (mm), as napari's status bar shows it."""
+        layer = self.layers.get(self.image_name)
+        return None if layer is None else self.layers.world_point(layer, region.focus)
+
     def jump_to(self, world: list[float]) -> None:
         self.layers.jump_to(world)
 

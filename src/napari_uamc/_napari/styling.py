@@ -12,9 +12,9 @@ layer                       kind    look
 ``<image> surface``         Surface in 3D only: the segmentation's boundary, opaque, the
                                     same blue, small islands left out (surfaces.py)
 ``<image> SDF``             Image   diverging, fixed limits -1..1 (the network's range):
-                                    blue inside, red outside, transparent near 0, and the
-                                    zero level (the SDF head's surface) as an opaque yellow
-                                    line; hidden at first
+                                    the zero level (the SDF head's surface) as an opaque
+                                    yellow line in a transparent gap, a violet (inside) and
+                                    red (outside) halo fading out; hidden at first
 ``<image> uncertainty``     Image   transparent below ``UNCERTAINTY_LEVEL`` (the level at
                                     which *Where to correct* counts a voxel), yellow to red
                                     and at most 70 % opaque above it; absolute limits
@@ -88,11 +88,12 @@ def _colormap(name: str, controls: list[float], colors: list[list[float]]) -> An
 
 
 def sdf_colormap() -> Any:
-    """An opaque yellow zero level in a transparent gap, then a blue (inside) and red (outside)
+    """An opaque yellow zero level in a transparent gap, then a violet (inside) and red (outside)
     halo that is strongest a little way from the surface and fades out with distance: far from
     the structure the SDF says least (tanh-bounded, it saturates), so it no longer washes the
     scan red (a clinician-style try-out found it strongest where it says least)."""
-    blue, red, line = [0.13, 0.40, 0.85], [0.85, 0.15, 0.15], [1.0, 0.9, 0.1, 1.0]
+    # inside: violet, not the segmentation's blue (a try-out could not tell the two apart)
+    blue, red, line = [0.55, 0.25, 0.9], [0.85, 0.15, 0.15], [1.0, 0.9, 0.1, 1.0]
     half = SDF_ZERO_BAND / 2  # -1..1 maps to 0..1: a band of |sdf| < SDF_ZERO_BAND is +-half
     return _colormap(
         "uamc_sdf_diverging",

@@ -66,9 +66,16 @@ def replay_folder(trained_on: str, requested: str | os.PathLike[str] | None,
     if requested is None:
         return None, "replay turned off"
     if requested == AUTO:
-        if not trained_on or not Path(trained_on).expanduser().is_dir():
-            return None, "no replay: the starting model's training data is not a folder on this machine"
-        folder, why = Path(trained_on).expanduser(), "the starting model's training data"
+        named = Path(trained_on).expanduser() if trained_on else None
+        if named is None or not named.is_dir():
+            # two different reasons: a record that names no folder (the packaged model says what it
+            # trained on in words) and a folder that is not here; a try-out read the first as the second
+            where = ("names no folder" if named is None or not named.is_absolute()
+                     else f"names {named}, which is not on this machine")
+            said = f" (it says: {trained_on!r})" if trained_on and where == "names no folder" else ""
+            return None, (f"no replay: the starting model's record {where}{said}; give a replay folder "
+                          "(uamc finetune --replay DIR) to replay its training data")
+        folder, why = named, "the starting model's training data"
     else:
         folder, why = Path(requested).expanduser(), "the replay folder asked for"
         if not folder.is_dir():

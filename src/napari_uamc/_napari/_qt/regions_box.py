@@ -38,8 +38,9 @@ class RegionsBox(QGroupBox):
         layout = QVBoxLayout(self)
         hint = QLabel(
             "Regions where the model is least sure, most uncertain first (summed uncertainty; the band "
-            "around the structure comes in pieces of 2 cm). Click one to go there. [slice, row, column] "
-            "as napari's status bar shows the image's voxels."
+            "around the structure comes in pieces of 2 cm). Click one to go to its slice. The position is "
+            "the region's most uncertain voxel in mm, as napari's status bar shows it under the pointer "
+            "(slice, row, column axes)."
         )
         hint.setWordWrap(True)
         layout.addWidget(hint)
@@ -87,13 +88,16 @@ class RegionsBox(QGroupBox):
             return
         for region in regions:
             where = self.session.displayed_focus(region)
-            at = f"slice {where[0]}  [{where[0]}, {where[1]}, {where[2]}]" if where else ""
+            world = self.session.focus_world(region)
+            at = (f"slice {where[0]}  at {', '.join(f'{v:.1f}' for v in world)} mm"
+                  if where and world else "")
             mean = region.summed_uncertainty / max(1, region.voxels)
             item = QListWidgetItem(f"#{region.rank}  {format_ml(region.volume_ml)}  mean {mean:.2f} nats  {at}")
             item.setToolTip(
                 f"{counted(region.voxels, 'voxel')}, {format_ml(region.volume_ml)}; uncertainty mean {mean:.3f}, "
                 f"peak {region.peak_uncertainty:.3f} nats; ranked by summed uncertainty "
                 f"({region.summed_uncertainty:.0f} nats over its voxels)"
+                + (f"; voxel [slice, row, column] {list(where)}" if where else "")
             )
             item.setData(Qt.UserRole, region)
             self.regions_list.addItem(item)
