@@ -146,6 +146,21 @@ def test_layers_a_next_case_has_no_use_for_go_in_a_turn_of_their_own(session, ti
     assert len(left_over) == 3 and not any(left_over.values())  # hidden since the take-over
 
 
+def test_a_reopened_segmented_case_says_its_saved_prediction(session, tiny_study):
+    """A try-out: a reopened, already segmented case showed 0 % and no line in Segment."""
+    session.open_study(tiny_study)
+    first = session.case
+    session.segment()
+    progress = []
+    session.segment_progress.connect(lambda done, total: progress.append((done, total)))
+    session.open_case(next(case for case in session.study.cases() if case != first))
+    assert not session.texts.get("segment", ("", ""))[0]  # never segmented: nothing to say
+    session.open_case(first)
+    text = session.texts["segment"][0]
+    assert text.startswith(f"{first}: the saved prediction of ") and "uncertainty score" in text
+    assert progress[-1] == (1, 1)
+
+
 def test_next_case_keeps_the_draft(session, tiny_study):
     session.open_study(tiny_study)
     first = session.case

@@ -93,6 +93,14 @@ class CaseOpener:
         if image is not None and all(s.layers.belongs_to(layer.name, case) for layer in s.viewer.layers):
             layer_io.label_axes(image)
 
+    def _say_saved_prediction(self, study: Any, case: str) -> None:
+        """A reopened case's Segment line says what is on screen (it read 0 % and nothing)."""
+        info = study.case_info(case)
+        model = info.prediction_model or "the default model"
+        score = f", uncertainty score {info.uncertainty:.4f} nats" if info.uncertainty is not None else ""
+        self._s.segment_progress.emit(1, 1)
+        self._s.say("segment", f"{case}: the saved prediction of {model}{score}; Segment to redo it")
+
     def _show(self, study: Any, files: CaseFiles, previous: str | None) -> None:
         s = self._s
         if study is not s.study or s.case is not None:  # another study or case came meanwhile
@@ -108,6 +116,7 @@ class CaseOpener:
             s._set_case(case)
             if files.saved is not None:  # the saved prediction: where to correct, disagreement
                 s.outcomes[case] = files.saved
+                self._say_saved_prediction(study, case)
             s.select_image(case)
             s.regions_changed.emit(list(files.saved.regions) if files.saved else [])
             if s.show_disagreement:
