@@ -71,3 +71,27 @@ def _requires_la2018():
 
 
 requires_la2018 = _requires_la2018()
+
+
+def accept_box(study) -> str:
+    """Accept a 12 x 12 x 6 box as the label of ``study``'s first case (a ``Study``); returns the case."""
+    case = study.cases()[0]
+    label = np.zeros(study.read_image(case).shape, np.uint8)
+    label[8:20, 8:20, 4:10] = 1
+    study.accept(case, label)
+    return case
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:  # the scripts import their _common
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

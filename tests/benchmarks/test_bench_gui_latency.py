@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from _helpers import load_benchmark
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("_bench_gui_latency", BENCHMARKS / "bench_gui_latency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_gui_latency")
 
 
 def test_steps_are_timed_and_a_planted_stall_lands_in_its_step(bench, qapp):

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("_bench_uncertainty_level", BENCHMARKS / "bench_uncertainty_level.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _helpers import load_benchmark
 
 
 def test_pooled_scores_per_level():
-    bench = _bench()
+    bench = load_benchmark("bench_uncertainty_level")
     levels = {f"{f:.2f}": {"marked": 0, "wrong": 0} for f in bench.FRACTIONS}
     levels["0.25"] = {"marked": 100, "wrong": 10}  # precision 0.10, recall 10/40
     levels["0.65"] = {"marked": 20, "wrong": 15}

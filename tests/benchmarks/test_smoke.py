@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from _helpers import requires_la2018, save_tiny_model
+from _helpers import load_benchmark, requires_la2018, save_tiny_model
 from napari_uamc.engine.config import TrainConfig
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 OTHER_SECTION = "<!-- BEGIN inference -->\nkept as it is\n<!-- END inference -->"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def common():
-    return _load("_common")
+    return load_benchmark("_common")
 
 
 def _run_files(cache: Path, bench: str) -> dict[str, float]:
@@ -87,7 +76,7 @@ def test_numbers_and_tables(common):
 
 # ---------------------------------------------------------------------------- the scripts
 def test_ablation_smoke_runs_caches_resumes_and_writes(tmp_path):
-    ablation = _load("bench_ablation")
+    ablation = load_benchmark("bench_ablation")
     cache, doc = tmp_path / "cache", tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\n{OTHER_SECTION}\n")
     assert ablation.main(["--smoke", "--cache-dir", str(cache), "--write", str(doc)]) == 0
@@ -112,7 +101,7 @@ def test_ablation_smoke_runs_caches_resumes_and_writes(tmp_path):
 
 
 def test_trace_repeats_the_ablation_run_and_scores_three_models(tmp_path):
-    ablation, trace = _load("bench_ablation"), _load("trace_ablation_run")
+    ablation, trace = load_benchmark("bench_ablation"), load_benchmark("trace_ablation_run")
     cache = tmp_path / "cache"
     assert ablation.main(["--smoke", "--cache-dir", str(cache), "--rows", "3"]) == 0
     assert trace.main(["--smoke", "--cache-dir", str(cache), "--row", "3", "--seed", "0"]) == 0
@@ -141,13 +130,13 @@ def test_trace_repeats_the_ablation_run_and_scores_three_models(tmp_path):
 
 
 def test_ablation_rejects_unknown_rows(tmp_path):
-    ablation = _load("bench_ablation")
+    ablation = load_benchmark("bench_ablation")
     with pytest.raises(SystemExit, match="unknown row"):
         ablation.main(["--smoke", "--cache-dir", str(tmp_path), "--rows", "1,7"])
 
 
 def test_loop_smoke_runs_caches_resumes_and_writes(tmp_path):
-    loop = _load("bench_loop")
+    loop = load_benchmark("bench_loop")
     cache, doc = tmp_path / "cache", tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\n{OTHER_SECTION}\n")
     assert loop.main(["--smoke", "--cache-dir", str(cache), "--write", str(doc)]) == 0
@@ -175,7 +164,7 @@ def test_loop_smoke_runs_caches_resumes_and_writes(tmp_path):
 
 
 def test_loop_rejects_k_that_leaves_nothing_to_score(tmp_path):
-    loop = _load("bench_loop")
+    loop = load_benchmark("bench_loop")
     with pytest.raises(SystemExit, match="no uncorrected case"):
         loop.main(["--smoke", "--cache-dir", str(tmp_path), "--k", "3"])
     with pytest.raises(SystemExit, match="unknown variant"):
@@ -183,7 +172,7 @@ def test_loop_rejects_k_that_leaves_nothing_to_score(tmp_path):
 
 
 def test_loop_real_studies_never_touch_the_warm_start_scans_nor_the_forgetting_scans(tmp_path):
-    loop = _load("bench_loop")
+    loop = load_benchmark("bench_loop")
     names = [f"case{i:02d}" for i in range(80)]
     (tmp_path / "train.list").write_text("\n".join(names) + "\n")
     taken: set[str] = set()
@@ -197,7 +186,7 @@ def test_loop_real_studies_never_touch_the_warm_start_scans_nor_the_forgetting_s
 
 @requires_la2018
 def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
-    loop = _load("bench_loop")
+    loop = load_benchmark("bench_loop")
     model = save_tiny_model(tmp_path / "tiny.pt", spacing=(2.0, 2.0, 2.0), synthetic_only=True,
                             config=TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2).to_dict())
     cache, doc = tmp_path / "cache", tmp_path / "benchmarks.md"
@@ -234,7 +223,7 @@ def _table3_run(folder: Path, row: str, seed: int, dice: float) -> None:
 
 
 def test_table3_report_pairs_rows_by_seed_and_writes_its_section(tmp_path):
-    report = _load("report_table3_la")
+    report = load_benchmark("report_table3_la")
     runs = tmp_path / "runs"
     for seed, (low, semi, high) in {0: (0.70, 0.76, 0.80), 1: (0.80, 0.79, 0.90)}.items():
         for row, dice in (("lower", low), ("ugmcl", semi), ("upper", high)):
@@ -252,7 +241,7 @@ def test_table3_report_pairs_rows_by_seed_and_writes_its_section(tmp_path):
 
 
 def test_step_cost_reports_each_fine_tune_against_the_supervised_step(tmp_path, capsys):
-    bench = _load("bench_step_cost")
+    bench = load_benchmark("bench_step_cost")
     config = TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2, precision="float32").to_dict()
     model = save_tiny_model(tmp_path / "tiny.pt", config=config)
     assert bench.main(["--model", str(model), "--shape", "20", "18", "16", "--steps", "1", "--threads", "1",
@@ -268,7 +257,7 @@ def test_step_cost_reports_each_fine_tune_against_the_supervised_step(tmp_path, 
 
 
 def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_path):
-    report = _load("report_semi_finetune")
+    report = load_benchmark("report_semi_finetune")
     cases = {"a": 0.5, "b": 0.7}
 
     def cache(name: str, iterations: int, variant: str, after: dict[int, float]) -> None:
@@ -301,7 +290,7 @@ def test_teacher_target_trace_scores_a_target_against_the_expert_label():
 
     import numpy as np
 
-    trace = _load("trace_teacher_targets")
+    trace = load_benchmark("trace_teacher_targets")
     truth = np.zeros((4, 4, 2), np.uint8)
     truth[:2] = 1  # 16 foreground voxels
     foreground = truth.astype(np.float16).copy()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
 from napari.components import ViewerModel  # noqa: E402
 
+from _helpers import accept_box  # noqa: E402
 from napari_uamc._napari.finetuning import Offer  # noqa: E402
 from napari_uamc._napari.session import Session  # noqa: E402
 from napari_uamc.engine.finetune import COMPARE_CASES  # noqa: E402
@@ -44,11 +44,7 @@ def test_a_finished_finetune_says_it_trained_and_the_offer_holds_the_comparison(
     session = Session(ViewerModel())
     try:
         session.open_study(tiny_study)
-        study = session.study
-        case = study.cases()[0]
-        label = np.zeros(study.read_image(case).shape, np.uint8)
-        label[8:20, 8:20, 4:10] = 1
-        study.accept(case, label)
+        accept_box(session.study)
         tuning = session.finetuning
         stages: list[str] = []
         tuning.stage.connect(stages.append)

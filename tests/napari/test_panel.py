@@ -12,6 +12,7 @@ pytestmark = pytest.mark.gui
 
 torch = pytest.importorskip("torch")
 
+from _helpers import accept_box  # noqa: E402
 from napari_uamc._napari import layers as layer_io  # noqa: E402
 from napari_uamc._napari.panel import (  # noqa: E402
     CHANGES_SUFFIX,
@@ -224,10 +225,7 @@ def test_closing_napari_during_finetune_stops_cleanly(make_napari_viewer, qtbot,
     viewer.window.add_dock_widget(panel)
     panel.open_study(tiny_study)
     study = panel.study
-    case = study.cases()[0]
-    label = np.zeros(study.read_image(case).shape, np.uint8)
-    label[8:20, 8:20, 4:10] = 1
-    study.accept(case, label)
+    accept_box(study)
     panel.budget_unit.setCurrentText("iterations")
     panel.budget_spin.setValue(10_000)
     panel.finetune()
@@ -276,10 +274,7 @@ def test_finetune_then_ranking_refresh(make_napari_viewer, qtbot, tiny_study):
     panel = UamcPanel(viewer)
     panel.open_study(tiny_study)
     study = panel.study
-    case = study.cases()[0]
-    label = np.zeros(study.read_image(case).shape, np.uint8)
-    label[8:20, 8:20, 4:10] = 1
-    study.accept(case, label)
+    accept_box(study)
     panel.mc_spin.setValue(1)
     panel.budget_unit.setCurrentText("iterations")
     panel.budget_spin.setValue(2)

@@ -9,6 +9,7 @@ pytest.importorskip("torch")
 
 from napari.components import ViewerModel  # noqa: E402
 
+from _helpers import accept_box  # noqa: E402
 from napari_uamc._napari import layers as layer_io  # noqa: E402
 from napari_uamc._napari.corrections import DRAFT  # noqa: E402
 from napari_uamc._napari.session import Session  # noqa: E402
@@ -347,15 +348,6 @@ def test_use_version_and_back_to_the_default(session, tiny_study):
     assert Study.open(tiny_study).current_model == "v001"
 
 
-def _accept_one(session):
-    study = session.study
-    case = study.cases()[0]
-    label = np.zeros(study.read_image(case).shape, np.uint8)
-    label[8:20, 8:20, 4:10] = 1
-    study.accept(case, label)
-    return case
-
-
 def _finetune(session, iterations=2):
     tuning = session.finetuning
     tuning.budget_unit, tuning.budget = "iterations", iterations
@@ -366,7 +358,7 @@ def _finetune(session, iterations=2):
 def test_a_finetune_offers_its_version_and_the_model_stays(session, tiny_study):
     """The old panel made every new version current at once; now it is offered (issue 12, part 8)."""
     session.open_study(tiny_study)
-    _accept_one(session)
+    accept_box(session.study)
     offers = _record(session.finetuning.offered)
     tuning = _finetune(session)
     offer = tuning.offer
@@ -387,7 +379,7 @@ def test_a_finetune_offers_its_version_and_the_model_stays(session, tiny_study):
 
 def test_adopt_makes_the_offer_current_and_refreshes_the_ranking(session, tiny_study):
     session.open_study(tiny_study)
-    _accept_one(session)
+    accept_box(session.study)
     tuning = _finetune(session)
     tuning.adopt()
     study = Study.open(tiny_study)
@@ -403,7 +395,7 @@ def test_discard_removes_the_weights_and_keeps_the_record(session, tiny_study):
     import json
 
     session.open_study(tiny_study)
-    _accept_one(session)
+    accept_box(session.study)
     tuning = _finetune(session)
     stages: list[str] = []
     tuning.stage.connect(stages.append)
@@ -423,7 +415,7 @@ def test_a_version_stopped_early_is_offered_never_adopted(session, tiny_study, m
 
     monkeypatch.setattr(tasks, "STOP_GRACE_SECONDS", 600.0)  # no wall-clock limit in a test
     session.open_study(tiny_study)
-    _accept_one(session)
+    accept_box(session.study)
     tuning = session.finetuning
     stopping = _record(tuning.stopping)
     said: list[str] = []
@@ -451,7 +443,7 @@ def test_one_model_choice_for_segment_and_finetune(session, tiny_study):
 
 def test_a_stop_before_training_writes_nothing(session, tiny_study):
     session.open_study(tiny_study)
-    _accept_one(session)
+    accept_box(session.study)
     tuning = session.finetuning
     tuning.on_message = lambda text: tuning.stop()  # Stop during the comparison, the first stage
     _finetune(session, iterations=10_000)
@@ -464,10 +456,7 @@ def test_a_child_that_does_not_stop_in_time_is_ended_and_leaves_nothing(tiny_stu
     from napari_uamc.engine.inference import Cancelled
 
     study = Study.open(tiny_study)
-    case = study.cases()[0]
-    label = np.zeros(study.read_image(case).shape, np.uint8)
-    label[8:20, 8:20, 4:10] = 1
-    study.accept(case, label)
+    accept_box(study)
     with pytest.raises(Cancelled, match="did not end within 0 s of Stop and was ended"):
         finetune_in_child(tiny_study, iterations=10_000, device="cpu", adopt=False,
                           should_stop=lambda: True, stop_grace_s=0.0)
@@ -646,7 +635,7 @@ def test_an_iterations_budget_never_says_0_s_left_at_its_last_step(session):
 def test_a_real_finetune_says_each_stage_after_training_and_never_0_s_left(session, tiny_study):
     """The same on a real (tiny) run, so the stages follow the engine's own messages."""
     session.open_study(tiny_study)
-    _accept_one(session)
+    accept_box(session.study)
     tuning = session.finetuning
     said: list[str] = []
     session.status.connect(lambda section, text, level: said.append(text) if section == "finetune" else None)
@@ -670,7 +659,7 @@ def test_counts_are_written_in_the_right_number(session, tiny_study):
     from napari_uamc._napari.finetuning import Offer
 
     session.open_study(tiny_study)
-    _accept_one(session)
+    accept_box(session.study)
     started: list[str] = []
     session.status.connect(lambda section, text, level: started.append(text) if section == "finetune" else None)
     _finetune(session, iterations=1)
