@@ -90,7 +90,8 @@ def read_case(study: Any, case: str) -> CaseFiles:
     )
     saved = None
     if prediction is not None:  # where to correct, from the saved maps (seconds on a big scan)
-        saved = saved_outcome(prediction, volume.spacing, study.case_info(case).prediction_model)
+        info = study.case_info(case)
+        saved = saved_outcome(prediction, volume.spacing, info.prediction_model, info.uncertainty)
     return CaseFiles(case, volume, image_layer, prediction, draft, accepted, saved)
 
 

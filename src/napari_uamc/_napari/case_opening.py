@@ -93,11 +93,11 @@ class CaseOpener:
         if image is not None and all(s.layers.belongs_to(layer.name, case) for layer in s.viewer.layers):
             layer_io.label_axes(image)
 
-    def _say_saved_prediction(self, study: Any, case: str) -> None:
-        """A reopened case's Segment line says what is on screen (it read 0 % and nothing)."""
-        info = study.case_info(case)
-        model = info.prediction_model or "the default model"
-        score = f", uncertainty score {info.uncertainty:.4f} nats" if info.uncertainty is not None else ""
+    def _say_saved_prediction(self, case: str, saved: Any) -> None:
+        """A reopened case's Segment line says what is on screen (it read 0 % and nothing); from
+        what the worker read (saved_prediction.SavedOutcome), no disk read here."""
+        model = saved.model_version or "the default model"
+        score = f", uncertainty score {saved.uncertainty_score:.4f} nats" if saved.uncertainty_score is not None else ""
         self._s.segment_progress.emit(1, 1)
         self._s.say("segment", f"{case}: the saved prediction of {model}{score}; Segment to redo it")
 
@@ -116,7 +116,7 @@ class CaseOpener:
             s._set_case(case)
             if files.saved is not None:  # the saved prediction: where to correct, disagreement
                 s.outcomes[case] = files.saved
-                self._say_saved_prediction(study, case)
+                self._say_saved_prediction(case, files.saved)
             s.select_image(case)
             s.regions_changed.emit(list(files.saved.regions) if files.saved else [])
             if s.show_disagreement:

@@ -34,9 +34,12 @@ class SavedOutcome:
     disagreement: np.ndarray | None  # canonical order, None: not saved
     model_version: str | None  # None: the packaged default (as a Segment's outcome says it)
     saved: bool = True
+    #: the case's uncertainty score (nats) as the study records it, None if it has none
+    uncertainty_score: float | None = None
 
 
-def saved_outcome(prediction: dict[str, Any], spacing: Any, prediction_model: str | None) -> SavedOutcome:
+def saved_outcome(prediction: dict[str, Any], spacing: Any, prediction_model: str | None,
+                  uncertainty_score: float | None = None) -> SavedOutcome:
     """Regions of the saved uncertainty and the saved disagreement (if any) of one case."""
     seg = prediction["seg"].array
     # the model's class count is not saved; the label's classes give it (the packaged model has 2)
@@ -44,7 +47,8 @@ def saved_outcome(prediction: dict[str, Any], spacing: Any, prediction_model: st
     regions = uncertain_regions(prediction["uncertainty"].array, tuple(spacing), n_classes=n_classes)
     disagreement = prediction.get("disagreement")
     version = None if prediction_model == DEFAULT_MODEL_NAME else prediction_model
-    return SavedOutcome(regions, None if disagreement is None else disagreement.array, version)
+    return SavedOutcome(regions, None if disagreement is None else disagreement.array, version,
+                        uncertainty_score=uncertainty_score)
 
 
 def disagreement_of(outcome: Any) -> np.ndarray | None:
