@@ -71,7 +71,8 @@ def row_config(row: str, args: argparse.Namespace):
     base = dict(width=args.width, patch=tuple(args.patch), iterations=args.iterations, lr_step=args.lr_step,
                 seed=args.seed, log_interval=50)
     if row == "ugmcl":
-        return TrainConfig(**base, terms=method_terms("ugmcl"), batch_size=4, labeled_batch_size=2)
+        return TrainConfig(**base, terms=method_terms("ugmcl"), batch_size=4, labeled_batch_size=2,
+                           consistency=args.consistency)
     if row == "lower":  # the paper's lower bound: the labeled half of UG-MCL's batch, nothing else
         return TrainConfig(**base, terms=parse_terms("seg,dis"), batch_size=2, labeled_batch_size=2)
     return TrainConfig(**base, terms=parse_terms("seg,dis"), batch_size=4, labeled_batch_size=4)
@@ -165,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, nargs=3, default=[112, 112, 80])
     parser.add_argument("--labeled", type=int, default=LABELED_CASES)
     parser.add_argument("--target-spacing", type=float, nargs=3, help="train at this spacing (mm)")
+    parser.add_argument("--consistency", type=float, default=0.1,
+                        help="UG-MCL's lambda_max (METHOD.md: 0.1, ramped over the whole run)")
     parser.add_argument("--max-minutes", type=float, help="time budget per row")
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--smoke", action="store_true", help="4 + 2 cases, width 2, 2 steps (a test)")
