@@ -11,6 +11,9 @@ reads one run folder per seed (``RUNS/seed<S>/``), pairs the rows by seed and wr
         --patch 64 64 32 --target-spacing 1.25 1.25 1.25 --iterations 1000 --lr-step 800 \\
         --threads 1 --out runs/table3/seed$s; done; done
     python benchmarks/report_table3_la.py runs/table3 --name cpu --write
+
+    # one more UG-MCL row: the same runs with lambda_max 1 (gpu_train_la.py --consistency 1.0)
+    python benchmarks/report_table3_la.py runs/table3 --variant runs/table3-l1 --name cpu --write
 """
 
 from __future__ import annotations
@@ -31,17 +34,19 @@ ROWS = {
 }
 #: The paper's Table 3 (LA, 16 labeled): Dice % of the same three rows (its upper bound: 80 labeled).
 PAPER_DICE = {"lower": 86.03, "ugmcl": 90.16, "upper": 91.14}
+#: METHOD.md's lambda_max (the consistency weight at the end of its ramp).
+DEFAULT_LAMBDA_MAX = 0.1
 #: Issue goals: UG-MCL at least this many Dice points above the lower bound ...
 GOAL_POINTS = 3.0
 #: ... and closing at least this share of the gap to the upper bound.
 GOAL_GAP_SHARE = 0.60
 
 
-def read_runs(runs: Path) -> dict[str, dict[int, dict[str, Any]]]:
+def read_runs(runs: Path, rows: tuple[str, ...] = tuple(ROWS)) -> dict[str, dict[int, dict[str, Any]]]:
     """``{row: {seed: result}}`` from ``runs/seed<S>/<row>.json``."""
-    found: dict[str, dict[int, dict[str, Any]]] = {row: {} for row in ROWS}
+    found: dict[str, dict[int, dict[str, Any]]] = {row: {} for row in rows}
     for folder in sorted(runs.glob("seed*")):
-        for row in ROWS:
+        for row in rows:
             path = folder / f"{row}.json"
             if path.is_file():
                 result = json.loads(path.read_text())
@@ -54,22 +59,59 @@ def _metric(result: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def render(found: dict[str, dict[int, dict[str, Any]]], machine: str) -> str:
-    seeds = sorted({seed for per_seed in found.values() for seed in per_seed})
-    rows = []
-    for row, label in ROWS.items():
-        per_seed = found[row]
-        results = list(per_seed.values())
-        dice = [_metric(r, "dice") for r in results]
-        minutes = [r["seconds_this_run"] / 60 for r in results]
-        rows.append([
-            label, len(results), common.fmt_mean_sd(dice, 100),
-            ", ".join(f"{_metric(per_seed[s], 'dice') * 100:.1f}" if s in per_seed else "-" for s in seeds),
-            common.fmt_mean_sd([_metric(r, "jaccard") for r in results], 100),
-            common.fmt_mean_sd([_metric(r, "hd95_mm") for r in results]),
-            common.fmt_mean_sd([_metric(r, "asd_mm") for r in results]),
-            f"{PAPER_DICE[row]:.2f}", common.fmt_range(minutes, digits=0),
-        ])
+def _lambda_max(per_seed: dict[int, dict[str, Any]]) -> float:
+    return float(next(iter(per_seed.values()))["config"].get("consistency", DEFAULT_LAMBDA_MAX))
+
+
+def _ugmcl_label(per_seed: dict[int, dict[str, Any]]) -> str:
+    """UG-MCL's row label; a lambda_max other than METHOD.md's is named in it."""
+    lam = _lambda_max(per_seed) if per_seed else DEFAULT_LAMBDA_MAX
+    return ROWS["ugmcl"] + ("" if lam == DEFAULT_LAMBDA_MAX else f", lambda_max {lam:g}")
+
+
+def _table_row(label: str, per_seed: dict[int, dict[str, Any]], row: str, seeds: list[int]) -> list[Any]:
+    results = list(per_seed.values())
+    minutes = [r["seconds_this_run"] / 60 for r in results]
+    return [
+        label, len(results), common.fmt_mean_sd([_metric(r, "dice") for r in results], 100),
+        ", ".join(f"{_metric(per_seed[s], 'dice') * 100:.1f}" if s in per_seed else "-" for s in seeds),
+        common.fmt_mean_sd([_metric(r, "jaccard") for r in results], 100),
+        common.fmt_mean_sd([_metric(r, "hd95_mm") for r in results]),
+        common.fmt_mean_sd([_metric(r, "asd_mm") for r in results]),
+        f"{PAPER_DICE[row]:.2f}", common.fmt_range(minutes, digits=0),
+    ]
+
+
+def _goal_lines(label: str, semi_runs: dict[int, dict[str, Any]],
+                found: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """The paired gain over the lower bound and the share of the gap closed, against the goals."""
+    paired = sorted(set(found["lower"]) & set(semi_runs))
+    if not paired:
+        return []
+    gains = [(_metric(semi_runs[s], "dice") - _metric(found["lower"][s], "dice")) * 100 for s in paired]
+    mean_gain = sum(gains) / len(gains)
+    lines = [f"- {label} minus the lower bound, paired by seed: {mean_gain:+.1f} Dice points "
+             f"({', '.join(f'{g:+.1f}' for g in gains)}; better in {sum(g > 0 for g in gains)} of "
+             f"{len(gains)}). Goal: at least {GOAL_POINTS:+.0f}."]
+    both = sorted(set(paired) & set(found["upper"]))
+    if both:
+        low, semi, high = (sum(_metric(runs[s], "dice") for s in both) / len(both)
+                           for runs in (found["lower"], semi_runs, found["upper"]))
+        share = f"{(semi - low) / (high - low) * 100:.0f} %" if high > low else "n/a (no gap)"
+        lines.append(f"  Share of the gap to the upper bound closed (means over seeds "
+                     f"{', '.join(map(str, both))}): {share}. Goal: at least "
+                     f"{GOAL_GAP_SHARE * 100:.0f} % (the paper: 81 %).")
+    return lines
+
+
+def render(found: dict[str, dict[int, dict[str, Any]]], machine: str,
+           variants: list[dict[int, dict[str, Any]]] = ()) -> str:
+    """The table; ``variants``: more UG-MCL rows (``{seed: result}``, e.g. another lambda_max)."""
+    semi_rows = [found["ugmcl"], *variants]
+    seeds = sorted({seed for per_seed in [*found.values(), *variants] for seed in per_seed})
+    rows = [_table_row(ROWS["lower"], found["lower"], "lower", seeds)]
+    rows += [_table_row(_ugmcl_label(runs), runs, "ugmcl", seeds) for runs in semi_rows if runs]
+    rows.append(_table_row(ROWS["upper"], found["upper"], "upper", seeds))
     any_result = next((r for per_seed in found.values() for r in per_seed.values()), None)
     lines = ["## Table 3 on real LA scans (from scratch, 16 labeled)", ""]
     if any_result is not None:
@@ -88,22 +130,10 @@ def render(found: dict[str, dict[int, dict[str, Any]]], machine: str) -> str:
     lines += [common.markdown_table(
         ["row", "seeds", "Dice %", "Dice % per seed", "Jaccard %", "HD95 mm", "ASD mm", "paper Dice %",
          "minutes per run"], rows), ""]
-    paired = sorted(set(found["lower"]) & set(found["ugmcl"]))
-    if paired:
-        gains = [(_metric(found["ugmcl"][s], "dice") - _metric(found["lower"][s], "dice")) * 100 for s in paired]
-        mean_gain = sum(gains) / len(gains)
-        lines.append(f"- UG-MCL minus the lower bound, paired by seed: {mean_gain:+.1f} Dice points "
-                     f"({', '.join(f'{g:+.1f}' for g in gains)}; better in {sum(g > 0 for g in gains)} of "
-                     f"{len(gains)}). Goal: at least {GOAL_POINTS:+.0f}.")
-        both = sorted(set(paired) & set(found["upper"]))
-        if both:
-            low, semi, high = (sum(_metric(found[r][s], "dice") for s in both) / len(both)
-                               for r in ("lower", "ugmcl", "upper"))
-            share = f"{(semi - low) / (high - low) * 100:.0f} %" if high > low else "n/a (no gap)"
-            lines.append(f"- Share of the gap to the upper bound closed (means over seeds "
-                         f"{', '.join(map(str, both))}): {share}. Goal: at least "
-                         f"{GOAL_GAP_SHARE * 100:.0f} % (the paper: 81 %).")
-    lines += ["", f"Machine: {machine}. Runs used one torch thread each, one at a time, beside other work "
+    for runs in semi_rows:
+        if runs:
+            lines += _goal_lines(_ugmcl_label(runs), runs, found)
+    lines += ["", f"Machine: {machine}. Runs used one torch thread each, beside other work "
               "(load average 1.5-5); Dice does not depend on the load, the minutes do.", ""]
     return "\n".join(lines)
 
@@ -111,6 +141,9 @@ def render(found: dict[str, dict[int, dict[str, Any]]], machine: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, help="folder holding seed<S>/ run folders of gpu_train_la.py")
+    parser.add_argument("--variant", type=Path, action="append", default=[], metavar="RUNS",
+                        help="another folder of seed<S>/ugmcl.json runs (e.g. another --consistency): "
+                             "one more UG-MCL row, paired with RUNS' bounds")
     parser.add_argument("--name", default="cpu", help="section suffix: table3-la2018-<name>")
     parser.add_argument("--write", nargs="?", const=common.DEFAULT_DOC, type=Path, metavar="DOC")
     args = parser.parse_args(argv)
@@ -118,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if not any(found.values()):
         print(f"no runs under {args.runs} (expected seed<S>/<row>.json)", file=sys.stderr)
         return 2
-    text = render(found, common.describe_machine(common.machine_info()))
+    variants = [read_runs(folder, ("ugmcl",))["ugmcl"] for folder in args.variant]
+    text = render(found, common.describe_machine(common.machine_info()), variants)
     print(text)
     if args.write:
         common.write_section(args.write, f"table3-la2018-{args.name}", text)
