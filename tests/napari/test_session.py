@@ -220,7 +220,8 @@ def test_accept_records_the_honest_score_and_clears_the_draft(session, tiny_stud
     assert said.startswith(f"accepted {case} (labelsTr/") and said.count(case) == 2  # name + file name
     assert "against your label" in said and "honest" not in said
     assert "v001" in honest_scores(session.study)
-    assert any("honest Dice" in text for text, version in version_rows(session.study) if version == "v001")
+    rows = dict((version, text) for text, version in version_rows(session.study))
+    assert "against the labels you then accepted (1 case)" in rows["v001"]
     assert not session.layers.is_edited(case)  # what is on screen is saved: nothing to keep on leaving
     session.open_next_case()
     assert session.study.read_draft(case) is None

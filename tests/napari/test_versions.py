@@ -18,6 +18,6 @@ def test_honest_scores_count_cases_in_plain_words(tiny_study):
     study.record_score(second, ACCEPT_DICE_PREFIX + "v001", 0.8)
     study.record_score(third, ACCEPT_DICE_PREFIX + DEFAULT_VERSION_KEY, 0.918)
     rows = dict((version, text) for text, version in version_rows(study))
-    assert "honest Dice 0.850 on 2 cases accepted later" in rows["v001"]
-    assert rows[None].endswith("honest Dice 0.918 on 1 case accepted later")
+    assert "its segmentations scored Dice 0.850 against the labels you then accepted (2 cases)" in rows["v001"]
+    assert rows[None].endswith("scored Dice 0.918 against the labels you then accepted (1 case)")
     assert not any("accepts" in text for text in rows.values())

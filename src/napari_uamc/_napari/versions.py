@@ -85,15 +85,21 @@ def version_rows(study: Any) -> list[tuple[str, str | None]]:
             parts.append(f"training Dice {dice_text(training)} (on its own training cases)")
         scores = honest.get(version, [])
         if scores:
-            parts.append(f"honest Dice {dice_text(np.mean(scores))} on {counted(len(scores), 'case')} accepted later")
+            parts.append(_scored_later(scores))
         rows.append((", ".join(parts), version))
     text = DEFAULT_MODEL_LABEL + ("  (in use)" if current is None else "")
     default_scores = honest.get(DEFAULT_VERSION_KEY, [])
     if default_scores:
-        shown = dice_text(np.mean(default_scores))
-        text += f", honest Dice {shown} on {counted(len(default_scores), 'case')} accepted later"
+        text += ", " + _scored_later(default_scores)
     rows.append((text, None))
     return rows
+
+
+def _scored_later(scores: list[float]) -> str:
+    """A version's honest score in plain words: its segmentations against the labels you then
+    accepted (how much correcting it needed), not a score on its training data."""
+    return (f"its segmentations scored Dice {dice_text(np.mean(scores))} against the labels you then "
+            f"accepted ({counted(len(scores), 'case')})")
 
 
 def read_version_info(study: Any, version: str) -> ModelVersionInfo:
