@@ -21,6 +21,10 @@ Experiments (each run is cached per fine-tune variant, k, order, replay and seed
   (``finetune_study(replay=...)``, engine/replay.py): the starting model's own training data (a
   warm start; the folder its record names) or labeled domain-A phantoms (a cold start); every
   other run passes ``replay=None``.
+* ``real-null`` (``--real`` only): the control that teaches nothing new: no study case accepted
+  (k = 0); 2 labeled cases of the model's own training data (the replay source above) accepted
+  into the study instead, the default fine-tune, every study case scored. How far a fine-tune
+  moves scans when it learns nothing: the noise floor of "no scan loses more than 2 points".
 
 Every run also scores a domain-A test study after the fine-tune (forgetting). Per seed s the
 studies are new phantoms (B: phantom seed 3000+s; A test: 4000+s; replay: 5000+s) and s seeds
@@ -127,6 +131,7 @@ class Experiment:
     ks: tuple[int, ...] | None  # None: the --k values
     order: str
     replay: bool
+    null: bool = False  # the control: k = 0, the replay source's cases accepted into the study
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -142,6 +147,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     # --real: earlier corrections replayed: the starting model's own training scans (a warm
     # start) or domain-A phantoms (a cold start) accepted into the study beside the k new ones
     "real-replay": Experiment("real-replay", (BASELINE,), (2,), "uncertainty", True),
+    # --real: nothing new to learn (k = 0; 2 of the model's own training cases accepted instead)
+    "real-null": Experiment("real-null", (BASELINE,), (0,), "uncertainty", True, null=True),
 }
 #: Phantom seeds of the shifted study, the domain-A test study and the replay cases (+ seed).
 B_DATA_SEED, A_TEST_SEED, REPLAY_SEED = 3000, 4000, 5000
@@ -345,7 +352,9 @@ def run_one(setup: Setup, model_path: Path, data: dict[str, Path], start: dict[s
         study.accept(name, study.read_ground_truth(name), note="benchmark: true label")
     replayed: list[str] = []
     engine_replay: Any = None  # finetune_study's replay: none unless this run replays
-    if replay and setup.real:  # the engine's replay (engine/replay.py), as `uamc finetune` and the panel do it
+    if k == 0:  # the null control: only cases the model trained on (or its domain's) are accepted
+        replayed = _accept_known_cases(study, data["replay"], model_path, setup.replay_cases)
+    elif replay and setup.real:  # the engine's replay (engine/replay.py), as `uamc finetune` and the panel do it
         engine_replay = data["replay"]
     elif replay:  # phantoms: earlier corrections, accepted into the study
         source = Study.open(data["replay"])
@@ -391,12 +400,34 @@ def run_one(setup: Setup, model_path: Path, data: dict[str, Path], start: dict[s
     }
 
 
+def _accept_known_cases(study, source: Any, model_path: Path, count: int) -> list[str]:
+    """Add ``count`` labeled cases of ``source`` (a folder, or ``"auto"``: the folder the starting
+    model's record names, as the engine's replay finds it) to ``study`` and accept their labels."""
+    from napari_uamc.data.study import Study
+    from napari_uamc.engine.checkpoint import load_checkpoint
+    from napari_uamc.engine.replay import replay_folder
+
+    if source == "auto":
+        _, meta = load_checkpoint(model_path, "cpu")
+        source, why = replay_folder(meta.trained_on, "auto", study.root)
+        if source is None:
+            raise SystemExit(f"real-null needs the starting model's training data here: {why}")
+    known = Study.open(source)
+    names = sorted(known.labeled_cases())[:count]
+    study.add_images([known.image_path(name) for name in names])
+    for name in names:
+        study.accept(name, known.read_label(name), note="benchmark: a case the model trained on")
+    return names
+
+
 def run_name(variant: str, k: int, order: str, replay: bool, seed: int) -> str:
     return f"{variant}_k{k}_{order}_{'replay' if replay else 'noreplay'}_seed{seed}"
 
 
 def _ks_for(exp: Experiment, ks: list[int]) -> list[int]:
     """The k values of an experiment: its own fixed ones where asked, else the largest asked."""
+    if exp.null:
+        return [0]
     if exp.ks is None:
         return ks
     return [k for k in exp.ks if k in ks] or [max(ks)]
@@ -539,13 +570,16 @@ def _findings(found: dict[str, dict], reference: str = BASELINE, forgetting_set:
                      f"`{VARIANTS[best].overrides}`"
                      + ("" if better else " (no other fine-tune beat it on average)") + ".")
     for variant in VARIANTS:  # case by case: the loop must not trade one scan for another
-        mine = {name: r for name, r in done.items() if r["variant"] == variant}
-        per_case = [(r["dice_after"][n] - r["dice_before"][n], n, name) for name, r in mine.items()
-                    for n in r["dice_after"] if n in r["dice_before"]]
-        if per_case:
+        mine = {name: r for name, r in done.items() if r["variant"] == variant and r["k"] > 0}
+        null = {name: r for name, r in done.items() if r["variant"] == variant and r["k"] == 0}
+        for runs, what in ((mine, "uncorrected cases"), (null, "the null control (k = 0), every study case")):
+            per_case = [(r["dice_after"][n] - r["dice_before"][n], n, name) for name, r in runs.items()
+                        for n in r["dice_after"] if n in r["dice_before"]]
+            if not per_case:
+                continue
             worst = min(per_case)
-            lines.append(f"- {VARIANTS[variant].label}, uncorrected cases one by one: {len(per_case)} case "
-                         f"scores over {len(mine)} runs; {sum(d > 0 for d, _, _ in per_case)} gained, "
+            lines.append(f"- {VARIANTS[variant].label}, {what} one by one: {len(per_case)} case "
+                         f"scores over {len(runs)} runs; {sum(d > 0 for d, _, _ in per_case)} gained, "
                          f"{sum(d < -0.02 for d, _, _ in per_case)} lost more than 2 Dice points; the largest "
                          f"change down {worst[0]:+.3f} ({worst[1]} in {worst[2]}).")
     forget = [(_run_mean(r, "dice_A_before"), _run_mean(r, "dice_A_after"), bool(r["replay"]))

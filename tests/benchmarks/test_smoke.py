@@ -211,6 +211,13 @@ def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
     assert len(replayed["replay"]) == 2 and all(name.startswith("phantom_A_") for name in replayed["replay"])
     with pytest.raises(SystemExit, match="no run planned"):
         loop.main([*argv, "--experiments", "order", "--variants", "sup-ema-bn-nocold"])
+    # the null control: no study case accepted, 2 cases of the model's own domain accepted instead,
+    # every study case scored; the findings report it apart from the runs that corrected cases
+    assert loop.main([*argv, "--experiments", "real-null", "--variants", "sup-ema-bn", "--write", str(doc)]) == 0
+    null = json.loads(next((cache / "loop").glob("*/sup-ema-bn_k0_uncertainty_replay_seed0.json")).read_text())
+    assert null["corrected"] == [] and sorted(null["dice_after"]) == sorted(study)
+    assert len(null["replay"]) == 2 and all(name.startswith("phantom_A_") for name in null["replay"])
+    assert "the null control (k = 0), every study case one by one: 3 case scores over 1 runs" in doc.read_text()
 
 
 # ------------------------------------------------------------------------ report_table3_la
