@@ -157,11 +157,16 @@ def fuse_for_inference(
 def _enable_onednn(
     model: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format
 ) -> None:
-    """Self-check each fused layer once on a small input of its channel count."""
+    """Self-check each fused layer once on a small input of its channel count.
+
+    The inputs come from a private generator: fusing leaves torch's random state (the seeded
+    MC-dropout masks drawn next) as it was, whether or not a cached copy is used instead.
+    """
+    generator = torch.Generator().manual_seed(0)
     for layer in model.modules():
         if isinstance(layer, FusedConvReLU):
             channels = layer.weight.shape[0 if layer.transposed else 1]
-            example = torch.randn(1, channels, 4, 4, 4).to(dtype)
+            example = torch.randn(1, channels, 4, 4, 4, generator=generator).to(dtype)
             example = example.contiguous(memory_format=memory_format)
             with torch.inference_mode():
                 layer.try_onednn(example)

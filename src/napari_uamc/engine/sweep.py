@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from napari_uamc.engine.device import autocast
-from napari_uamc.engine.fused_inference import can_fuse, fuse_for_inference, mc_segmentation_logits
+from napari_uamc.engine.fused_cache import cached_fused_copy
+from napari_uamc.engine.fused_inference import can_fuse, mc_segmentation_logits
 from napari_uamc.engine.inference_config import InferenceConfig
 from napari_uamc.engine.model import DualTaskVNet
 from napari_uamc.engine.windows import (
@@ -121,10 +122,11 @@ def prepare_network(
     """An eval-mode copy of ``model`` to run, and whether it needs autocast to ``dtype``.
 
     With ``cfg.fuse`` (and a foldable norm) it is the fused copy of :mod:`engine.fused_inference`, stored
-    in ``dtype``; otherwise a float32 copy run under autocast. ``model`` itself is untouched.
+    in ``dtype``, reused while ``model``'s weights stay the same (:mod:`engine.fused_cache`);
+    otherwise a float32 copy run under autocast. ``model`` itself is untouched.
     """
     if cfg.fuse and can_fuse(model):
-        return fuse_for_inference(model, dtype, device, cfg.channels_last), False
+        return cached_fused_copy(model, dtype, device, cfg.channels_last), False
     net = copy.deepcopy(model).eval().to(device)
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last_3d)
