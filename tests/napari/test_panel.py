@@ -385,9 +385,11 @@ def test_the_3d_view_shows_a_surface_made_in_the_background_and_closes_stale_toa
     surface = viewer.layers[case + " surface"]
     assert surface.visible and not seg.visible
     assert np.allclose(surface.scale, seg.scale) and np.allclose(surface.translate, seg.translate)
-    assert viewer.layers.selection.active is seg
+    # the hidden labels are not the painting target in 3D: the MRI is, and 2D gives them back
+    assert viewer.layers.selection.active is viewer.layers[case]
     viewer.dims.ndisplay = 2
     assert seg.visible and not surface.visible
+    assert viewer.layers.selection.active is seg
 
 
 def test_create_study_from_layers_and_restore(make_napari_viewer, qtbot, tmp_path):

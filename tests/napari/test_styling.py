@@ -98,7 +98,7 @@ def test_3d_shows_a_surface_over_a_dimmed_mri_and_2d_comes_back(case):
     seg = viewer.layers["c segmentation"]
     surface = viewer.layers["c surface"]  # the labels volume gives way to its surface
     assert not seg.visible and surface.visible and surface.opacity == 1.0
-    assert viewer.layers.selection.active is seg  # never the helper
+    assert viewer.layers.selection.active is viewer.layers["c"]  # never the helper nor the hidden labels
     assert not viewer.layers["c uncertainty"].visible and not viewer.layers["c SDF"].visible
     # a map that arrives while in 3D (Segment ended, disagreement ticked) takes the 3D look too
     layers.put_disagreement("c", volume, np.zeros(volume.array.shape, np.float32))

@@ -3,12 +3,14 @@
 No Qt: works on a ``napari.components.ViewerModel`` as on a full viewer. For an image layer
 called ``<image>`` the panel makes ``<image> segmentation`` and the helper layers named in
 :mod:`napari_uamc._napari.styling`. :class:`CaseLayers` puts them in the viewer (styled, on the
-image's grid), keeps helper layers from becoming the active layer, and remembers what it last
-put in each segmentation layer, so an edit (painting since then) is never overwritten unseen.
+image's grid), keeps helper layers from becoming the active layer, keeps the selection off a
+segmentation the 3D view hides, and remembers what it last put in each segmentation layer, so an
+edit (painting since then) is never overwritten unseen.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -121,6 +123,8 @@ class CaseLayers:
         self._aside: set[str] = set()
         #: layers of a case left that the next case has no use for, hidden until removed
         self._left_over: list[Any] = []
+        #: in 3D: the hidden segmentation the selection left and the layer standing in (weak refs)
+        self._hidden_target: tuple[weakref.ref, weakref.ref | None] | None = None
         viewer.dims.events.ndisplay.connect(self._ndisplay_changed)
 
     def close(self) -> None:
@@ -204,7 +208,41 @@ class CaseLayers:
     def _ndisplay_changed(self, event: Any = None) -> None:
         styling.style_for_ndisplay(self._roles(), self.viewer.dims.ndisplay, self._saved_2d)
         if self.viewer.dims.ndisplay == 3:
+            self._leave_hidden_segmentation()
             self.surfaces.refresh()  # lazily: only what changed since, in the background
+        else:
+            self._return_to_segmentation()
+
+    def paint_into(self, layer: Any) -> None:
+        """Make segmentation ``layer`` the active layer; in 3D, where it is hidden, its image
+        stands in until the view is 2D again."""
+        self.viewer.layers.selection.active = layer
+        if self.viewer.dims.ndisplay == 3:
+            self._leave_hidden_segmentation()
+
+    def _leave_hidden_segmentation(self) -> None:
+        """A hidden segmentation never stays the active layer (its paint tools would paint
+        unseen): the selection moves to its image (the MRI, dimmed in 3D), or to nothing."""
+        selection = self.viewer.layers.selection
+        active = selection.active
+        if active is None or active.visible or not active.name.endswith(SEGMENTATION_SUFFIX):
+            return
+        stand_in = self.get(active.name[: -len(SEGMENTATION_SUFFIX)])
+        self._hidden_target = (weakref.ref(active), None if stand_in is None else weakref.ref(stand_in))
+        selection.active = stand_in
+
+    def _return_to_segmentation(self) -> None:
+        """Back in 2D, the segmentation the 3D view hid is the active layer again, unless the
+        person chose another layer meanwhile."""
+        target, self._hidden_target = self._hidden_target, None
+        if target is None:
+            return
+        segmentation, stand_in = target[0](), target[1] and target[1]()
+        selection = self.viewer.layers.selection
+        if segmentation is None or segmentation not in self.viewer.layers:
+            return
+        if selection.active is None or selection.active is stand_in:
+            selection.active = segmentation
 
     def _restyle_3d(self) -> None:
         """A layer put while the viewer shows 3D takes the 3D look too."""
@@ -256,7 +294,7 @@ class CaseLayers:
         self._snapshots[name] = np.array(layer.data, copy=True)
         self.viewer.layers.selection.active = layer
         self._restore_2d(layer)
-        self._restyle_3d()
+        self._restyle_3d()  # in 3D: hidden, its image stands in as the active layer
         return layer
 
     def _restore_2d(self, layer: Any, name: str | None = None) -> None:
@@ -391,10 +429,10 @@ class CaseLayers:
         return layer_io.displayed_index(region.focus, layer_io.layer_data_to_canonical(layer.data).shape)
 
     def remove(self, name: str) -> None:
+        """Remove layer ``name`` and forget what the panel kept about it (see :meth:`_forget`)."""
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
-        self._saved_2d.pop(name, None)
-        self.surfaces.forget(name)
+        self._forget(name)
 
     def remove_all_of(self, image: str) -> None:
         """Remove the image layer and every layer named after it.

@@ -86,7 +86,7 @@ class Corrections:
         volume = layer_io.volume_from_layer(image_layer)
         changes = label_changes(baseline, layer_io.layer_data_to_canonical(seg_layer.data))
         self._s.layers.put_changes(image_layer.name, volume, changes)
-        self._s.viewer.layers.selection.active = seg_layer
+        self._s.layers.paint_into(seg_layer)
         added, removed = int((changes == 1).sum()), int((changes == 2).sum())
         self._s.say("accept", f"changes: {counted(added, 'voxel')} added (1), {removed} removed (2)")
 
