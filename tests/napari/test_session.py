@@ -173,6 +173,35 @@ def test_next_case_keeps_the_draft(session, tiny_study):
     assert draft is not None and np.array_equal(draft.array, layer_io.layer_data_to_canonical(painted))
 
 
+def test_next_case_says_why_this_case_and_that_it_is_not_segmented(session, tiny_study):
+    said = _record(session.status)
+    session.open_study(tiny_study)  # no case segmented yet: the first case, in list order
+    first = session.case
+    assert first == session.study.cases()[0]
+    rest = ("in list order: no unaccepted case has an uncertainty score to rank by yet (Segment gives one); "
+            "not segmented yet: Segment to see the model's labels")
+    assert ("study", f"opening {first}, {rest}…", "info") in said
+    assert session.texts["study"] == (f"{first}, {rest}", "info")  # it stays once on screen
+    session.open_next_case()
+    second = session.study.cases()[1]
+    assert session.case == second
+    assert session.texts["study"][0] == f"{second}, {rest.replace('no unaccepted', 'no other unaccepted')}"
+
+
+def test_next_case_says_it_follows_the_uncertainty_ranking(session, tiny_study):
+    session.open_study(tiny_study)
+    session.segment()  # the open case gets a score; another case is scored higher
+    first = session.case
+    other = session.study.cases()[-1]
+    session.study.set_uncertainty(other, 0.25)
+    session.open_next_case()
+    assert session.case == other != first
+    assert session.texts["study"][0] == (
+        f"{other}, the most uncertain other unaccepted case (uncertainty score 0.2500 nats)")
+    session.open_case(first)  # opened by name: no reason to give
+    assert session.texts["study"][0] == ""
+
+
 def test_napari_removing_its_layers_keeps_the_draft(session, tiny_study):
     """napari's Viewer.close() clears the layers before it closes the window."""
     session.open_study(tiny_study)

@@ -18,6 +18,22 @@ from napari_uamc._napari.drafts import DraftKeeper
 from napari_uamc._napari.jobs import Job, in_turns
 
 
+def next_case_note(study: Any, case: str, open_case: str | None) -> str:
+    """Why *Next case* chose ``case`` and what the person will see, for the study line.
+
+    Next case ranks the unaccepted cases by their uncertainty score (Segment gives one), then
+    takes those without a score in list order. ``open_case`` is the case left (not a candidate).
+    """
+    info = study.case_info(case)
+    other = "other " if open_case is not None else ""
+    if info.uncertainty is not None:
+        return f"the most uncertain {other}unaccepted case (uncertainty score {info.uncertainty:.4f} nats)"
+    note = f"in list order: no {other}unaccepted case has an uncertainty score to rank by yet (Segment gives one)"
+    if not info.has_prediction:
+        note += "; not segmented yet: Segment to see the model's labels"
+    return note
+
+
 class CaseOpener:
     """Opens one case at a time for a session."""
 
@@ -32,8 +48,11 @@ class CaseOpener:
         """Whether a case is opening (its files read or its layers put on screen)."""
         return self._job is not None
 
-    def open(self, case: str) -> None:
-        """Keep the open case's draft, read ``case``'s files in the background, then show them."""
+    def open(self, case: str, note: str = "") -> None:
+        """Keep the open case's draft, read ``case``'s files in the background, then show them.
+
+        ``note`` (why this case, see :func:`next_case_note`) is said while it opens and stays on
+        the study line once it is on screen."""
         s = self._s
         study = s.study
         if study is None:
@@ -42,10 +61,10 @@ class CaseOpener:
             s.notice.emit("a case is already opening", "info")
             return
         previous = self._leave_case()
-        s.say("study", f"opening {case}…")
+        s.say("study", f"opening {case}, {note}…" if note else f"opening {case}…")
         job = Job(
             "open case", read_case, dict(study=study, case=case),
-            on_returned=lambda files: self._show(study, files, previous),
+            on_returned=lambda files: self._show(study, files, previous, note),
             on_errored=lambda error: self._failed(previous, error),
             on_finished=self._finished,
         )
@@ -101,7 +120,7 @@ class CaseOpener:
         self._s.segment_progress.emit(1, 1)
         self._s.say("segment", f"{case}: the saved prediction of {model}{score}; Segment to redo it")
 
-    def _show(self, study: Any, files: CaseFiles, previous: str | None) -> None:
+    def _show(self, study: Any, files: CaseFiles, previous: str | None, note: str = "") -> None:
         s = self._s
         if study is not s.study or s.case is not None:  # another study or case came meanwhile
             if previous is not None and study is not s.study:
@@ -121,7 +140,7 @@ class CaseOpener:
             s.regions_changed.emit(list(files.saved.regions) if files.saved else [])
             if s.show_disagreement:
                 s.set_disagreement(True)
-            s.say("study", "")
+            s.say("study", f"{case}, {note}" if note else "")
             if files.draft is not None:
                 s.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
             if failure[0]:  # said when it failed; the line stays until the next action

@@ -23,7 +23,7 @@ from psygnal import Signal
 from napari_uamc._napari import layers as layer_io
 from napari_uamc._napari import unit_registry
 from napari_uamc._napari.case_layers import CaseLayers, warm_up
-from napari_uamc._napari.case_opening import CaseOpener
+from napari_uamc._napari.case_opening import CaseOpener, next_case_note
 from napari_uamc._napari.corrections import Corrections
 from napari_uamc._napari.finetuning import Finetuning
 from napari_uamc._napari.jobs import InlineRunner, Job, Runner, in_turns
@@ -224,7 +224,11 @@ class Session:
         self.refresh_models()
         self.finetuning.offer_unreviewed()  # a version written while napari was closed
         if open_first_case and study.cases():
-            self.open_case(study.suggest_next_case() or study.cases()[0])
+            first = study.suggest_next_case()
+            if first is None:  # every case accepted
+                self.open_case(study.cases()[0])
+            else:
+                self.opener.open(first, next_case_note(study, first, None))
 
     def create_study_from_layers(self, folder: str | Path) -> None:
         """Create a study from the image layers open in napari, then open it."""
@@ -257,7 +261,7 @@ class Session:
             others = "every other case" if self.case in self.study.unlabeled_cases() else "every case"
             self.notice.emit(f"{others} of the study is accepted", "info")
             return
-        self.open_case(case)
+        self.opener.open(case, next_case_note(self.study, case, self.case))
 
     def open_case(self, case: str) -> None:
         """Show a study case: its image and its draft, accepted label or prediction (case_opening.py:
