@@ -102,6 +102,39 @@ def test_should_stop_ends_early_and_a_spent_time_budget_ends_normally(cases):
     assert not trainer.stopped_early  # the budget was the plan: the version is not "stopped early"
 
 
+def _on_a_fake_clock(trainer, step_seconds):
+    """``trainer`` on a fake clock on which each of its steps takes ``step_seconds``."""
+    now = [100.0]
+    real_step = trainer._step
+
+    def step(batch):
+        now[0] += step_seconds
+        return real_step(batch)
+
+    trainer.clock, trainer._step = (lambda: now[0]), step
+    return trainer
+
+
+def test_a_time_budget_ends_before_a_step_would_overrun_it(cases):
+    """Clinician try-out: a 60 s budget trained 66-68 s: the budget was checked before each step
+    only, so the last step started just before the end and ran a whole step (6-8 s) past it."""
+    config = TrainConfig(**{**TINY, "iterations": 100})
+    trainer = _on_a_fake_clock(Trainer(config, *cases, device="cpu", time_budget=35.0), 10.0)
+    reports = list(trainer.steps())
+    # 3 steps end at 30 s; a 4th would end at 40 s, past the 35 s budget: it does not start
+    assert [r.iteration for r in reports] == [1, 2, 3] and trainer.seconds == 30.0
+    assert [r.last for r in reports] == [False, False, True] and reports[-1].eta_seconds == 0.0
+    assert not trainer.stopped_early  # the budget was the plan
+    # a step that fits exactly runs; the first step runs even when longer than the budget
+    assert len(list(_on_a_fake_clock(Trainer(config, *cases, device="cpu", time_budget=40.0), 10.0).steps())) == 4
+    assert len(list(_on_a_fake_clock(Trainer(config, *cases, device="cpu", time_budget=5.0), 10.0).steps())) == 1
+
+
+def test_the_last_report_of_an_iterations_budget_says_it_is_the_last(cases):
+    _, reports = _run(TrainConfig(**TINY), cases)
+    assert [r.last for r in reports] == [False, True]
+
+
 def test_resume_continues_exactly(cases, tmp_path):
     cfg = TrainConfig(**{**TINY, "iterations": 4, "lr_step": 3})
     straight, _ = _run(cfg, cases)

@@ -78,7 +78,8 @@ class StepReport:
     T_inv(sdf), y) [+ w MSE]``), ``itc`` and ``ctc`` before the weight ``consistency_weight``.
     ``fresh`` is False when the values were read at an earlier step (CUDA reads them only
     every ``log_interval`` steps); ``threshold`` (nats) and ``mask_fraction`` are None without
-    the itc term. ``eta_seconds`` accounts for a time budget.
+    the itc term. ``eta_seconds`` accounts for a time budget. ``last``: no step follows (the
+    iterations or the time budget are used up; a stop request can still end a run earlier).
     """
 
     iteration: int
@@ -92,6 +93,7 @@ class StepReport:
     eta_seconds: float
     fresh: bool = True
     message: str = ""
+    last: bool = False
 
 
 def derived_seed(seed: int, *keys: int) -> int:
@@ -159,7 +161,9 @@ class Trainer:
     """Semi-supervised (or supervised) training of a dual-task V-Net; see the module docstring.
 
     ``model``: the student to start from (fine-tuning, ``--init``); None builds a fresh one.
-    ``time_budget``: seconds after which :meth:`steps` ends (fine-tuning by minutes).
+    ``time_budget``: seconds of :meth:`steps` (fine-tuning by minutes): a step starts only when
+    it is expected to end within the budget, judged by the last step's duration (the first step
+    always runs unless the budget is 0), so a run ends before its budget, not a step after it.
     ``should_stop``: checked before every step; True ends :meth:`steps` early.
     Attributes the caller may read: ``student``, ``teacher``, ``iteration``, ``cfg`` (terms may
     have been reduced, see ``notes``), ``stopped_early``, ``notes`` (messages for the user),
@@ -201,6 +205,8 @@ class Trainer:
         self._check_batchnorm_batch(cfg)
         self.should_stop = should_stop
         self.time_budget = time_budget
+        #: the clock of the time budget and the step times (a test may give a fake one)
+        self.clock: Callable[[], float] = time.perf_counter
         self.dist = dist_context or current()
         self.device = self._pick_device(device)
         self.dtype = resolve_precision(cfg.precision, self.device)
@@ -230,6 +236,7 @@ class Trainer:
         self._last_values: dict[str, float] = {}
         self._last_mask_fraction: float | None = None
         self._speed: float | None = None
+        self._last_step: float | None = None  # seconds the last step of this run took
         self.batches = TrainingBatches(
             self.labeled,
             self.unlabeled if self.uses_unlabeled else [],
@@ -309,8 +316,9 @@ class Trainer:
         Raises:
             TrainingError: a non-finite loss (the last finite state is restored) or out of memory.
         """
-        started = time.perf_counter()
+        started = self.clock()
         self._started = self._last_tick = started
+        self._last_step = None
         self.stopped_early = False
         loader = batch_loader(
             self.batches,
@@ -319,11 +327,13 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
         message = "; ".join(self.notes)
+        budget_spent = self._budget_spent(started)
         try:
             while self.iteration < self.cfg.iterations:
-                reason = self._stop_reason(started)
-                if reason is not None:
-                    self.stopped_early = reason == "stop"  # a spent time budget is a normal end
+                if self._stop_asked():
+                    self.stopped_early = True
+                    break
+                if budget_spent:  # a normal end: the budget was the plan
                     break
                 batch = next(loader)
                 try:
@@ -336,21 +346,34 @@ class Trainer:
                     raise
                 if message:
                     report.message, message = message, ""
-                self.seconds = time.perf_counter() - started
+                budget_spent = self._budget_spent(started)  # decided once, so the report can say it
+                report.last = budget_spent or self.iteration >= self.cfg.iterations
+                if report.last:
+                    report.eta_seconds = 0.0
+                self.seconds = self.clock() - started
                 yield report
         finally:
             loader.close()
-            self.seconds = time.perf_counter() - started
+            self.seconds = self.clock() - started
 
-    def _stop_reason(self, started: float) -> str | None:
-        """``"stop"`` when the caller asked to stop, ``"budget"`` when the time budget is spent."""
+    def _stop_asked(self) -> bool:
+        """Whether the caller asked to stop (on any rank)."""
         asked = bool(self.should_stop and self.should_stop())
-        spent = self.time_budget is not None and time.perf_counter() - started >= self.time_budget
         if self.dist.enabled and self.should_stop is not None:
             asked = any_rank(asked, self.device)
-        if self.dist.enabled and self.time_budget is not None:
-            spent = any_rank(spent, self.device)
-        return "stop" if asked else "budget" if spent else None
+        return asked
+
+    def _budget_spent(self, started: float) -> bool:
+        """Whether the time budget leaves no room for another step: it is used up, or the next
+        step, taking as long as the last one, would end after it (on any rank). Before checking
+        only after a step let the last step start just before the budget's end and run a whole
+        step past it (6-8 s of a 60 s budget on a busy 2-core CPU)."""
+        if self.time_budget is None:
+            return False
+        elapsed = self.clock() - started
+        spent = elapsed >= self.time_budget or (
+            self._last_step is not None and elapsed + self._last_step > self.time_budget)
+        return any_rank(spent, self.device) if self.dist.enabled else spent
 
     def _oom_message(self) -> str:
         cfg = self.cfg
@@ -424,8 +447,9 @@ class Trainer:
         self._last_mask_fraction = values[-1] if mask_fraction is not None else None
 
     def _report(self, lr: float, weight: float, threshold: float | None, fresh: bool) -> StepReport:
-        now = time.perf_counter()
+        now = self.clock()
         elapsed, self._last_tick = now - self._last_tick, now
+        self._last_step = elapsed
         if self.iteration <= 1 or self._speed is None:
             self._speed = elapsed
         else:
