@@ -12,7 +12,7 @@ from _helpers import noisy_sphere, save_tiny_model
 from napari_uamc.data.study import Study
 from napari_uamc.engine.checkpoint import load_checkpoint
 from napari_uamc.engine.config import TrainConfig
-from napari_uamc.engine.finetune import finetune_study
+from napari_uamc.engine.finetune import SCORE_UNITS, TRAINING_MESSAGE, finetune_study
 from napari_uamc.engine.training import StepReport
 from napari_uamc.errors import InputError, TrainingError
 
@@ -140,6 +140,22 @@ def test_a_stop_after_training_skips_the_stages_left(study, model_file, stage):
         assert info["bn_recalibration_patches"] == 0
         assert not any(text.startswith("scoring") for text in messages)
     assert study.current_model is None and result.version in study.model_versions()
+
+
+def test_the_stages_after_training_report_how_far_they_are(study, model_file):
+    """Clinician try-out: BatchNorm recalibration and scoring took 14.5 s and 5.5 s with no sign
+    of progress; the panel now counts them down from these reports."""
+    seen: list[tuple[str, int, int]] = []
+    messages: list[str] = []
+    finetune_study(study, model_path=model_file, iterations=1, device="cpu", overrides=FAST, adopt=False,
+                   on_message=messages.append, on_progress=lambda done, total: seen.append((messages[-1], done, total)))
+    assert f"{TRAINING_MESSAGE}1 iteration" in messages  # the panel's "first step" stage starts here
+    recalibration = [(done, total) for said, done, total in seen if said.startswith("recalibrating")]
+    scoring = [(done, total) for said, done, total in seen if said.startswith("scoring")]
+    assert recalibration == [(2, 6), (4, 6), (6, 6)]  # patches, after each batch of 2
+    assert scoring and scoring[-1] == (SCORE_UNITS, SCORE_UNITS)  # one accepted case
+    assert all(0 <= done <= total for _, done, total in seen)
+    assert [done for done, _ in scoring] == sorted(done for done, _ in scoring)
 
 
 def test_adopt_false_writes_the_version_without_making_it_current(study, model_file):

@@ -14,7 +14,7 @@ from napari_uamc.data.study import Study
 from napari_uamc.engine import finetune as finetune_module
 from napari_uamc.engine.config import TrainConfig
 from napari_uamc.engine.finetune import finetune_study
-from napari_uamc.engine.replay import AUTO, REPLAY_CASES, read_replay, replay_folder
+from napari_uamc.engine.replay import AUTO, REPLAY_CASES, check_replay_folder, read_replay, replay_folder
 from napari_uamc.errors import InputError
 
 TINY_CONFIG = TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2, precision="float32", seed=1)
@@ -50,6 +50,7 @@ def test_the_folder_is_the_models_training_data_when_it_is_here(tmp_path):
     described = "LA 2018 real LGE MRI: the first 64 cases of train.list"  # the packaged model's record
     folder, why = replay_folder(described, AUTO, study_root)
     assert folder is None and "record names no folder (it says: 'LA 2018" in why and "--replay DIR" in why
+    assert "the panel's Replay choice" in why
     folder, why = replay_folder(str(tmp_path / "gone"), AUTO, study_root)
     assert folder is None and f"names {tmp_path / 'gone'}, which is not on this machine" in why
     assert replay_folder(str(data), None, study_root)[0] is None  # turned off
@@ -58,6 +59,29 @@ def test_the_folder_is_the_models_training_data_when_it_is_here(tmp_path):
         replay_folder("", str(tmp_path / "missing"), study_root)
     folder, why = replay_folder(str(study_root), AUTO, study_root)
     assert folder is None and "this study" in why
+
+
+def test_a_replay_folder_is_checked_without_reading_an_image(tmp_path):
+    """The panel checks a folder when it is picked: the answer names the folder and the problem."""
+    assert check_replay_folder(_folder(tmp_path / "data", cases=4, labeled=3)) == ("the first 2 of its 3 labeled "
+                                                                                  "cases")
+    assert check_replay_folder(_folder(tmp_path / "one", cases=2, labeled=1)) == "the first 1 of its 1 labeled case"
+    with pytest.raises(InputError, match=f"replay folder {tmp_path / 'gone'} is not a folder"):
+        check_replay_folder(tmp_path / "gone")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not a replay folder: .*empty holds no training images"):
+        check_replay_folder(tmp_path / "empty")
+    unlabeled = _folder(tmp_path / "unlabeled", cases=2, labeled=0)
+    with pytest.raises(InputError, match=f"replay folder {unlabeled} holds no labeled case"):
+        check_replay_folder(unlabeled)
+    study = _folder(tmp_path / "study", cases=2, labeled=1)
+    with pytest.raises(InputError, match="is the open study"):
+        check_replay_folder(study, study_root=study)
+    la = tmp_path / "la"  # the LA research layout: <case>/mri_norm2.h5, each holding its label
+    for name in ("B", "A"):
+        (la / name).mkdir(parents=True)
+        (la / name / "mri_norm2.h5").write_bytes(b"")  # listed, never opened
+    assert check_replay_folder(la) == "the first 2 of its 2 labeled cases"
 
 
 def test_the_first_labeled_cases_are_read_at_the_working_spacing(tmp_path):

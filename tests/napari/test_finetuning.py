@@ -1,6 +1,10 @@
-"""What the Fine-tune section and the offer say when a fine-tune ends (no Qt)."""
+"""What the Fine-tune section says while a fine-tune runs and when it ends, the offer, and the
+replay choice (no Qt)."""
 
 from __future__ import annotations
+
+import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -9,9 +13,39 @@ pytest.importorskip("torch")
 from napari.components import ViewerModel  # noqa: E402
 
 from _helpers import accept_box  # noqa: E402
+from napari_uamc._napari.finetune_progress import RunProgress  # noqa: E402
 from napari_uamc._napari.finetuning import Offer  # noqa: E402
 from napari_uamc._napari.session import Session  # noqa: E402
+from napari_uamc._napari.versions import read_version_info  # noqa: E402
+from napari_uamc.data.phantoms import write_phantom_study  # noqa: E402
 from napari_uamc.engine.finetune import COMPARE_CASES  # noqa: E402
+
+HEAD = "fine-tuning v001 on 1 accepted case: 1 minute of training"
+
+
+@pytest.fixture
+def session():
+    made = Session(ViewerModel())
+    yield made
+    made.close()
+
+
+def _running(session, budget_seconds=60.0):
+    """The session's fine-tune section as a run begins, on a fake clock: (tuning, clock, said, bars)."""
+    tuning, now = session.finetuning, [100.0]
+    tuning.clock = lambda: now[0]
+    tuning.budget_seconds = budget_seconds
+    said, bars = [], []
+    session.status.connect(lambda section, text, level: said.append(text) if section == "finetune" else None)
+    tuning.progress.connect(lambda value, maximum: bars.append((value, maximum)))
+    tuning.run = RunProgress(tuning, HEAD)
+    tuning.run.begin()
+    return tuning, now, said, bars
+
+
+def _step(iteration, last=False, seconds=5.0):
+    return SimpleNamespace(iteration=iteration, total=100_000, losses={"total": 0.5}, seconds_per_iteration=seconds,
+                           eta_seconds=30.0, last=last)
 
 
 def _offer(**fields):
@@ -86,3 +120,149 @@ def test_an_offer_stopped_very_early_says_discard_keeps_the_model_in_use():
     assert sum("Stopped early" in line for line in early.lines()) == 1
     later = _offer(stopped_early=True, iterations=40)  # stopped, but trained: said, no warning
     assert later.warning is None and "<b>Stopped early</b> after 40 iterations." in later.lines()
+
+
+def test_before_training_the_bar_is_busy_and_the_status_names_each_stage_and_its_seconds(session):
+    """Clinician try-out: the first ~7 s showed a fixed 0 % (the child process starting, the
+    comparison with the accepted labels, reading the cases) until the first step reported."""
+    tuning, now, said, bars = _running(session)
+    assert bars[-1] == (0, 0) and said[-1] == f"{HEAD}. Now starting the fine-tune process…"
+    now[0] += 3.2
+    tuning.on_tick()  # the thread relaying the child's reports ticks every second
+    assert said[-1] == f"{HEAD}. Now starting the fine-tune process… (3 s so far)"
+    stage_line = []
+    tuning.stage.connect(stage_line.append)
+    for message, stage in (
+        ("starting from model v001 (/s/.uamc/models/v001.pt)", "starting the fine-tune process… (3 s so far)"),
+        ("comparing the starting model with the accepted labels", "comparing the model with your accepted labels…"),
+        ("reading 1 accepted case and 3 other cases", "reading 1 accepted case and 3 other cases…"),
+        ("reading the replay cases of /data/la (the replay folder asked for)", "reading the replay cases…"),
+        ("training for 1 min", "training: the first step…"),
+    ):
+        tuning.on_message(message)
+        assert said[-1] == f"{HEAD}. Now {stage}" and bars[-1] == (0, 0)
+    assert stage_line == ["starting from model v001 (/s/.uamc/models/v001.pt)"]  # the rest the status names
+    now[0] += 5.0
+    tuning.on_tick()
+    assert said[-1] == f"{HEAD}. Now training: the first step… (5 s so far)"
+    tuning.on_step(_step(1))  # training started at the engine's "training for": 5 s ago
+    assert said[-1].startswith("iteration 1, 5 s of 60 s of training, about 55 s of training left")
+    assert bars[-1] == (5, 60)
+    now[0] += 2.0
+    tuning.on_tick()  # between steps the seconds and the bar move by the clock
+    assert said[-1].startswith("iteration 1, 7 s of 60 s of training, about 53 s of training left")
+    assert bars[-1] == (7, 60)
+
+
+def test_after_training_each_stage_says_how_long_it_has_run_and_has_left_and_writing_is_said_once(session):
+    """Clinician try-out: recalibration and scoring (14.5 s and 5.5 s) showed no time at all, and
+    'Now writing v001…' was said twice (the engine's 'writing' and 'wrote' messages)."""
+    tuning, now, said, bars = _running(session)
+    tuning.on_message("training for 1 min")
+    now[0] += 57.0
+    tuning.on_step(_step(9, last=True))  # the engine says it was the last step, 3 s before the budget's end
+    assert said[-1] == "training done: 9 iterations in 57 s. Now finishing the new version…" and bars[-1] == (0, 0)
+    tuning.on_message("recalibrating BatchNorm statistics on the study's images")
+    now[0] += 2.0
+    tuning.on_stage_progress(2, 8)  # 2 of 8 patches in 2 s: 6 s to go at that pace
+    assert said[-1] == "training done: 9 iterations in 57 s. Now recalibrating BatchNorm… (2 s so far, about 6 s left)"
+    assert bars[-1] == (2, 8)
+    now[0] += 1.0
+    tuning.on_tick()
+    assert said[-1].endswith("Now recalibrating BatchNorm… (3 s so far, about 5 s left)")
+    tuning.on_message("scoring the accepted cases (training Dice)")
+    assert said[-1].endswith("Now scoring the accepted cases…") and bars[-1] == (0, 0)  # busy again
+    now[0] += 1.5
+    tuning.on_tick()
+    assert said[-1].endswith("Now scoring the accepted cases… (2 s so far)")  # no count yet: no estimate
+    tuning.on_message("writing model v003")
+    tuning.on_tick()  # within its first second a stage shows no time: the same text, not said again
+    tuning.on_message("wrote model v003 (/s/.uamc/models/v003.pt); not adopted")
+    assert sum(text.endswith("Now writing v003…") for text in said) == 1
+    tuning.on_message("comparing the new version v003 with v002 on the other cases")
+    assert said[-1].endswith("Now comparing v003 with the model in use…")
+
+
+def test_a_tick_leaves_stopping_alone(session):
+    tuning, now, said, _ = _running(session)
+    tuning._job = object()  # a run is going on
+    tuning.stop()
+    now[0] += 2.0
+    tuning.on_tick()
+    assert said[-1].startswith("stopping…")
+    tuning._job = None
+
+
+def test_the_panel_knows_the_engines_stage_messages():
+    """The panel imports no torch, so it repeats how the engine names its stages."""
+    from napari_uamc._napari import tasks
+    from napari_uamc.engine import finetune
+
+    assert tasks.TRAINING_MESSAGE == finetune.TRAINING_MESSAGE
+    assert tasks.READING_REPLAY_MESSAGE == finetune.READING_REPLAY_MESSAGE
+
+
+def test_a_replay_folder_is_checked_when_chosen_and_a_bad_one_changes_nothing(session, tiny_study, tmp_path):
+    session.open_study(tiny_study, open_first_case=False)
+    tuning, notices = session.finetuning, []
+    session.notice.connect(lambda text, level: notices.append(text))
+    assert tuning.replay == "auto" and tuning.replay_label == "automatic"  # the default: as before
+    assert not tuning.set_replay(str(tmp_path / "gone"))
+    assert session.texts["finetune"] == (f"replay folder {tmp_path / 'gone'} is not a folder; replay stays "
+                                         "automatic", "error") and notices
+    assert not tuning.set_replay(str(tiny_study))
+    assert "is the open study" in session.texts["finetune"][0] and tuning.replay == "auto"
+    (tmp_path / "empty").mkdir()
+    assert not tuning.set_replay(str(tmp_path / "empty")) and "holds no training images" in session.texts["finetune"][0]
+    earlier = write_phantom_study(tmp_path / "earlier", cases=3, seed=5, shape=(32, 32, 16), labeled=2)
+    assert tuning.set_replay(str(earlier)) and tuning.replay == str(earlier)
+    assert session.texts["finetune"] == (f"replay: the first 2 of its 2 labeled cases in {earlier} will be trained "
+                                         "beside your accepted cases against forgetting, in each fine-tune", "ok")
+    assert tuning.set_replay(None) and tuning.replay is None and tuning.replay_label == "none"
+    assert tuning.set_replay("auto") and tuning.replay == "auto"
+
+
+def test_a_replay_folder_that_went_starts_nothing(session, tiny_study, tmp_path):
+    import shutil
+
+    session.open_study(tiny_study, open_first_case=False)
+    accept_box(session.study)
+    earlier = write_phantom_study(tmp_path / "earlier", cases=2, seed=5, shape=(32, 32, 16), labeled=2)
+    tuning = session.finetuning
+    assert tuning.set_replay(str(earlier))
+    shutil.rmtree(earlier)
+    tuning.budget_unit, tuning.budget = "iterations", 1
+    tuning.start()
+    assert tuning.job is None and tuning.offer is None and session.study.model_versions() == ["v001"]
+    assert session.texts["finetune"] == (f"replay folder {earlier} is not a folder; nothing was started: choose "
+                                         "another replay folder, automatic or none", "error")
+
+
+def test_a_finetune_replays_the_chosen_folder_and_its_offer_says_so(session, tiny_study, tmp_path):
+    """The packaged model's record names its data but no folder, so in the app a clinician got no
+    replay: the Fine-tune box now takes a folder, as ``uamc finetune --replay DIR`` does."""
+    session.open_study(tiny_study, open_first_case=False)
+    accept_box(session.study)
+    earlier = write_phantom_study(tmp_path / "earlier", cases=3, seed=5, shape=(32, 32, 16), labeled=2)
+    tuning = session.finetuning
+    assert tuning.set_replay(str(earlier))
+    tuning.budget_unit, tuning.budget = "iterations", 1
+    tuning.start()
+    offer = tuning.offer
+    assert offer is not None and offer.replay["cases"] == ["phantom_A_0005_000", "phantom_A_0005_001"]
+    line = (f"Replay against forgetting: 2 cases of {earlier} (the replay folder asked for) trained beside your "
+            "accepted cases.")
+    assert offer.lines()[-1] == line
+    record = json.loads(session.study.model_info_path(offer.version).read_text())["replay"]
+    assert record == offer.replay  # vNNN.json keeps it; an offer made again from it says the same
+    assert Offer.from_record(offer.version, read_version_info(session.study, offer.version)).lines()[-1] == line
+
+
+def test_an_offer_says_why_there_was_no_replay():
+    why = ("no replay: the starting model's record names no folder (it says: 'LA 2018'); give a replay folder "
+           "(the panel's Replay choice, or uamc finetune --replay DIR) to replay its training data")
+    lines = _offer(replay={"source": None, "cases": [], "why": why}).lines()
+    assert lines[-1] == ("No replay: the starting model's record names no folder (it says: 'LA 2018'); give a replay "
+                         "folder (the panel's Replay choice, or uamc finetune --replay DIR) to replay its training "
+                         "data.")
+    assert not any("replay" in line.lower() for line in _offer().lines())  # not recorded: nothing said

@@ -1,16 +1,19 @@
 """Fine-tune, the offered version and the ranking refresh for the session (no Qt).
 
-:class:`Finetuning` turns the panel's budget and method into the engine's options, runs
-:func:`~napari_uamc._napari.tasks.finetune_in_child` through the session's runner, turns each
-step report into a progress value and a line of text. A new version is *offered*, never imposed:
-the fine-tune writes it without making it the study's model, and :class:`Offer` says how it does
-on the accepted cases (before and after) and how much it changes the other cases' predictions;
+:class:`Finetuning` turns the panel's budget, method and replay choice into the engine's options,
+runs :func:`~napari_uamc._napari.tasks.finetune_in_child` through the session's runner and hands
+its reports to :mod:`~napari_uamc._napari.finetune_progress`, which says how far it is. A new
+version is *offered*, never imposed: the fine-tune writes it without making it the study's model,
+and :class:`Offer` says how it does on the accepted cases (before and after), how much it changes
+the other cases' predictions and whether it replayed earlier training cases against forgetting;
 the person adopts it (then the unaccepted cases are re-segmented,
 :func:`~napari_uamc._napari.tasks.refresh_ranking`, so *Next case* uses its uncertainty) or
 discards it; the decision is recorded in the version's ``.json``. A version nobody decided about
 (its fine-tune ended while napari was closed, or the offer was left) is offered again when the
 study opens, or when it is picked as the model. Stop is acknowledged at once (``stopping``) and
-says how long the run took to end.
+says how long the run took to end. Replay against forgetting
+(:mod:`napari_uamc.engine.replay`) is automatic unless a folder, checked when picked, or none is
+chosen; the choice holds for the session, and the offer says whether a run replayed.
 """
 
 from __future__ import annotations
@@ -18,22 +21,20 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from psygnal import Signal
 
+from napari_uamc._napari.finetune_progress import RunProgress
+from napari_uamc._napari.finetune_progress import duration_text as _duration
 from napari_uamc._napari.jobs import Job
-from napari_uamc._napari.tasks import (
-    COMPARING_MESSAGE,
-    WRITING_MESSAGE,
-    WROTE_MESSAGE,
-    finetune_in_child,
-    refresh_ranking,
-)
+from napari_uamc._napari.tasks import finetune_in_child, refresh_ranking
 from napari_uamc._napari.versions import discard_version, read_version_info
 from napari_uamc._words import counted, dice_text
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME, unreviewed_versions
 from napari_uamc.engine.config import method_terms
+from napari_uamc.engine.replay import AUTO as REPLAY_AUTO
 from napari_uamc.errors import UamcError
 
 SECTION = "finetune"
@@ -47,10 +48,6 @@ FINETUNE_METHODS: dict[str, dict | None] = {
     "UG-MCL consistency (slower steps)": {"terms": sorted(method_terms("ugmcl"))},
 }
 
-
-#: The engine's loss terms in plain words (docs/training.md), for the status line and the curve.
-LOSS_LABELS = {"total": "total", "seg": "segmentation", "dis": "distance map",
-               "itc": "teacher consistency", "ctc": "head consistency"}
 #: An offer lists each accepted case's before -> after up to this many cases.
 PER_CASE_SHOWN = 4
 #: A version stopped before this many iterations is flagged as barely trained in its offer.
@@ -58,28 +55,6 @@ FEW_ITERATIONS = 20
 #: An offer warns, and makes Discard its default, when the version's mean Dice with the accepted
 #: labels is lower than its parent's by more than this (it trained on them, and still agrees less).
 WORSE_BY = 0.005
-
-
-#: What the fine-tune does after training, by the start of the engine's message (the writing,
-#: wrote and comparing messages are named in napari_uamc._napari.tasks).
-FINISHING_STAGES = (("recalibrating BatchNorm", "recalibrating BatchNorm…"),
-                    ("scoring the accepted cases", "scoring the accepted cases…"),
-                    ("stopped after", "finishing the new version…"))
-#: The status's stage between the last training step and the engine's next message.
-FINISHING = "finishing the new version…"
-
-
-@dataclass
-class _RunState:
-    """Where the running fine-tune is, for its progress texts."""
-
-    started: float | None = None  # on Finetuning.clock
-    iteration: int = 0  # the last step reported (0: training has not started)
-    training_seconds: float | None = None  # set when training ends
-    training_stopped: bool = False  # Stop ended training
-    finishing: bool = False  # training ended; the run goes on (busy bar)
-    stage: str = FINISHING
-    version: str | None = None  # from the engine's "writing model vNNN"
 
 
 def default_budget(unit: str) -> int:
@@ -91,11 +66,6 @@ def _numbers(values: Any) -> dict[str, float]:
     if not isinstance(values, dict):
         return {}
     return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
-
-
-def _duration(seconds: float) -> str:
-    """Seconds as the panel says them: "40 s", "3.1 min"."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _model_name(name: str) -> str:
@@ -131,6 +101,8 @@ class Offer:
     training_seconds: float | None = None
     #: made from the version's ``.json`` (no run of this panel wrote it, or its offer was left)
     from_file: bool = False
+    #: replay against forgetting, as recorded: ``{"source", "cases", "why"}`` (empty: not recorded)
+    replay: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_outcome(cls, outcome: Any) -> Offer:
@@ -142,6 +114,7 @@ class Offer:
             others=len(result.unlabeled), stop_seconds=outcome.stop_seconds,
             compare_seconds=None if change is None else float(change.seconds),
             compare_stopped=bool(change is not None and change.stopped), seconds=float(result.seconds),
+            replay=dict(getattr(result, "replay", None) or {}),
         )
 
     @classmethod
@@ -152,6 +125,7 @@ class Offer:
             version=version, parent=info.parent or DEFAULT_MODEL_NAME, iterations=int(info.iterations or 0),
             stopped_early=bool(info.stopped_early), before=_numbers((info.starting_agreement or {}).get("cases")),
             after=_numbers((info.training_dice or {}).get("cases")), others=len(unlabeled or []), from_file=True,
+            replay=dict(info.replay or {}) if isinstance(info.replay, dict) else {},
         )
 
     def summary(self) -> str:
@@ -247,7 +221,20 @@ class Offer:
         elif self.others:
             why = " (not kept on file)" if self.from_file else " (stopped)" if self.stopped_early else ""
             lines.append(f"Other cases: not compared{why}.")
+        replayed = self.replay_line()
+        if replayed:
+            lines.append(replayed)
         return lines
+
+    def replay_line(self) -> str:
+        """Whether the run replayed earlier training cases against forgetting, in words ("": not recorded)."""
+        cases, why = list(self.replay.get("cases") or []), str(self.replay.get("why") or "")
+        if cases:
+            return (f"Replay against forgetting: {counted(len(cases), 'case')} of {self.replay.get('source')} "
+                    f"({why}) trained beside your accepted cases.")
+        if why:
+            return "No replay: " + why.removeprefix("no replay: ") + "."
+        return ""
 
 
 class Finetuning:
@@ -274,11 +261,14 @@ class Finetuning:
         self.budget = DEFAULT_FINETUNE_MINUTES
         self.method = next(iter(FINETUNE_METHODS))
         self.refresh_after = True
+        #: where replay cases come from: REPLAY_AUTO (the model's own training data, when it is a
+        #: folder here and the start is warm), a folder (:meth:`set_replay` checks it) or None (none)
+        self.replay: str | None = REPLAY_AUTO
         #: a minutes budget, in seconds (None: an iterations budget)
         self.budget_seconds: float | None = None
-        self._clock_start: float | None = None  # when training started, on self.clock
         self.clock = time.monotonic
-        self._run_state = _RunState()
+        #: what the running fine-tune shows (an idle one between runs)
+        self.run = RunProgress(self)
         self._stop = threading.Event()
         self._job: Job | None = None
         self._stop_asked_at: float | None = None
@@ -306,6 +296,42 @@ class Finetuning:
     def _say(self, text: str, level: str = "info", *, notify: bool = False) -> None:
         self._session.say(SECTION, text, level, notify=notify)
 
+    def set_replay(self, choice: str | None) -> bool:
+        """Choose where the next fine-tunes take replay cases from: ``REPLAY_AUTO``, None (no
+        replay) or a folder, which is checked now (a clear error, and the choice unchanged, when it
+        cannot give labeled cases). Returns whether the choice was taken; says what it means."""
+        if choice is None or choice == REPLAY_AUTO:
+            self.replay = choice
+            said = ("replay: automatic, the model's own training data when that folder is on this computer "
+                    "(warm starts only)" if choice else "replay: none; fine-tunes train on your accepted cases only")
+        else:
+            described = self._check_replay(choice, f"replay stays {self.replay_label}")
+            if described is None:
+                return False
+            self.replay = str(Path(choice).expanduser())
+            said = (f"replay: {described} in {self.replay} will be trained beside your accepted cases against "
+                    "forgetting, in each fine-tune")
+        if self._job is None:  # a running fine-tune's status stays; the choice is for the next one
+            self._say(said, "ok")
+        return True
+
+    def _check_replay(self, folder: str, then: str) -> str | None:
+        """What a replay folder gives, in words; None when it gives nothing (the error said, with
+        what happens ``then``)."""
+        from napari_uamc.engine.replay import check_replay_folder
+
+        study = self._session.study
+        try:
+            return check_replay_folder(folder, None if study is None else study.root)
+        except UamcError as error:
+            self._say(f"{error}; {then}", "error", notify=True)
+            return None
+
+    @property
+    def replay_label(self) -> str:
+        """The replay choice in words: "automatic", "none" or the folder."""
+        return {REPLAY_AUTO: "automatic", None: "none"}.get(self.replay, str(self.replay))
+
     # ------------------------------------------------------------------ fine-tune
     def start(self) -> None:
         """Fine-tune the picked model on the study in the background."""
@@ -327,7 +353,10 @@ class Finetuning:
         except UamcError as error:
             self._say(str(error), "error", notify=True)
             return
-        options: dict[str, Any] = {self.budget_unit: self.budget, "adopt": False}
+        if self.replay not in (REPLAY_AUTO, None) and self._check_replay(
+                self.replay, "nothing was started: choose another replay folder, automatic or none") is None:
+            return  # the folder went, or it is the study now open: nothing started, nothing lost
+        options: dict[str, Any] = {self.budget_unit: self.budget, "adopt": False, "replay": self.replay}
         overrides = FINETUNE_METHODS[self.method]
         if overrides is not None:
             options["overrides"] = dict(overrides)
@@ -335,20 +364,19 @@ class Finetuning:
         self._stop_asked_at = None
         self.set_offer(None)
         self.budget_seconds = 60.0 * self.budget if self.budget_unit == "minutes" else None
-        self._clock_start = None
-        self._run_state = _RunState(started=self.clock())
         self._session.say("versions", "")  # "now using ..." was about an earlier action
         self.started.emit()
-        self.progress.emit(0, 1)
         self.stage.emit("")
         budget = counted(self.budget, "minute" if self.budget_unit == "minutes" else "iteration")
-        self._say(f"fine-tuning {model.label} on {counted(len(study.labeled_cases()), 'accepted case')}: "
-                  f"{budget} of training, with preparing before and finishing after…")
+        self.run = RunProgress(self, f"fine-tuning {model.label} on "
+                                     f"{counted(len(study.labeled_cases()), 'accepted case')}: {budget} of training")
+        self.run.begin()  # a busy bar and a named stage, not a frozen 0 % (the child takes seconds to start)
         self._run(Job(
             "finetune", finetune_in_child,  # trains in a child process: see its docstring
             dict(study_root=study.root, model_path=model_path, device=session.device,
                  should_stop=self._stop.is_set, **options),
-            reporters={"on_step": self.on_step, "on_message": self.on_message, "on_progress": self.on_progress},
+            reporters={"on_step": self.on_step, "on_message": self.on_message, "on_progress": self.on_progress,
+                       "on_stage_progress": self.on_stage_progress, "on_tick": self.on_tick},
             on_returned=self._finetuned,
         ))
 
@@ -359,95 +387,21 @@ class Finetuning:
         self.running.emit(True)
         self._session.runner.start(job)
 
+    # the running fine-tune's reports (finetune_progress.RunProgress says what they mean)
     def on_step(self, report: Any) -> None:
-        """A step report of the engine: progress by the clock (minutes) or by iterations. The
-        budget is training time: at its end the run goes on (:meth:`_training_ended`)."""
-        total = max(1, int(getattr(report, "total", 0) or 0))
-        iteration = int(getattr(report, "iteration", 0))
-        self._run_state.iteration = iteration
-        budget = self.budget_seconds
-        eta = getattr(report, "eta_seconds", None)
-        if budget:  # a minutes budget: the bar and the text follow the clock, not an iteration cap
-            elapsed = self._training_elapsed(report)
-            shown = min(round(elapsed), int(budget))  # elapsed + left = budget, as shown
-            ended = shown >= int(budget)
-            value, maximum = min(int(elapsed), int(budget)), int(budget)
-            text = (f"iteration {iteration}, {shown} s of {budget:.0f} s of training, about {int(budget) - shown} s "
-                    "of training left")
-        else:
-            self._training_elapsed(report)
-            ended = iteration >= total
-            value, maximum = min(iteration, total), total
-            left = f", about {eta:.0f} s of training left" if eta is not None else ""
-            text = f"iteration {iteration}/{total}{left}"
-        losses = {k: v for k, v in dict(getattr(report, "losses", {}) or {}).items() if v is not None}
-        self.stepped.emit(iteration, losses)
-        if ended:  # the last step: BatchNorm, scoring, writing and comparing come next, no "0 s left"
-            self._training_ended(FINISHING)
-            return
-        self.progress.emit(value, maximum)
-        terms = "  ".join(f"{LOSS_LABELS.get(k, k)} {v:.3f}" for k, v in losses.items())
-        self._say(f"{text}<br>{terms}")
-
-    def _training_elapsed(self, report: Any) -> float:
-        """Seconds since training started, on the panel's clock. The first report comes after its
-        steps: training started their duration earlier (the engine's time budget counts from there)."""
-        now = self.clock()
-        if self._clock_start is None:
-            steps = max(1, int(getattr(report, "iteration", 1) or 1))
-            self._clock_start = now - steps * float(getattr(report, "seconds_per_iteration", 0.0) or 0.0)
-        return max(0.0, now - self._clock_start)
-
-    def _training_ended(self, stage: str) -> None:
-        """Training is over but the run is not: the bar turns busy (no "100 %", no "0 s left")
-        and the status says what it does now, ``stage``."""
-        state = self._run_state
-        if not state.finishing:
-            state.finishing = True
-            state.training_stopped = self._stop.is_set()
-            state.training_seconds = 0.0 if self._clock_start is None else max(0.0, self.clock() - self._clock_start)
-            self.progress.emit(0, 0)  # busy: the stages after training have no honest fraction
-        state.stage = stage
-        stopping = "stopping… " if self._stop.is_set() else ""
-        how = "stopped after" if state.training_stopped else "done:"
-        self._say(f"{stopping}training {how} {counted(state.iteration, 'iteration')} in "
-                  f"{_duration(state.training_seconds or 0.0)}. Now {stage}")
+        self.run.on_step(report)
 
     def on_message(self, text: str) -> None:
-        """A message of the engine: its stage line before training; after training, the stage
-        the status names (recalibrating, scoring, writing, comparing)."""
-        if not self._run_state.iteration:  # preparing: comparing, reading, the learning rate and why
-            self.stage.emit(text)
-            return
-        stage = self._finishing_stage(text)
-        if stage is None:  # not a stage (stopped while scoring, ...): said as it comes, under the status
-            self.stage.emit(text)
-            return
-        self.stage.emit("")  # the training's stage line (learning rate...) is history
-        self._training_ended(stage)
-
-    def _finishing_stage(self, text: str) -> str | None:
-        """What the run does after training, from the engine's message (None: not a stage)."""
-        state = self._run_state
-        if text.startswith(WRITING_MESSAGE):
-            words = text[len(WRITING_MESSAGE):].split()
-            state.version = words[0] if words else None
-            return f"writing {state.version or 'the new version'}…"
-        if text.startswith(WROTE_MESSAGE):
-            return state.stage  # written; the comparison (or the offer) comes next
-        if text.startswith(COMPARING_MESSAGE):
-            return f"comparing {state.version or 'the new version'} with the model in use…"
-        for prefix, stage in FINISHING_STAGES:
-            if text.startswith(prefix):
-                return stage
-        return None
+        self.run.on_message(text)
 
     def on_progress(self, done: int, total: int) -> None:
-        """Progress of the comparison with the parent on the other cases: a count of its own."""
-        state = self._run_state
-        self._training_ended(f"comparing {state.version or 'the new version'} with the model in use on "
-                             f"{counted(total, 'case')}: {done} of {total} done…")
-        self.progress.emit(done, max(1, total))
+        self.run.on_progress(done, total)
+
+    def on_stage_progress(self, done: int, total: int) -> None:
+        self.run.on_stage_progress(done, total)
+
+    def on_tick(self) -> None:
+        self.run.tick()
 
     def _failed(self, error: BaseException) -> None:
         from napari_uamc.engine.inference import Cancelled
@@ -459,7 +413,7 @@ class Finetuning:
 
     def _finetuned(self, outcome: Any) -> None:
         offer = Offer.from_outcome(outcome)
-        state = self._run_state
+        state = self.run
         if state.started is not None:  # as the person waited: preparing, training, finishing
             offer.seconds = max(0.0, self.clock() - state.started)
             offer.training_seconds = state.training_seconds
@@ -557,9 +511,9 @@ class Finetuning:
 
     def _finished(self) -> None:
         self._job = None
-        if self._run_state.finishing and self.offer is None:  # failed or stopped: no busy bar left behind
+        if self.run.busy and self.offer is None:  # failed or stopped: no busy bar left behind
             self.progress.emit(0, 1)
-        self._run_state = _RunState()
+        self.run = RunProgress(self)
         self.running.emit(False)
 
     # ------------------------------------------------------------------ ranking

@@ -16,7 +16,7 @@ from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from napari_uamc._napari.finetuning import LOSS_LABELS
+from napari_uamc._napari.finetune_progress import LOSS_LABELS
 
 #: Colours of the curves, by loss name (others use the last colour).
 CURVE_COLOURS = {"total": "#f0f0f0", "seg": "#4fc3f7", "dis": "#81c784", "itc": "#ffb74d", "ctc": "#e57373"}

@@ -175,9 +175,17 @@ STOP_GRACE_SECONDS = 5.0
 #: Seconds a child that reported its result, or is writing its version, may take before it is
 #: terminated (a write is never cut short for the stop's sake: fsync can be slow on a busy disk).
 CHILD_EXIT_SECONDS = 30.0
-#: How the engine says it is writing the version's files, and that it wrote them.
+#: How the engine says it is writing the version's files, and that it wrote them; that it starts
+#: training, and reads replay cases (``engine/finetune.py``: this module imports no torch, so they
+#: are repeated here; a test checks that they agree).
 WRITING_MESSAGE = "writing model "
 WROTE_MESSAGE = "wrote model "
+TRAINING_MESSAGE = "training for "
+READING_REPLAY_MESSAGE = "reading the replay cases of "
+#: The fine-tune child reports the progress of a long stage at most this often (seconds), and
+#: the thread relaying its reports ticks this often (each stage then says how long it has run).
+STAGE_REPORT_SECONDS = 0.25
+TICK_SECONDS = 1.0
 #: How the child says it compares the new version with its parent on the other cases.
 COMPARING_MESSAGE = "comparing the new version "
 
@@ -196,8 +204,18 @@ class FinetuneOutcome:
 def _finetune_child_main(study_root: str, options: dict[str, Any], compare: bool, queue: Any, stop: Any) -> None:
     """Body of the fine-tune child process: run the engine's fine-tune (and, unless stopped, the
     comparison with the parent), report through ``queue``."""
+    import time
+
     from napari_uamc.engine.finetune import compare_with_parent, finetune_study
     from napari_uamc.errors import UamcError
+
+    reported = [0.0]
+
+    def stage_progress(done: int, total: int) -> None:  # at most every STAGE_REPORT_SECONDS, and the end
+        now = time.monotonic()
+        if done >= total or now - reported[0] >= STAGE_REPORT_SECONDS:
+            reported[0] = now
+            queue.put(("stage", (done, total)))
 
     try:
         result = finetune_study(
@@ -205,6 +223,7 @@ def _finetune_child_main(study_root: str, options: dict[str, Any], compare: bool
             should_stop=stop.is_set,
             on_step=lambda report: queue.put(("step", report)),
             on_message=lambda text: queue.put(("message", text)),
+            on_progress=stage_progress,
             **options,
         )
         change = None
@@ -226,6 +245,8 @@ def finetune_in_child(
     on_step: Callable[[Any], None] | None = None,
     on_message: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_stage_progress: Callable[[int, int], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     compare: bool = True,
     stop_grace_s: float | None = None,
@@ -240,7 +261,10 @@ def finetune_in_child(
     A child that has not ended ``stop_grace_s`` (default :data:`STOP_GRACE_SECONDS`) after the
     stop request, and is not writing its version, is terminated, what it left half-written is
     removed, and ``Cancelled`` is raised. Engine errors come back as the
-    same message (``Cancelled`` as ``Cancelled``).
+    same message (``Cancelled`` as ``Cancelled``). Reports: ``on_step``, ``on_message`` (the
+    engine's), ``on_progress`` (the comparison's cases), ``on_stage_progress`` (the engine's
+    stage after training: BatchNorm patches, scored cases), ``on_tick`` (every
+    :data:`TICK_SECONDS` while it runs, so a stage can say how long it has run).
     """
     import multiprocessing
     import queue as queue_module
@@ -262,6 +286,7 @@ def finetune_in_child(
     grace = STOP_GRACE_SECONDS if stop_grace_s is None else stop_grace_s
     stop_asked_at: float | None = None
     writing = False
+    ticked = _now()
 
     def stop_seconds() -> float | None:
         return None if stop_asked_at is None else round(_now() - stop_asked_at, 2)
@@ -271,6 +296,9 @@ def finetune_in_child(
             if should_stop is not None and should_stop() and stop_asked_at is None:
                 stop.set()
                 stop_asked_at = _now()
+            if on_tick is not None and _now() - ticked >= TICK_SECONDS:
+                ticked = _now()
+                on_tick()
             try:
                 kind, payload = reports.get(timeout=CHILD_POLL_SECONDS)
             except queue_module.Empty:
@@ -297,6 +325,8 @@ def finetune_in_child(
                     on_message(payload)
             elif kind == "progress" and on_progress is not None:
                 on_progress(*payload)
+            elif kind == "stage" and on_stage_progress is not None:
+                on_stage_progress(*payload)
             elif kind == "done":
                 result, change = payload
                 return FinetuneOutcome(result, change, stop_seconds())

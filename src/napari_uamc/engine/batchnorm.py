@@ -29,6 +29,7 @@ def recalibrate_batchnorm(
     dtype: torch.dtype = torch.float32,
     channels_last: bool = True,
     should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Re-estimate every BatchNorm's running statistics on random patches of ``images``.
 
@@ -38,6 +39,7 @@ def recalibrate_batchnorm(
     The statistics are reset and then averaged cumulatively (``momentum=None``) over all
     patches, with dropout off (as at inference) and no gradients; the model ends in eval mode
     on ``device``.
+    ``progress(done, total)`` is called after each batch, in patches.
     ``should_stop()`` is checked before each batch: once it is true no further batch runs (the
     statistics stay the average over the batches done; none done: the model's own statistics).
     Returns the number of patches used (0 when the model has no BatchNorm or no image is given,
@@ -78,6 +80,8 @@ def recalibrate_batchnorm(
             with autocast(device, dtype):
                 model(x.contiguous(memory_format=memory_format))
             used += x.shape[0]
+            if progress is not None:
+                progress(used, len(crops))
     finally:
         for module, momentum in zip(norms, saved_momentum):
             module.momentum = momentum

@@ -183,6 +183,53 @@ def _to_case(name: str, image, label, target_spacing=None) -> TrainingCase:  # V
     return TrainingCase(name, zscore(array), label_array, spacing)
 
 
+@dataclass
+class FolderListing:
+    """The files of a training folder, listed without reading them: case name -> image file and
+    -> label file, and the folder's layout (``"study"``, ``"h5"`` or ``"images"``)."""
+
+    images: dict[str, Path]
+    labels: dict[str, Path]
+    kind: str
+
+    @property
+    def labeled(self) -> list[str]:
+        """The cases with a label, sorted (an LA ``.h5`` file holds its label, or fails on reading)."""
+        return sorted(self.images if self.kind == "h5" else set(self.labels) & set(self.images))
+
+
+def list_training_folder(path: str | os.PathLike[str]) -> FolderListing:
+    """List a training folder (module docstring) without reading an image.
+
+    Raises:
+        InputError: not a folder, no training images, or two files of one case.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise InputError(f"training data {root} is not a folder")
+    if (root / IMAGES_DIR).is_dir():
+        # listed without opening a Study: training only reads (Study.open would create .uamc/ and
+        # repair the folder's records), and it also takes NRRD images and <case>_seg labels
+        study = read_training_files(root)
+        listing = FolderListing(dict(study.images), dict(study.labels), "study")
+    elif h5_files := _h5_index(root):
+        listing = FolderListing(h5_files, {}, "h5")
+    else:
+        images = index_cases(list_files(root, READABLE_SUFFIXES), strip_seg=False, folder=root)
+        labels_dir = next((root / n for n in PLAIN_LABEL_FOLDERS if (root / n).is_dir()), None)
+        labels = (
+            index_cases(list_files(labels_dir, READABLE_SUFFIXES), strip_seg=True, folder=labels_dir)
+            if labels_dir else {}
+        )
+        listing = FolderListing(images, labels, "images")
+    if not listing.images:
+        raise InputError(
+            f"{root} holds no training images: expected an MSD study ({IMAGES_DIR}/ + {LABELS_DIR}/), "
+            f"LA .h5 files, or NIfTI/NRRD images with a labels/ sub-folder"
+        )
+    return listing
+
+
 def load_cases_from_folder(
     path: str | os.PathLike[str],
     *,
@@ -209,34 +256,11 @@ def load_cases_from_folder(
             labeled without a label, or an unreadable or malformed file.
     """
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise InputError(f"training data {root} is not a folder")
+    listing = list_training_folder(root)
     if isinstance(labeled_names, (str, os.PathLike)):
         labeled_names = read_case_list(labeled_names)
-
-    h5_files = _h5_index(root) if not (root / IMAGES_DIR).is_dir() else {}
-    if (root / IMAGES_DIR).is_dir():
-        # listed without opening a Study: training only reads (Study.open would create .uamc/ and
-        # repair the folder's records), and it also takes NRRD images and <case>_seg labels
-        study = read_training_files(root)
-        images, labels, kind = dict(study.images), dict(study.labels), "study"
-    elif h5_files:
-        images, labels, kind = h5_files, {}, "h5"
-    else:
-        images = index_cases(list_files(root, READABLE_SUFFIXES), strip_seg=False, folder=root)
-        labels_dir = next((root / n for n in PLAIN_LABEL_FOLDERS if (root / n).is_dir()), None)
-        labels = (
-            index_cases(list_files(labels_dir, READABLE_SUFFIXES), strip_seg=True, folder=labels_dir)
-            if labels_dir else {}
-        )
-        kind = "images"
-    if not images:
-        raise InputError(
-            f"{root} holds no training images: expected an MSD study ({IMAGES_DIR}/ + {LABELS_DIR}/), "
-            f"LA .h5 files, or NIfTI/NRRD images with a labels/ sub-folder"
-        )
-
-    with_label = set(images) if kind == "h5" else set(labels) & set(images)
+    images, labels, kind = listing.images, listing.labels, listing.kind
+    with_label = set(listing.labeled)
     if first_labeled is not None:
         labeled_list, unlabeled_list = sorted(with_label)[:first_labeled], []
     else:

@@ -54,6 +54,7 @@ from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.preprocess import resample_label, resample_to_spacing, zscore
 from napari_uamc.engine.replay import AUTO, NO_COLD_REPLAY, read_replay, replay_folder
+from napari_uamc.engine.stop_checks import StoppedInStep, stop_checks
 from napari_uamc.engine.training import StepReport, Trainer
 from napari_uamc.errors import InputError, TrainingError
 
@@ -100,6 +101,11 @@ COMPARE_CASES = 3
 
 StepCallback = Callable[[StepReport], None]
 MessageCallback = Callable[[str], None]
+ProgressCallback = Callable[[int, int], None]
+#: How the fine-tune says it starts its training steps, and reads the replay cases (a watcher
+#: such as the panel names its stages by these beginnings).
+TRAINING_MESSAGE = "training for "
+READING_REPLAY_MESSAGE = "reading the replay cases of "
 
 
 @dataclass
@@ -181,18 +187,30 @@ def _read_case(study: Study, name: str, spacing: tuple[float, float, float], lab
     return TrainingCase(name, image, None if label is None else label.astype(np.uint8), spacing)
 
 
+#: :func:`training_dice` reports its progress in this many units per case.
+SCORE_UNITS = 100
+
+
 def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device: str,
-                  should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
+                  should_stop: Callable[[], bool] | None = None,
+                  progress: ProgressCallback | None = None) -> dict[str, float]:
     """Dice (mean over foreground classes) of the model's deterministic prediction against the
     accepted label of each case: a *training* score, the model has learned these cases.
+    ``progress(done, total)``: :data:`SCORE_UNITS` per case, shared by its windows.
     Raises ``inference.Cancelled`` when ``should_stop()`` turns true."""
     from napari_uamc.engine.inference import InferenceConfig, segment_volume
 
     config = InferenceConfig(mc_samples=0, device=device)
     scores = {}
-    for name in cases:
+    total = SCORE_UNITS * len(cases)
+    for index, name in enumerate(cases):
         label = study.read_label(name).array  # type: ignore[union-attr]
-        predicted = segment_volume(model, meta, study.read_image(name), config, should_stop=should_stop).label
+        windows = None
+        if progress is not None:
+            def windows(done: int, of: int, index: int = index) -> None:
+                progress(SCORE_UNITS * index + (SCORE_UNITS * done) // max(1, of), total)
+        predicted = segment_volume(model, meta, study.read_image(name), config, progress=windows,
+                                   should_stop=should_stop).label
         scores[name] = _foreground_dice(predicted, label, meta.n_classes)
     return scores
 
@@ -285,34 +303,6 @@ def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tu
                   f"fine-tuning at learning rate {warm:g}")
 
 
-class StoppedInStep(Exception):
-    """The stop request came in the middle of a training step: the step is abandoned before its
-    optimizer update, so the weights stay those of the last whole step."""
-
-
-def stop_checks(model: Any, should_stop: Callable[[], bool] | None) -> Callable[[], None]:
-    """Check ``should_stop()`` at every block of ``model``'s forward passes (the student's and
-    the teacher's, a deep copy made afterwards) and, through gradient hooks on the blocks'
-    outputs, during the backward pass; it raises :class:`StoppedInStep`. A training step of the
-    packaged model takes about 6 s on 2 busy CPU cores, too long to wait for after a Stop.
-    Returns a function that disarms the checks (the hooks stay, doing nothing)."""
-    armed = [should_stop is not None]
-
-    def check(*_args: Any) -> None:
-        if armed[0] and should_stop():  # type: ignore[misc]
-            raise StoppedInStep("stopped in the middle of a training step")
-
-    def after(module: Any, args: Any, output: Any) -> None:
-        if armed[0] and getattr(output, "requires_grad", False):
-            output.register_hook(check)  # returns None: the gradient is unchanged
-
-    for name in ("encoder", "down", "up", "decoder"):
-        for block in getattr(model, name, None) or []:
-            block.register_forward_pre_hook(check)
-            block.register_forward_hook(after)
-    return lambda: armed.__setitem__(0, False)
-
-
 def finetune_study(
     study: Study | str | os.PathLike[str],
     *,
@@ -328,6 +318,7 @@ def finetune_study(
     resample_tolerance: float = 0.10,
     adopt: bool = True,
     replay: str | os.PathLike[str] | None = AUTO,
+    on_progress: ProgressCallback | None = None,
 ) -> FinetuneResult:
     """Fine-tune on ``study`` and write a new model version (see the module docstring).
 
@@ -338,7 +329,9 @@ def finetune_study(
     ``score``: compute the training Dice on the accepted cases. ``adopt``: make the new version
     the study's current model (``False``: write it only; a person adopts it later). ``replay``:
     where replay cases come from (``"auto"``: the starting model's training data when it is a
-    folder here; a folder; ``None``: none; see :mod:`napari_uamc.engine.replay`). Raises
+    folder here; a folder; ``None``: none; see :mod:`napari_uamc.engine.replay`).
+    ``on_progress(done, total)``: how far the stage the last message named is, for the stages
+    after training that take long (BatchNorm recalibration: patches; scoring: cases). Raises
     :class:`TrainingError` when no case is accepted or training fails, and ``inference.Cancelled``
     when stopped before the first training step (the study's current model is then unchanged and
     no version is written).
@@ -403,6 +396,8 @@ def finetune_study(
     replay_source, replay_why = replay_folder(meta.trained_on, replay, study.root)
     if cold and replay == AUTO and replay_source is not None:  # measured: replay is for warm starts
         replay_source, replay_why = None, NO_COLD_REPLAY
+    if replay_source is not None:
+        say(f"{READING_REPLAY_MESSAGE}{replay_source} ({replay_why})")
     replayed = read_replay(replay_source, replay_why, spacing, meta.n_classes, say=say)
     if stopped():
         raise nothing_written("before training began")
@@ -452,6 +447,8 @@ def finetune_study(
     )
     for note in trainer.notes:
         say(note)
+    budget = counted(iterations, "iteration") if iterations is not None else f"{minutes:g} min"
+    say(f"{TRAINING_MESSAGE}{budget}")
     try:
         for report in trainer.steps():
             if on_step is not None:
@@ -484,6 +481,7 @@ def finetune_study(
             dtype=trainer.dtype,
             channels_last=cfg.channels_last,
             should_stop=should_stop,
+            progress=on_progress,
         )
     result_model.eval()
 
@@ -504,7 +502,8 @@ def finetune_study(
     if score and not stopped():
         say("scoring the accepted cases (training Dice)")
         try:
-            scores = training_dice(result_model, new_meta, study, labeled_names, str(trainer.device), should_stop)
+            scores = training_dice(result_model, new_meta, study, labeled_names, str(trainer.device), should_stop,
+                                   on_progress)
         except Cancelled:
             say("stopped while scoring: the version is written without its training Dice")
     say(f"writing model {version}")  # WRITING_MESSAGE: a process watching for it lets the write end

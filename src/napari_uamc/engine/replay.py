@@ -12,7 +12,8 @@ Where they come from (:func:`replay_folder`): the starting model's training data
 records ``DATA``) and the fine-tune is a warm start (:data:`NO_COLD_REPLAY`), or a folder given
 explicitly; never the study itself (its accepted cases are trained on anyway). The packaged
 default model names its data but not a folder here, so it fine-tunes without replay unless a
-folder is given.
+folder is given (``uamc finetune --replay DIR``, or the panel's *Replay* choice, which
+:func:`check_replay_folder` checks when it is picked).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_uamc._words import counted
-from napari_uamc.engine.dataset import TrainingCase, load_cases_from_folder
+from napari_uamc.engine.dataset import TrainingCase, list_training_folder, load_cases_from_folder
 from napari_uamc.errors import InputError
 
 #: Replay cases per fine-tune: the first of the source's labeled cases (sorted by name).
@@ -39,6 +40,8 @@ PREFIX = "replay:"
 #: explicitly is replayed in any start.
 NO_COLD_REPLAY = ("no replay: a cold start (the model is new to these images; replaying its old data "
                   "cost the new scans in the benchmarks); give a replay folder to replay anyway")
+#: How to give a replay folder, in both front doors.
+GIVE_A_FOLDER = "give a replay folder (the panel's Replay choice, or uamc finetune --replay DIR)"
 
 
 @dataclass
@@ -73,16 +76,43 @@ def replay_folder(trained_on: str, requested: str | os.PathLike[str] | None,
             where = ("names no folder" if named is None or not named.is_absolute()
                      else f"names {named}, which is not on this machine")
             said = f" (it says: {trained_on!r})" if trained_on and where == "names no folder" else ""
-            return None, (f"no replay: the starting model's record {where}{said}; give a replay folder "
-                          "(uamc finetune --replay DIR) to replay its training data")
+            return None, (f"no replay: the starting model's record {where}{said}; {GIVE_A_FOLDER} to replay "
+                          "its training data")
         folder, why = named, "the starting model's training data"
     else:
         folder, why = Path(requested).expanduser(), "the replay folder asked for"
         if not folder.is_dir():
             raise InputError(f"replay folder {folder} is not a folder")
     if folder.resolve() == Path(study_root).resolve():
-        return None, "no replay: the starting model trained on this study (its accepted cases are trained on)"
+        whose = "the starting model trained on this study" if requested == AUTO else "the replay folder is this study"
+        return None, f"no replay: {whose} (its accepted cases are trained on)"
     return folder, why
+
+
+def check_replay_folder(folder: str | os.PathLike[str], study_root: str | os.PathLike[str] | None = None) -> str:
+    """Check that ``folder`` can give replay cases, listing its files without reading an image
+    (quick enough for a click); returns what it gives in words ("the first 2 of its 16 labeled
+    cases"). What only reading tells (an unreadable file, classes the model does not know) the
+    fine-tune says when it reads them, and fine-tunes without replay.
+
+    Raises:
+        InputError: not a folder, the open study, no training images in a readable layout, or no
+            labeled case; the message names the folder and the problem.
+    """
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise InputError(f"replay folder {path} is not a folder")
+    if study_root is not None and path.resolve() == Path(study_root).resolve():
+        raise InputError(f"replay folder {path} is the open study: its accepted cases are trained on anyway; "
+                         "choose the data the model was trained on")
+    try:
+        labeled = list_training_folder(path).labeled
+    except InputError as error:
+        raise InputError(f"not a replay folder: {error}") from None
+    if not labeled:
+        raise InputError(f"replay folder {path} holds no labeled case: replay needs labels (labelsTr/ in a "
+                         "study, labels/ beside images, or LA .h5 files with a label)")
+    return f"the first {min(REPLAY_CASES, len(labeled))} of its {counted(len(labeled), 'labeled case')}"
 
 
 def read_replay(folder: Path | None, why: str, spacing: tuple[float, float, float], n_classes: int,

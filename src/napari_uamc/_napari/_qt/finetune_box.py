@@ -1,11 +1,13 @@
-"""Fine-tune section: starting model, budget, method, Fine-tune / Stop, progress, loss curve (the
-offered version has its own box, :mod:`~napari_uamc._napari._qt.offer_box`; whether the ranking is
-refreshed when the model changes is asked beside Next case, :mod:`~napari_uamc._napari._qt.study_box`)."""
+"""Fine-tune section: starting model, budget, method, replay, Fine-tune / Stop, progress, loss curve
+(the offered version has its own box, :mod:`~napari_uamc._napari._qt.offer_box`; whether the ranking
+is refreshed when the model changes is asked beside Next case, :mod:`~napari_uamc._napari._qt.study_box`)."""
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -17,7 +19,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_uamc._napari._qt.common import StatusLine, button, button_row
-from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, default_budget
+from napari_uamc._napari._qt.study_box import shown_path
+from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, REPLAY_AUTO, default_budget
 from napari_uamc._napari.loss_curve import LossCurve
 from napari_uamc._napari.session import Session
 
@@ -27,6 +30,17 @@ BUDGET_TIP = ("How long the model trains: minutes of training, or a number of it
               "takes longer: reading the cases before training, and BatchNorm recalibration, scoring, "
               "writing the version and comparing it with the model in use after it (on a 2-core CPU a "
               "1-minute budget took about 1.5 minutes in all).")
+#: What replay is, and what each choice does (engine/replay.py; measured in docs/benchmarks.md).
+REPLAY_TIP = ("Replay against forgetting: 2 labeled cases of the model's own training data are trained beside "
+              "your accepted cases, so the model keeps what it did well (on real scans, held-out scans stayed "
+              "within 3 Dice points of the starting model).\n"
+              "automatic: the model's training folder, when its record names one on this computer, in warm "
+              "starts only (the packaged model's record names no folder: choose its data to replay it).\n"
+              "Folder…: a study (imagesTr/ + labelsTr/), LA .h5 files, or images with a labels/ sub-folder; "
+              "replayed in every fine-tune of this session.\n"
+              "none: your accepted cases only.")
+#: The replay list's fixed entries: what it shows -> Finetuning.replay ("none" stands for None).
+REPLAY_CHOICES = (("automatic", REPLAY_AUTO), ("none", "none"))
 
 
 class FinetuneBox(QGroupBox):
@@ -68,6 +82,22 @@ class FinetuneBox(QGroupBox):
             "consistency; each step costs 5-8x more (docs/benchmarks.md)."
         )
         form.addRow("Method", self.method)
+        self.replay = QComboBox()
+        self.replay.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.replay.setMinimumContentsLength(10)  # a long folder never widens the panel
+        for text, value in REPLAY_CHOICES:
+            self.replay.addItem(text, value)
+        self.replay.activated.connect(self._replay_picked)  # a person's pick, not the box's own updates
+        self.replay_button = button("Folder…", self._choose_replay_folder, REPLAY_TIP)
+        replay_row = QHBoxLayout()
+        replay_row.addWidget(self.replay, 1)
+        replay_row.addWidget(self.replay_button)
+        self.replay_label = QLabel("Replay")
+        for widget in (self.replay, self.replay_label):
+            widget.setToolTip(REPLAY_TIP)
+        form.addRow(self.replay_label, replay_row)
+        self._folder: str | None = None  # the last replay folder taken
+        self._show_replay()
         layout.addLayout(form)
         self.finetune_button = button(
             "Fine-tune", tuning.start,
@@ -109,6 +139,43 @@ class FinetuneBox(QGroupBox):
     def _stopping(self) -> None:
         self.stop_button.setEnabled(False)
         self.stop_button.setText("Stopping…")
+
+    # ------------------------------------------------------------------ replay
+    def ask_folder(self) -> str:
+        """The replay folder a person picks in a dialog ("": cancelled); a test replaces it."""
+        current = self.finetuning.replay
+        start = current if current not in (REPLAY_AUTO, None) else ""
+        return QFileDialog.getExistingDirectory(self, "Replay folder: labeled cases the model trained on", start)
+
+    def _choose_replay_folder(self) -> None:
+        folder = self.ask_folder()
+        if folder:
+            self.choose_replay(folder)
+
+    def choose_replay(self, choice: str | None) -> bool:
+        """Replay from ``choice`` (REPLAY_AUTO, None or a folder) in the next fine-tunes; a folder
+        is checked first, and one that gives no labeled case leaves the choice as it was (the
+        status says why). Returns whether it was taken."""
+        taken = self.finetuning.set_replay(choice)
+        self._show_replay()
+        return taken
+
+    def _replay_picked(self, index: int) -> None:
+        value = self.replay.itemData(index)
+        self.choose_replay(None if value == "none" else value)
+
+    def _show_replay(self) -> None:
+        """The list shows the session's replay choice; the last folder taken stays its third entry,
+        so a person can go back to it after trying automatic or none."""
+        current = self.finetuning.replay
+        if current not in (REPLAY_AUTO, None):
+            self._folder = current
+        while self.replay.count() > len(REPLAY_CHOICES):
+            self.replay.removeItem(self.replay.count() - 1)
+        if self._folder is not None:
+            self.replay.addItem(shown_path(self._folder), self._folder)
+            self.replay.setItemData(self.replay.count() - 1, self._folder, Qt.ItemDataRole.ToolTipRole)
+        self.replay.setCurrentIndex({REPLAY_AUTO: 0, None: 1}.get(current, len(REPLAY_CHOICES)))
 
     def _show_start_model(self) -> None:
         self.start_model.setText(self.session.models.selected.label + ", the Segment model")
