@@ -538,13 +538,13 @@ def _findings(found: dict[str, dict], reference: str = BASELINE, forgetting_set:
         ("Correcting the most uncertain cases first minus a random order (baseline fine-tune)",
          (BASELINE, "uncertainty", False), (BASELINE, "random", False), "dice_after"),
         ("Same, UG-MCL + EMA + BN", (SEMI, "uncertainty", False), (SEMI, "random", False), "dice_after"),
-        ("Replaying domain-A cases minus none, baseline, on domain B",
+        ("Replay minus none, baseline, on the study's uncorrected cases",
          (BASELINE, "uncertainty", True), (BASELINE, "uncertainty", False), "dice_after"),
-        ("Same, UG-MCL + EMA + BN, on domain B",
+        ("Same, UG-MCL + EMA + BN, on the study's uncorrected cases",
          (SEMI, "uncertainty", True), (SEMI, "uncertainty", False), "dice_after"),
-        ("Replaying domain-A cases minus none, baseline, on domain A (forgetting)",
+        ("Replay minus none, baseline, on the forgetting set",
          (BASELINE, "uncertainty", True), (BASELINE, "uncertainty", False), "dice_A_after"),
-        ("EMA + BN recalibration minus none, supervised, on domain A (forgetting)",
+        ("EMA + BN recalibration minus none, supervised, on the forgetting set",
          (BASELINE, "uncertainty", False), ("sup", "uncertainty", False), "dice_A_after"),
     ):
         line = _describe_diff(text, _paired(done, a, b, key))
@@ -570,9 +570,12 @@ def _findings(found: dict[str, dict], reference: str = BASELINE, forgetting_set:
                      f"`{VARIANTS[best].overrides}`"
                      + ("" if better else " (no other fine-tune beat it on average)") + ".")
     for variant in VARIANTS:  # case by case: the loop must not trade one scan for another
-        mine = {name: r for name, r in done.items() if r["variant"] == variant and r["k"] > 0}
-        null = {name: r for name, r in done.items() if r["variant"] == variant and r["k"] == 0}
-        for runs, what in ((mine, "uncorrected cases"), (null, "the null control (k = 0), every study case")):
+        mine = [(name, r) for name, r in done.items() if r["variant"] == variant]
+        for runs, what in (
+            ({n: r for n, r in mine if r["k"] > 0 and not r["replay"]}, "uncorrected cases"),
+            ({n: r for n, r in mine if r["k"] > 0 and r["replay"]}, "with replay, uncorrected cases"),
+            ({n: r for n, r in mine if r["k"] == 0}, "the null control (k = 0), every study case"),
+        ):
             per_case = [(r["dice_after"][n] - r["dice_before"][n], n, name) for name, r in runs.items()
                         for n in r["dice_after"] if n in r["dice_before"]]
             if not per_case:
