@@ -134,7 +134,7 @@ def render(found: dict[str, dict[int, dict[str, Any]]], machine: str,
         if runs:
             lines += _goal_lines(_ugmcl_label(runs), runs, found)
     lines += ["", f"Machine: {machine}. Runs used one torch thread each, beside other work "
-              "(load average 1.5-5); Dice does not depend on the load, the minutes do.", ""]
+              "(load average 1.5-8); Dice does not depend on the load, the minutes do.", ""]
     return "\n".join(lines)
 
 
