@@ -390,6 +390,51 @@ def test_the_3d_view_shows_a_surface_made_in_the_background_and_closes_stale_toa
     viewer.dims.ndisplay = 2
     assert seg.visible and not surface.visible
     assert viewer.layers.selection.active is seg
+    # hidden in 2D, the surface is not left on top of the layer list: just below its segmentation
+    assert list(viewer.layers).index(surface) == list(viewer.layers).index(seg) - 1
+
+
+def test_2d_after_3d_gives_the_segmentation_back_with_the_viewer_button(make_napari_viewer, qtbot, tiny_study):
+    """2D -> 3D -> 2D with napari's own 2D/3D button, after reopening a segmented case and after
+    Next case in 3D: the segmentation is the painting target again in 2D; a layer the person
+    picked in 3D is kept."""
+    viewer = make_napari_viewer(show=True)
+    panel, case = _segmented(viewer, qtbot, tiny_study, 1)
+    button = viewer.window._qt_viewer.viewerButtons.ndisplayButton
+    other = next(name for name in panel.study.cases() if name != case)
+
+    def reopen(name):
+        panel.open_case(name)
+        qtbot.waitUntil(lambda: panel.case == name and not panel.session.opening, timeout=30_000)
+
+    def round_trip():
+        button.click()
+        assert viewer.dims.ndisplay == 3
+        qtbot.waitUntil(lambda: case + " surface" in viewer.layers, timeout=30_000)
+        qtbot.wait(50)  # the surface's worker returned and was put
+        assert viewer.layers.selection.active is viewer.layers[case]
+        button.click()
+        assert viewer.dims.ndisplay == 2
+        assert viewer.layers.selection.active is viewer.layers[case + SEGMENTATION_SUFFIX]
+
+    reopen(other)
+    reopen(case)  # its saved prediction, layers taken over
+    round_trip()
+    round_trip()
+    button.click()
+    reopen(other)
+    reopen(case)  # opened while the view is 3D
+    button.click()
+    assert viewer.layers.selection.active is viewer.layers[case + SEGMENTATION_SUFFIX]
+    button.click()
+    viewer.layers.selection.active = viewer.layers[case + " SDF"]  # the person's choice in 3D ...
+    viewer.layers.selection.active = viewer.layers[case]  # ... then back to the MRI: still the panel's
+    button.click()
+    assert viewer.layers.selection.active is viewer.layers[case + SEGMENTATION_SUFFIX]
+    button.click()
+    own = viewer.add_points(name="my points")  # a layer of the person's own, picked in 3D: kept
+    button.click()
+    assert viewer.layers.selection.active is own
 
 
 def test_create_study_from_layers_and_restore(make_napari_viewer, qtbot, tmp_path):

@@ -233,16 +233,19 @@ class CaseLayers:
 
     def _return_to_segmentation(self) -> None:
         """Back in 2D, the segmentation the 3D view hid is the active layer again, unless the
-        person chose another layer meanwhile."""
+        person chose another layer meanwhile: it is when its image (what the panel chose in 3D,
+        or the person looking at it), its surface (hidden in 2D) or nothing is active. By name
+        too: a case opened in 3D may refill or replace the layers."""
         target, self._hidden_target = self._hidden_target, None
         if target is None:
             return
         segmentation, stand_in = target[0](), target[1] and target[1]()
-        selection = self.viewer.layers.selection
         if segmentation is None or segmentation not in self.viewer.layers:
             return
-        if selection.active is None or selection.active is stand_in:
-            selection.active = segmentation
+        image = segmentation.name[: -len(SEGMENTATION_SUFFIX)]
+        active = self.viewer.layers.selection.active
+        if active is None or active is stand_in or active.name in (image, image + SURFACE_SUFFIX):
+            self.viewer.layers.selection.active = segmentation
 
     def _restyle_3d(self) -> None:
         """A layer put while the viewer shows 3D takes the 3D look too."""

@@ -8,7 +8,8 @@ at 0.5 between voxel centres, no smoothing), without the connected pieces smalle
 kept). Only the surface drops them: the label data, what Accept saves, is never changed.
 The mesh is made lazily, on the first switch to 3D after the label changed, in a background
 job; it takes the segmentation layer's exact transform (scale, translate, rotate, shear,
-affine), so it lies where the voxels lie. No Qt.
+affine), so it lies where the voxels lie, and sits just below the segmentation in the layer
+list (hidden in 2D, it is not left on top of the list). No Qt.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ class Surfaces:
                 setattr(surface, key, value)
         else:
             surface = self.viewer.add_surface(mesh, name=surface_name, **transform)
+            # just below its segmentation, not on top of the layer list where 2D hides it
+            layers.move(layers.index(surface), layers.index(segmentation))
         styling.style_surface(surface, shown=self.viewer.dims.ndisplay == 3)
         if active is not None and active in layers:
             selection.active = active  # a helper layer never becomes the painting target
