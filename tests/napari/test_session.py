@@ -202,6 +202,28 @@ def test_next_case_says_it_follows_the_uncertainty_ranking(session, tiny_study):
     assert session.texts["study"][0] == ""
 
 
+def test_the_next_case_note_does_not_outlive_a_re_ranking(session, tiny_study):
+    """After Adopt re-scored the cases, the study line named the open case the most uncertain
+    while the table showed another one higher (try-out on real scans)."""
+    session.open_study(tiny_study)
+    first, *_, other = session.study.cases()
+    session.study.set_uncertainty(other, 0.25)
+    session.open_next_case()
+    assert session.case == other
+    session.study_changed.emit()  # nothing re-scored: the note stays
+    assert "most uncertain" in session.texts["study"][0]
+    session.study.set_uncertainty(other, 0.3)  # re-scored, still the first: said again, new score
+    session.models_changed.emit()
+    assert session.texts["study"][0] == (
+        f"{other}, the most uncertain unaccepted case (uncertainty score 0.3000 nats)")
+    session.study.set_uncertainty(first, 0.5)  # another case ranks higher now: the note goes
+    session.study_changed.emit()
+    assert session.texts["study"][0] == ""
+    session.study.set_uncertainty(first, 0.1)  # and does not come back by itself
+    session.study_changed.emit()
+    assert session.texts["study"][0] == ""
+
+
 def test_napari_removing_its_layers_keeps_the_draft(session, tiny_study):
     """napari's Viewer.close() clears the layers before it closes the window."""
     session.open_study(tiny_study)

@@ -42,6 +42,32 @@ class CaseOpener:
         self.drafts = DraftKeeper(session)
         self._job: Job | None = None
         self._showing = False  # the opened case's layers are being put on screen, in turns
+        #: the case whose Next case note the study line shows, and the study's scores then
+        self._noted: tuple[str, dict[str, float | None]] | None = None
+        session.study_changed.connect(self.recheck_note)
+        session.models_changed.connect(self.recheck_note)
+
+    def recheck_note(self) -> None:
+        """The study line's Next case note does not outlive a re-ranking (a new model version
+        re-scores the cases, a Segment scores one): when the scores changed, it is said again
+        if it still holds, else dropped."""
+        s = self._s
+        if self._noted is None:
+            return
+        case, scores = self._noted
+        if s.study is None or s.case != case:
+            self._noted = None
+            return
+        now = {info.name: info.uncertainty for info in s.study.cases_info()}
+        if now == scores:
+            return
+        self._noted = None
+        ranked = s.study.ranked_for_labeling()
+        if ranked and ranked[0] == case and now.get(case) is not None:
+            self._noted = (case, now)
+            s.say("study", f"{case}, {next_case_note(s.study, case, None)}")
+        else:
+            s.say("study", "")
 
     @property
     def busy(self) -> bool:
@@ -141,6 +167,7 @@ class CaseOpener:
             if s.show_disagreement:
                 s.set_disagreement(True)
             s.say("study", f"{case}, {note}" if note else "")
+            self._noted = (case, {info.name: info.uncertainty for info in study.cases_info()}) if note else None
             if files.draft is not None:
                 s.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
             if failure[0]:  # said when it failed; the line stays until the next action
