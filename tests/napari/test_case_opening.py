@@ -48,3 +48,26 @@ def test_a_persons_own_layers_keep_their_axis_labels(session, tiny_study):
         assert labelled.dims.axis_labels == ("t", "y", "x")  # a person's own labels are theirs
     finally:
         other.close()
+
+
+def test_a_case_opens_at_the_middle_slice_of_its_segmentation(session, tiny_study):
+    """Next case opened at the previous case's slice number (64 of 87, try-out on real scans)."""
+    from napari_uamc._napari.styling import SEGMENTATION_SUFFIX
+
+    viewer = session.viewer
+    session.open_study(tiny_study)
+    first = session.case
+    image = viewer.layers[first]
+    assert viewer.dims.point[0] == pytest.approx((image.data.shape[0] // 2) * image.scale[0])  # no label
+    session.segment()
+    seg = viewer.layers[first + SEGMENTATION_SUFFIX]
+    painted = np.zeros_like(seg.data)
+    painted[1:4] = 1  # slices 1 to 3: the middle is slice 2
+    seg.data = painted
+    viewer.dims.point = (image.data.shape[0] - 1) * image.scale[0], *viewer.dims.point[1:]  # the last slice
+    other = next(case for case in session.study.cases() if case != first)
+    session.open_case(other)  # not segmented: the middle of its volume, not the slice left
+    image = viewer.layers[other]
+    assert viewer.dims.point[0] == pytest.approx((image.data.shape[0] // 2) * image.scale[0])
+    session.open_case(first)  # its draft: the middle of what is painted
+    assert viewer.dims.point[0] == pytest.approx(2 * viewer.layers[first].scale[0])

@@ -468,6 +468,23 @@ class CaseLayers:
         displayed = layer_io.displayed_index(canonical, shape)
         return [index * scale + offset for index, scale, offset in zip(displayed, layer.scale, layer.translate)]
 
+    def go_to_middle_slice(self, image: str) -> None:
+        """Put the slider of a newly opened case at the middle slice of its segmentation (its
+        draft, accepted label or prediction), or of the volume when it has none: the layers are
+        reused from case to case, and napari kept the previous case's slice number."""
+        layer = self.get(image)
+        if layer is None:
+            return
+        segmentation = self.segmentation(image)
+        middle = layer.data.shape[0] // 2
+        if segmentation is not None and segmentation.data.shape == layer.data.shape:
+            slices = np.flatnonzero(np.asarray(segmentation.data).any(axis=(1, 2)))
+            if slices.size:
+                middle = int(slices[0] + slices[-1]) // 2
+        point = list(self.viewer.dims.point)
+        point[-3] = middle * float(layer.scale[0]) + float(layer.translate[0])
+        self.viewer.dims.point = point
+
     def jump_to(self, world: list[float], fit: Any = None) -> None:
         """Move the slider to a world point's slice, the whole scan staying in view.
 

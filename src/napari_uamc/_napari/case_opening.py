@@ -173,6 +173,7 @@ class CaseOpener:
             if failure[0]:  # said when it failed; the line stays until the next action
                 s.say("accept", failure[0], "error")
             self._label_axes(case)
+            s.layers.go_to_middle_slice(case)
             s.viewer.reset_view()
 
         def show() -> None:  # once the draft of the case left is on disk
