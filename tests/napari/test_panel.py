@@ -344,6 +344,18 @@ def test_region_click_moves_the_viewer(make_napari_viewer, qtbot, tiny_study):
     assert list(image.world_to_data(world)) == pytest.approx(list(shown))  # the pointer there is on that voxel
     assert image.data[shown] == layer_io.layer_data_to_canonical(image.data)[region.focus]
     assert f"voxel [slice, row, column] {list(shown)}" in region_items[0].toolTip()
+    # the spot is marked: one ring at the focus voxel's world point, never the active layer
+    marker = viewer.layers[panel.case + " region focus"]
+    assert marker.data.tolist() == [pytest.approx(world)] and not marker.editable
+    assert viewer.layers.selection.active is viewer.layers[panel.case + SEGMENTATION_SUFFIX]
+    assert list(image.world_to_data(marker.data[0])) == pytest.approx(list(shown))  # on the image's grid
+    other = region_items[-1].data(256)
+    panel.regions_list.itemClicked.emit(region_items[-1])  # another row: the same ring moves
+    assert marker.data.tolist() == [pytest.approx(panel.session.focus_world(other))]
+    assert sum(layer.name.endswith(" region focus") for layer in viewer.layers) == 1
+    panel.open_case(next(case for case in panel.study.cases() if case != panel.case))
+    qtbot.waitUntil(lambda: panel.case is not None and not panel.session.opening, timeout=30_000)
+    assert not any(layer.name.endswith(" region focus") for layer in viewer.layers)  # gone with its case
 
 
 def test_a_reopened_case_lists_where_to_correct_from_its_saved_prediction(make_napari_viewer, qtbot, tiny_study):

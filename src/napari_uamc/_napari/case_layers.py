@@ -24,6 +24,7 @@ from napari_uamc._napari.saved_prediction import saved_outcome
 from napari_uamc._napari.styling import (
     CHANGES_SUFFIX,
     DISAGREEMENT_SUFFIX,
+    FOCUS_SUFFIX,
     MAP_SUFFIXES,
     SDF_SUFFIX,
     SEGMENTATION_SUFFIX,
@@ -102,6 +103,10 @@ def _plain_transform(layer: Any) -> bool:
     ndim = layer.ndim
     return bool(np.allclose(layer.translate, 0) and np.allclose(layer.rotate, np.eye(ndim))
                 and np.allclose(layer.shear, 0) and np.allclose(layer.affine.affine_matrix, np.eye(ndim + 1)))
+
+
+#: The diameter of the ring that marks a region's focus (mm).
+FOCUS_RING_MM = 6.0
 
 
 class CaseLayers:
@@ -467,6 +472,23 @@ class CaseLayers:
         shape = layer_io.layer_data_to_canonical(layer.data).shape
         displayed = layer_io.displayed_index(canonical, shape)
         return [index * scale + offset for index, scale, offset in zip(displayed, layer.scale, layer.translate)]
+
+    def mark_focus(self, image: str, world: list[float]) -> Any:
+        """Mark a *Where to correct* region's focus (world coordinates, mm) with one ring in
+        ``<image> region focus``: a Points layer that is never the active layer nor editable,
+        and goes with the case's other layers."""
+        name = image + FOCUS_SUFFIX
+        with self._active_kept():
+            layer = self.get(name)
+            if layer is None:
+                unit_registry.install()
+                layer = self.viewer.add_points(
+                    [world], name=name, symbol="ring", size=FOCUS_RING_MM, face_color="#ffd700",
+                    border_width=0, opacity=0.9, out_of_slice_display=False)
+            else:
+                layer.data = np.asarray([world], dtype=float)
+            layer.editable = False
+        return layer
 
     def go_to_middle_slice(self, image: str) -> None:
         """Put the slider of a newly opened case at the middle slice of its segmentation (its

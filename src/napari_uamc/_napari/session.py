@@ -420,10 +420,13 @@ class Session:
     # ------------------------------------------------------------------ where to correct
     def jump_to_region(self, region: Any) -> None:
         """Go to a region's focus voxel on the picked image: its slice, the whole scan in view
-        (the view kept when the voxel is on the canvas, else fitted to the image)."""
+        (the view kept when the voxel is on the canvas, else fitted to the image), the voxel
+        marked with a ring (``<image> region focus``)."""
         layer = self.layers.get(self.image_name)
         if layer is not None:
-            self.layers.jump_to(self.layers.world_point(layer, region.focus), fit=[layer])
+            world = self.layers.world_point(layer, region.focus)
+            self.layers.jump_to(world, fit=[layer])
+            self.layers.mark_focus(self.image_name, world)
 
     def displayed_focus(self, region: Any) -> tuple[int, int, int] | None:
         """A region's focus voxel as napari shows the picked image's voxels: (slice, row, column)."""

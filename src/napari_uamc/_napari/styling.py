@@ -49,6 +49,8 @@ UNCERTAINTY_SUFFIX = " uncertainty"
 DISAGREEMENT_SUFFIX = " disagreement"
 CHANGES_SUFFIX = " changes"
 SURFACE_SUFFIX = " surface"
+#: the focus of the *Where to correct* region last clicked: one ring, not editable
+FOCUS_SUFFIX = " region focus"
 #: Layers that show the model's output or a comparison: never active, never painted.
 HELPER_SUFFIXES = (SDF_SUFFIX, UNCERTAINTY_SUFFIX, DISAGREEMENT_SUFFIX, CHANGES_SUFFIX, SURFACE_SUFFIX)
 #: Image layers the panel makes (not images a person can segment).
