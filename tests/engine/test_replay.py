@@ -49,8 +49,15 @@ def test_the_folder_is_the_models_training_data_when_it_is_here(tmp_path):
     assert replay_folder(str(data), AUTO, study_root) == (data, "the starting model's training data")
     described = "LA 2018 real LGE MRI: the first 64 cases of train.list"  # the packaged model's record
     folder, why = replay_folder(described, AUTO, study_root)
-    assert folder is None and "record names no folder (it says: 'LA 2018" in why and "--replay DIR" in why
-    assert "the panel's Replay choice" in why
+    assert folder is None and "record names no folder (it says: 'LA 2018" in why and "choose a replay folder" in why
+    assert "uamc" not in why and "--replay" not in why  # the panel shows it: the CLI adds its own hint
+    made_here = f"fine-tuned on study la2018 ({study_root})"  # a version fine-tuned in the study (issue: try-out)
+    assert replay_folder(made_here, AUTO, study_root) == (None, (
+        "no replay: the starting model was fine-tuned in this study, whose accepted cases are trained on anyway; "
+        "choose a replay folder to replay other labeled cases"))
+    folder, why = replay_folder(f"fine-tuned on study other ({tmp_path / 'other'})", AUTO, study_root)
+    assert folder is None and f"fine-tuned in another study ({tmp_path / 'other'})" in why
+    assert "names no folder" not in why
     folder, why = replay_folder(str(tmp_path / "gone"), AUTO, study_root)
     assert folder is None and f"names {tmp_path / 'gone'}, which is not on this machine" in why
     assert replay_folder(str(data), None, study_root)[0] is None  # turned off

@@ -19,6 +19,11 @@ def test_the_replay_folder_is_picked_checked_and_kept_for_the_session(make_napar
     box, tuning = panel.finetune_box, panel.session.finetuning
     assert box.replay.currentText() == "automatic" and box.replay.count() == 2  # the default, as before
     assert "Replay against forgetting" in box.replay.toolTip() and box.replay_label.text() == "Replay"
+    # before any run, in grey under the choice: what automatic does for the model in use (v001 here)
+    assert box.replay_note.isVisibleTo(panel) and box.replay_note.text().startswith("automatic: v001's training folder")
+    tuning.refresh_after = False  # no re-segmenting: the note is under test
+    panel.session.use_version(None)
+    assert box.replay_note.text().startswith("automatic: none for the packaged model")
 
     (tmp_path / "empty").mkdir()
     box.ask_folder = lambda: str(tmp_path / "empty")  # the person's pick in the folder dialog
@@ -39,6 +44,7 @@ def test_the_replay_folder_is_picked_checked_and_kept_for_the_session(make_napar
     box.replay.setCurrentIndex(1)
     box.replay.activated.emit(1)  # the person picks "none"
     assert tuning.replay is None and box.replay.currentText() == "none"
+    assert not box.replay_note.isVisibleTo(panel)  # about automatic only
     assert box.replay.count() == 3  # the folder stays in the list, to go back to
     box.replay.setCurrentIndex(2)
     box.replay.activated.emit(2)

@@ -14,7 +14,7 @@ from napari.components import ViewerModel  # noqa: E402
 
 from _helpers import accept_box  # noqa: E402
 from napari_uamc._napari.finetune_progress import RunProgress  # noqa: E402
-from napari_uamc._napari.finetuning import Offer  # noqa: E402
+from napari_uamc._napari.finetuning import FEW_ITERATIONS, Offer  # noqa: E402
 from napari_uamc._napari.session import Session  # noqa: E402
 from napari_uamc._napari.versions import read_version_info  # noqa: E402
 from napari_uamc.data.phantoms import write_phantom_study  # noqa: E402
@@ -258,11 +258,81 @@ def test_a_finetune_replays_the_chosen_folder_and_its_offer_says_so(session, tin
     assert Offer.from_record(offer.version, read_version_info(session.study, offer.version)).lines()[-1] == line
 
 
-def test_an_offer_says_why_there_was_no_replay():
+def test_an_offer_says_why_there_was_no_replay_without_a_command_line_hint():
     why = ("no replay: the starting model's record names no folder (it says: 'LA 2018'); give a replay folder "
-           "(the panel's Replay choice, or uamc finetune --replay DIR) to replay its training data")
+           "(the panel's Replay choice, or uamc finetune --replay DIR) to replay its training data")  # an old record
     lines = _offer(replay={"source": None, "cases": [], "why": why}).lines()
     assert lines[-1] == ("No replay: the starting model's record names no folder (it says: 'LA 2018'); give a replay "
-                         "folder (the panel's Replay choice, or uamc finetune --replay DIR) to replay its training "
-                         "data.")
+                         "folder to replay its training data.")
     assert not any("replay" in line.lower() for line in _offer().lines())  # not recorded: nothing said
+
+
+def test_an_offer_no_better_on_the_accepted_labels_says_so_with_its_numbers():
+    """Try-out: 0.947 -> 0.944 is within WORSE_BY (no amber warning), and Adopt looked as good as Discard."""
+    slightly = _offer(before={"a": 0.947}, after={"a": 0.944})
+    assert slightly.warning is None and not slightly.agrees_less
+    line = next(line for line in slightly.lines() if line.startswith("Accepted case a"))
+    assert "v002 0.947, v003 0.944" in line.replace("default model", "v002")
+    assert line.endswith("<b>v003 is no better than v002 on your accepted labels</b>, though it trained on them: "
+                         "adopting it gains nothing there.")
+    same = _offer(before={"a": 0.95, "b": 0.90}, after={"a": 0.94, "b": 0.91})  # equal means
+    assert "is no better than v002" in " ".join(same.lines())
+    assert _offer().no_better is None and "no better" not in " ".join(_offer().lines())  # 0.80 -> 0.90
+    worse = _offer(before={"a": 0.95}, after={"a": 0.90})  # the amber warning says it: not twice
+    assert worse.no_better is None and worse.warning is not None
+
+
+def test_a_short_budget_that_made_few_iterations_is_flagged_like_a_barely_trained_stopped_run():
+    """Try-out: a 1-minute budget made 7-11 iterations on real scans, and the offer did not say so."""
+    few = _offer(iterations=9)
+    assert few.barely_trained and few.warning == (
+        "Only 9 iterations in the budget: v003 is barely trained, probably no better than v002, the model in use; "
+        "a longer budget is needed to learn much: Discard keeps v002.")
+    assert few.lines()[1] == few.warning and sum("9 iterations" in line for line in few.lines()) == 2  # head, warning
+    both = _offer(iterations=9, before={"a": 0.95}, after={"a": 0.90})  # the warning is about the labels
+    assert "agrees less" in both.warning
+    assert "Only 9 iterations in the budget: barely trained; a longer budget is needed to learn much." in both.lines()
+    assert _offer(iterations=FEW_ITERATIONS).warning is None
+
+
+def test_the_versions_line_says_when_the_re_segmentation_after_a_model_change_ended(session, tiny_study):
+    """Try-out: Model versions said "re-segmenting the unaccepted cases…" long after Fine-tune said
+    "refreshed on 2 cases": the refresh's end was said in the Fine-tune section only."""
+    session.open_study(tiny_study, open_first_case=False)
+    session.use_version(None)  # the default model: the ranking is re-segmented (synchronously here)
+    text, level = session.texts["versions"]
+    assert "re-segmenting" not in text and level == "ok"
+    assert text.startswith("now using <b>the default model</b>") and "(was v001)" in text
+    assert text.endswith(f"re-segmented {len(session.study.unlabeled_cases())} unaccepted cases: Next case follows "
+                         f"{session.models.selected.label}")
+    assert "uncertainty ranking refreshed on" in session.texts["finetune"][0]
+
+
+def test_a_stopped_re_segmentation_after_a_model_change_is_said_in_the_versions_line(session, tiny_study):
+    session.open_study(tiny_study, open_first_case=False)
+    session.finetuning.stop()  # set before the refresh starts: refresh_ranking clears it, so stop in its progress
+    session.finetuning.progress.connect(lambda *_: session.finetuning.stop())
+    session.use_version(None)
+    text = session.texts["versions"][0]
+    assert "re-segmenting" not in text and "the re-segmentation did not finish" in text
+    assert text.endswith("the case ranking may still be v001's")
+
+
+def test_automatic_replay_says_before_the_run_what_it_will_do_for_the_model_in_use(
+    session, tiny_study, write_unreviewed
+):
+    """Try-out: for a version fine-tuned in the study, automatic said only after the run, and then
+    that the record "names no folder (it says: 'fine-tuned on study ...')"."""
+    write_unreviewed(tiny_study, kind="finetune")
+    session.open_study(tiny_study, open_first_case=False)
+    tuning = session.finetuning
+    assert "if its record names one on this computer" in tuning.auto_replay_note  # v001: trained elsewhere
+    session.study.current_model = "v002"
+    session.refresh_models()
+    assert tuning.auto_replay_note == ("none for v002: it was fine-tuned in this study, whose accepted cases are "
+                                       "trained on anyway; choose a Folder… to replay other labeled cases")
+    session.study.current_model = None
+    session.refresh_models()
+    assert tuning.auto_replay_note.startswith("none for the packaged model")
+    assert tuning.set_replay("auto") and "none for the packaged model" in session.texts["finetune"][0]
+    assert "uamc" not in tuning.auto_replay_note and "--replay" not in session.texts["finetune"][0]

@@ -55,6 +55,8 @@ FEW_ITERATIONS = 20
 #: An offer warns, and makes Discard its default, when the version's mean Dice with the accepted
 #: labels is lower than its parent's by more than this (it trained on them, and still agrees less).
 WORSE_BY = 0.005
+#: The command-line hint older records' replay reasons hold (the panel leaves it out).
+OLD_CLI_HINT = " (the panel's Replay choice, or uamc finetune --replay DIR)"
 
 
 def default_budget(unit: str) -> int:
@@ -141,18 +143,34 @@ class Offer:
 
     @property
     def barely_trained(self) -> bool:
-        return self.stopped_early and self.iterations < FEW_ITERATIONS
+        """Fewer than :data:`FEW_ITERATIONS` iterations, stopped or not (a 1-minute budget made 7-11
+        on real scans in a try-out)."""
+        return self.iterations < FEW_ITERATIONS
+
+    def _means(self) -> tuple[float, float] | None:
+        """Mean Dice with the accepted labels before and after, on the cases both were scored on."""
+        both = set(self.before) & set(self.after)
+        if not both:
+            return None
+        return (sum(self.before[c] for c in both) / len(both), sum(self.after[c] for c in both) / len(both))
 
     @property
     def agrees_less(self) -> bool:
         """The version agrees less with the accepted labels than its parent (by more than
         :data:`WORSE_BY` in mean Dice, on the cases both were scored on), though it trained on them."""
-        both = set(self.before) & set(self.after)
-        if not both:
-            return False
-        before = sum(self.before[c] for c in both) / len(both)
-        after = sum(self.after[c] for c in both) / len(both)
-        return after < before - WORSE_BY
+        means = self._means()
+        return means is not None and means[1] < means[0] - WORSE_BY
+
+    @property
+    def no_better(self) -> str | None:
+        """A plain sentence, said with the accepted cases' numbers, when the version agrees no better
+        with the accepted labels than its parent but not less by more than :data:`WORSE_BY` (no
+        warning then, so Adopt and Discard looked alike in a try-out at 0.947 -> 0.944); else None."""
+        means = self._means()
+        if means is None or means[1] > means[0] or self.agrees_less:
+            return None
+        return (f"<b>{self.version} is no better than {_model_name(self.parent)} on your accepted labels</b>, "
+                "though it trained on them: adopting it gains nothing there.")
 
     @property
     def warning(self) -> str | None:
@@ -161,10 +179,17 @@ class Offer:
         v, p = self.version, self.parent
         if self.agrees_less:
             return f"{v} agrees less with your accepted labels than {p}, the model in use: Discard keeps {p}."
-        if self.barely_trained:
+        if self.barely_trained and self.stopped_early:
             return (f"Stopped early after {counted(self.iterations, 'iteration')}: {v} is barely trained, "
                     f"probably no better than {p}, the model in use: Discard keeps {p}.")
+        if self.barely_trained:
+            return (f"Only {counted(self.iterations, 'iteration')} in the budget: {v} is barely trained, probably "
+                    f"no better than {p}, the model in use; a longer budget is needed to learn much: Discard "
+                    f"keeps {p}.")
         return None
+
+    def _no_better_said(self) -> str:
+        return "" if self.no_better is None else " " + self.no_better
 
     def _per_case_lines(self) -> list[str]:
         """Each accepted case's before -> after (a mean can hide the case that got worse); with
@@ -190,6 +215,9 @@ class Offer:
         if self.stopped_early and not (self.barely_trained and not self.agrees_less):  # else the warning says it
             lines.append(f"<b>Stopped early</b> after {counted(self.iterations, 'iteration')}"
                          + (": barely trained" if self.barely_trained else "") + ".")
+        elif self.barely_trained and self.agrees_less:  # the warning is about the labels
+            lines.append(f"Only {counted(self.iterations, 'iteration')} in the budget: barely trained; a longer "
+                         "budget is needed to learn much.")
         before, after = _mean(self.before), _mean(self.after)
         count = max(len(self.before), len(self.after))
         named = _model_name(p)
@@ -197,11 +225,11 @@ class Offer:
             (case,) = self.before
             lines.append(f"Accepted case {case}, agreement with your label (Dice): {named} "
                          f"{dice_text(self.before[case])}, {v} {dice_text(self.after[case])} "
-                         f"({v}'s is a training score: it trained on this case).")
+                         f"({v}'s is a training score: it trained on this case)." + self._no_better_said())
         elif before is not None and after is not None:
             lines.append(f"Accepted cases ({count}), mean agreement with your labels (Dice): {named} "
                          f"{dice_text(before)}, {v} {dice_text(after)} ({v}'s is a training score: it trained "
-                         "on them).")
+                         "on them)." + self._no_better_said())
             lines.extend(self._per_case_lines())
         elif before is not None:
             lines.append(f"{counted(count, 'accepted case')}: {named} agreed with your "
@@ -229,6 +257,7 @@ class Offer:
     def replay_line(self) -> str:
         """Whether the run replayed earlier training cases against forgetting, in words ("": not recorded)."""
         cases, why = list(self.replay.get("cases") or []), str(self.replay.get("why") or "")
+        why = why.replace(OLD_CLI_HINT, "")  # a record written before the panel's texts left the CLI out
         if cases:
             return (f"Replay against forgetting: {counted(len(cases), 'case')} of {self.replay.get('source')} "
                     f"({why}) trained beside your accepted cases.")
@@ -274,6 +303,8 @@ class Finetuning:
         self._stop_asked_at: float | None = None
         #: the version the last fine-tune wrote, until adopted or discarded
         self.offer: Offer | None = None
+        #: while a ranking refresh that a model change started runs: the Model versions line and the old model
+        self._versions_said: tuple[str, str] | None = None
 
     @property
     def job(self) -> Job | None:
@@ -302,8 +333,8 @@ class Finetuning:
         cannot give labeled cases). Returns whether the choice was taken; says what it means."""
         if choice is None or choice == REPLAY_AUTO:
             self.replay = choice
-            said = ("replay: automatic, the model's own training data when that folder is on this computer "
-                    "(warm starts only)" if choice else "replay: none; fine-tunes train on your accepted cases only")
+            said = (f"replay: automatic, {self.auto_replay_note}" if choice
+                    else "replay: none; fine-tunes train on your accepted cases only")
         else:
             described = self._check_replay(choice, f"replay stays {self.replay_label}")
             if described is None:
@@ -326,6 +357,20 @@ class Finetuning:
         except UamcError as error:
             self._say(f"{error}; {then}", "error", notify=True)
             return None
+
+    @property
+    def auto_replay_note(self) -> str:
+        """What *automatic* replay does for the model in use, said before a run (from the version's
+        record, no weights read; the engine decides for good: :func:`~napari_uamc.engine.replay.replay_folder`)."""
+        study, version = self._session.study, self._session.models.selected.version
+        if version is None:
+            return ("none for the packaged model: its record names its training data, not a folder on this "
+                    "computer; choose a Folder… holding that data to replay it")
+        if study is not None and read_version_info(study, version).kind == "finetune":
+            return (f"none for {version}: it was fine-tuned in this study, whose accepted cases are trained on "
+                    "anyway; choose a Folder… to replay other labeled cases")
+        return (f"{version}'s training folder, if its record names one on this computer (warm starts only; the "
+                "offer says what was replayed)")
 
     @property
     def replay_label(self) -> str:
@@ -479,12 +524,10 @@ class Finetuning:
             return
         text = f"now using <b>{name}</b> for Segment and as the fine-tune's start (was {was})"
         if self.refresh_after and self.can_refresh:
-            text += f"; re-segmenting the unaccepted cases so Next case follows {name}"
+            session.say("versions", f"{text}; re-segmenting the unaccepted cases so Next case follows {name}…", "ok")
+            self.refresh_ranking(versions_said=(text, was))  # its end says so here too
         else:
-            text += f"; the case ranking is still {was}'s"
-        session.say("versions", text, "ok")
-        if self.refresh_after:
-            self.refresh_ranking()
+            session.say("versions", f"{text}; the case ranking is still {was}'s", "ok")
 
     def adopt(self) -> None:
         """Make the offered version the study's model (and refresh the ranking with it)."""
@@ -511,6 +554,11 @@ class Finetuning:
 
     def _finished(self) -> None:
         self._job = None
+        if self._versions_said is not None:  # the ranking refresh stopped or failed (Fine-tune says which)
+            text, was = self._versions_said
+            self._session.say("versions", f"{text}; the re-segmentation did not finish (see Fine-tune): the case "
+                                          f"ranking may still be {was}'s")
+            self._versions_said = None
         if self.run.busy and self.offer is None:  # failed or stopped: no busy bar left behind
             self.progress.emit(0, 1)
         self.run = RunProgress(self)
@@ -521,8 +569,10 @@ class Finetuning:
     def can_refresh(self) -> bool:
         return self._session.study is not None and self._job is None
 
-    def refresh_ranking(self) -> None:
-        """Re-segment the unaccepted cases with the current model to refresh *Next case*."""
+    def refresh_ranking(self, versions_said: tuple[str, str] | None = None) -> None:
+        """Re-segment the unaccepted cases with the current model to refresh *Next case*.
+        ``versions_said``: the Model versions line that announced it and the model it replaced;
+        that line then says how it ended (it said "re-segmenting…" long after it had)."""
         session = self._session
         if not self.can_refresh:
             return
@@ -530,9 +580,20 @@ class Finetuning:
         self._stop.clear()
         self.progress.emit(0, 1)
         self._say(f"refreshing the uncertainty ranking with {model.label}…")
+        self._versions_said = versions_said
+        total = len(session.study.unlabeled_cases())
 
         def done(cases: list[str]) -> None:
-            self._say(f"uncertainty ranking refreshed on {counted(len(cases), 'case')} with {model.label}", "ok")
+            if len(cases) < total:
+                self._say(f"stopped: uncertainty ranking refreshed on {len(cases)} of {counted(total, 'case')} "
+                          f"with {model.label}")
+            else:
+                self._say(f"uncertainty ranking refreshed on {counted(len(cases), 'case')} with {model.label}", "ok")
+            if self._versions_said is not None and len(cases) == total:  # else stopped: _finished says so
+                resegmented = counted(len(cases), "unaccepted case")
+                session.say("versions", f"{self._versions_said[0]}; re-segmented {resegmented}: Next case follows "
+                                        f"{model.label}", "ok")
+                self._versions_said = None
             session.study_changed.emit()
 
         self._run(Job(

@@ -157,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     if result.replay.get("cases"):
         print(f"replayed against forgetting: {', '.join(result.replay['cases'])} from {result.replay['source']} "
               f"({result.replay['why']})")
+    elif result.replay.get("why"):
+        print(f"{result.replay['why']} (--replay DIR)")
     if change is not None and change.mean is not None:
         print(f"other cases: Dice between {result.parent}'s and {result.version}'s predictions {change.mean:.3f} "
               f"on {len(change.cases)} of {change.of} (1 = unchanged)")

@@ -53,7 +53,7 @@ from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_ch
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.preprocess import resample_label, resample_to_spacing, zscore
-from napari_uamc.engine.replay import AUTO, NO_COLD_REPLAY, read_replay, replay_folder
+from napari_uamc.engine.replay import AUTO, FINETUNED_ON, NO_COLD_REPLAY, read_replay, replay_folder
 from napari_uamc.engine.stop_checks import StoppedInStep, stop_checks
 from napari_uamc.engine.training import StepReport, Trainer
 from napari_uamc.errors import InputError, TrainingError
@@ -495,7 +495,7 @@ def finetune_study(
         patch=tuple(meta.patch),
         parent=parent,
         version=version,
-        trained_on=f"fine-tuned on study {study.name} ({study.root})",
+        trained_on=f"{FINETUNED_ON}{study.name} ({study.root})",
         synthetic_only=False,
     )
     scores: dict[str, float] = {}

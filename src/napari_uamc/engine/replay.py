@@ -13,7 +13,8 @@ records ``DATA``) and the fine-tune is a warm start (:data:`NO_COLD_REPLAY`), or
 explicitly; never the study itself (its accepted cases are trained on anyway). The packaged
 default model names its data but not a folder here, so it fine-tunes without replay unless a
 folder is given (``uamc finetune --replay DIR``, or the panel's *Replay* choice, which
-:func:`check_replay_folder` checks when it is picked).
+:func:`check_replay_folder` checks when it is picked). A version fine-tuned in a study names that
+study (:data:`FINETUNED_ON`), whose accepted cases it trains on anyway: no replay either.
 """
 
 from __future__ import annotations
@@ -39,9 +40,28 @@ PREFIX = "replay:"
 #: Dice in the same budget (docs/benchmarks.md, "Replay against forgetting"). A folder given
 #: explicitly is replayed in any start.
 NO_COLD_REPLAY = ("no replay: a cold start (the model is new to these images; replaying its old data "
-                  "cost the new scans in the benchmarks); give a replay folder to replay anyway")
-#: How to give a replay folder, in both front doors.
-GIVE_A_FOLDER = "give a replay folder (the panel's Replay choice, or uamc finetune --replay DIR)"
+                  "cost the new scans in the benchmarks); choose a replay folder to replay anyway")
+#: How to give a replay folder, in words both front doors can show (the CLI adds ``--replay DIR``).
+GIVE_A_FOLDER = "choose a replay folder"
+#: How a fine-tuned version's record (``ModelMeta.trained_on``) begins; the study's folder follows in
+#: parentheses (``fine-tuned on study NAME (ROOT)``).
+FINETUNED_ON = "fine-tuned on study "
+
+
+def finetuned_in(trained_on: str) -> Path | None:
+    """The study folder a fine-tuned version's record names (None: not a fine-tuned version)."""
+    if not trained_on.startswith(FINETUNED_ON) or not trained_on.endswith(")") or " (" not in trained_on:
+        return None
+    return Path(trained_on[:-1].rsplit(" (", 1)[1])
+
+
+def study_made_why(folder: Path, study_root: Path) -> str:
+    """Why ``replay=AUTO`` replays nothing for a version fine-tuned in the study at ``folder``."""
+    if folder.resolve() == Path(study_root).resolve():
+        return ("no replay: the starting model was fine-tuned in this study, whose accepted cases are trained on "
+                f"anyway; {GIVE_A_FOLDER} to replay other labeled cases")
+    return (f"no replay: the starting model was fine-tuned in another study ({folder}), not trained from a "
+            f"folder; {GIVE_A_FOLDER} to replay labeled cases")
 
 
 @dataclass
@@ -69,6 +89,9 @@ def replay_folder(trained_on: str, requested: str | os.PathLike[str] | None,
     if requested is None:
         return None, "replay turned off"
     if requested == AUTO:
+        study_made = finetuned_in(trained_on)
+        if study_made is not None:
+            return None, study_made_why(study_made, study_root)
         named = Path(trained_on).expanduser() if trained_on else None
         if named is None or not named.is_dir():
             # two different reasons: a record that names no folder (the packaged model says what it

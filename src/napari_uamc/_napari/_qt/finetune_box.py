@@ -35,12 +35,15 @@ REPLAY_TIP = ("Replay against forgetting: 2 labeled cases of the model's own tra
               "your accepted cases, so the model keeps what it did well (on real scans, held-out scans stayed "
               "within 3 Dice points of the starting model).\n"
               "automatic: the model's training folder, when its record names one on this computer, in warm "
-              "starts only (the packaged model's record names no folder: choose its data to replay it).\n"
+              "starts only (the packaged model's record names no folder: choose its data to replay it; a "
+              "version fine-tuned in this study replays nothing: its accepted cases are trained on anyway).\n"
               "Folder…: a study (imagesTr/ + labelsTr/), LA .h5 files, or images with a labels/ sub-folder; "
               "replayed in every fine-tune of this session.\n"
               "none: your accepted cases only.")
 #: The replay list's fixed entries: what it shows -> Finetuning.replay ("none" stands for None).
 REPLAY_CHOICES = (("automatic", REPLAY_AUTO), ("none", "none"))
+#: Colour of the grey line under the Replay choice.
+NOTE_COLOUR = "#9e9e9e"
 
 
 class FinetuneBox(QGroupBox):
@@ -96,6 +99,10 @@ class FinetuneBox(QGroupBox):
         for widget in (self.replay, self.replay_label):
             widget.setToolTip(REPLAY_TIP)
         form.addRow(self.replay_label, replay_row)
+        self.replay_note = QLabel("")  # what automatic does for the model in use, before the run
+        self.replay_note.setWordWrap(True)
+        self.replay_note.setStyleSheet(f"color: {NOTE_COLOUR}")
+        form.addRow("", self.replay_note)
         self._folder: str | None = None  # the last replay folder taken
         self._show_replay()
         layout.addLayout(form)
@@ -116,6 +123,7 @@ class FinetuneBox(QGroupBox):
         layout.addWidget(self.loss_curve)
         tuning.stopping.connect(self._stopping)
         session.models_changed.connect(self._show_start_model)
+        session.models_changed.connect(self._show_replay_note)
         self._show_start_model()
         tuning.running.connect(self._running)
         tuning.progress.connect(self._progress)
@@ -176,6 +184,13 @@ class FinetuneBox(QGroupBox):
             self.replay.addItem(shown_path(self._folder), self._folder)
             self.replay.setItemData(self.replay.count() - 1, self._folder, Qt.ItemDataRole.ToolTipRole)
         self.replay.setCurrentIndex({REPLAY_AUTO: 0, None: 1}.get(current, len(REPLAY_CHOICES)))
+        self._show_replay_note()
+
+    def _show_replay_note(self) -> None:
+        """Under the Replay choice, in grey: what *automatic* will do for the model in use."""
+        automatic = self.finetuning.replay == REPLAY_AUTO
+        self.replay_note.setText("automatic: " + self.finetuning.auto_replay_note if automatic else "")
+        self.replay_note.setVisible(automatic)
 
     def _show_start_model(self) -> None:
         self.start_model.setText(self.session.models.selected.label + ", the Segment model")
