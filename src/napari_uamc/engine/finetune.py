@@ -356,7 +356,7 @@ def finetune_study(
         )
     source, parent = _model_source(study, model_path)
     model, meta = load_checkpoint(source, "cpu")
-    say(f"starting from model {parent} ({source})")
+    say(f"starting from model {parent}")  # the file is in the version record (a path reads as noise in the panel)
 
     from napari_uamc.engine.inference import Cancelled
 
