@@ -338,11 +338,17 @@ class CaseLayers:
         return layer
 
     def put_changes(self, image: str, volume: Any, changes: np.ndarray) -> Any:
-        name = image + CHANGES_SUFFIX
+        return self.put_labels_view(image, CHANGES_SUFFIX, volume, changes, styling.style_changes)
+
+    def put_labels_view(self, image: str, suffix: str, volume: Any, labels: np.ndarray,
+                        style: Callable[[Any], None]) -> Any:
+        """Put ``labels`` (canonical) as ``<image><suffix>``, a labels layer on the image's grid that
+        shows something (``style`` makes it not editable), without taking the active layer."""
+        name = image + suffix
         with self._active_kept():
-            layer = self._set_layer(name, np.ascontiguousarray(layer_io.volume_to_layer_data(changes)),
+            layer = self._set_layer(name, np.ascontiguousarray(layer_io.volume_to_layer_data(labels)),
                                     "labels", self.layer_kwargs(volume, name, image))
-            styling.style_changes(layer)
+            style(layer)
         return layer
 
     def case_steps(self, files: CaseFiles, previous: str | None = None) -> list[Any]:

@@ -14,6 +14,7 @@ Outside a study, Segment sets the painted layer aside under another name instead
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from napari_uamc._napari.case_opening import CaseOpener, next_case_note
 from napari_uamc._napari.corrections import Corrections
 from napari_uamc._napari.finetuning import Finetuning
 from napari_uamc._napari.jobs import InlineRunner, Job, Runner, in_turns
+from napari_uamc._napari.offer_preview import OfferPreview
 from napari_uamc._napari.saved_prediction import disagreement_note, disagreement_of
 from napari_uamc._napari.styling import DISAGREEMENT_SUFFIX, SEGMENTATION_SUFFIX
 from napari_uamc._napari.tasks import SegmentOutcome, segment_image
@@ -84,6 +86,7 @@ class Session:
         self.finetuning = Finetuning(self)
         self.corrections = Corrections(self)
         self.opener = CaseOpener(self)  # opening a case in the background (case_opening.py)
+        self.preview = OfferPreview(self)  # the offered version on the case on screen (offer_preview.py)
         self.study: Any = None  # data.study.Study
         self.case: str | None = None
         self.image_name = ""
@@ -109,12 +112,14 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        with contextlib.suppress(RuntimeError):  # the viewer's Qt side may be gone already
+            self.preview.clear()  # never left on screen by a panel that went
         events = self.viewer.layers.events
         events.inserted.disconnect(self._layer_inserted)
         events.removing.disconnect(self._layer_removing)
         events.removed.disconnect(self._layer_removed)
         self.layers.close()
-        for owner in (self, self.finetuning):
+        for owner in (self, self.finetuning, self.preview):
             for name in dir(type(owner)):
                 if isinstance(getattr(type(owner), name, None), Signal):
                     getattr(owner, name).disconnect()
@@ -466,6 +471,7 @@ class Session:
         """Stop running work and wait for it, keep unaccepted edits as a draft, then stop talking:
         the window is closing, and a job's report that arrives later must not reach its widgets."""
         self._segment_stop.set()
+        self.preview.stop()
         self.finetuning.stop()
         self.runner.wait_all(timeout_s)
         self.keep_draft()

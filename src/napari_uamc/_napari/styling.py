@@ -130,6 +130,9 @@ def disagreement_colormap() -> Any:
 SEGMENTATION_COLOR = (0.15, 0.6, 1.0, 1.0)
 #: Any other label a person paints.
 OTHER_LABEL_COLOR = (0.2, 0.9, 0.3, 1.0)
+#: An offered version's preview: an orange outline this many voxels wide (offer_preview.py).
+PREVIEW_COLOR = (1.0, 0.6, 0.0, 1.0)
+PREVIEW_CONTOUR = 1
 
 
 def segmentation_colormap() -> Any:
@@ -185,6 +188,17 @@ def style_surface(layer: Any, *, shown: bool) -> None:
 
 def style_changes(layer: Any) -> None:
     # a view, never a painting target: painting stays on the segmentation, which Accept saves
+    layer.editable = False
+
+
+def style_preview(layer: Any) -> None:
+    """An offered version's preview (offer_preview.py): an orange outline, never painted."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    layer.colormap = DirectLabelColormap(color_dict={None: list(PREVIEW_COLOR), 0: _TRANSPARENT})
+    layer.contour = PREVIEW_CONTOUR
+    layer.opacity = 1.0
+    layer.blending = "translucent"
     layer.editable = False
 
 

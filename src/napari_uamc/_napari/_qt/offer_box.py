@@ -1,4 +1,5 @@
-"""The offered version: what a fine-tune's new version does, with Adopt / Discard.
+"""The offered version: what a fine-tune's new version does, with Adopt / Discard and
+*Preview on this case* (its segmentation of the image on screen: offer_preview.py).
 
 The panel pins it above its scrolling sections, so the decision stays in view whatever is
 scrolled (at a window height of 1000 px the buttons were below the fold), and hides it when no
@@ -7,10 +8,11 @@ version is offered.
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
 
-from napari_uamc._napari._qt.common import button, button_row
+from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari.finetuning import Offer
+from napari_uamc._napari.offer_preview import SECTION as PREVIEW_SECTION
 from napari_uamc._napari.session import Session
 
 #: Colour of the offer's warning line (amber: read it before choosing).
@@ -29,8 +31,30 @@ class OfferBox(QGroupBox):
         self.offer_text = QLabel("")
         self.offer_text.setWordWrap(True)
         layout.addWidget(self.offer_text)
+        preview = session.preview
+        self.preview_button = button("Preview on this case", preview.start,
+                                     "Segment the image on screen with this version, as an orange outline "
+                                     "layer (never saved); it goes when you adopt or discard")
+        self.preview_stop = button("Stop", preview.stop, enabled=False)
+        layout.addLayout(button_row(self.preview_button, self.preview_stop))
+        self.preview_progress = QProgressBar()
+        self.preview_progress.setVisible(False)
+        layout.addWidget(self.preview_progress)
+        self.preview_line = StatusLine(session, PREVIEW_SECTION)
+        layout.addWidget(self.preview_line)
+        preview.running.connect(self._previewing)
+        preview.progress.connect(self._preview_progress)
         self._show_offer(tuning.offer)
         tuning.offered.connect(self._show_offer)
+
+    def _previewing(self, running: bool) -> None:
+        self.preview_button.setEnabled(not running)
+        self.preview_stop.setEnabled(running)
+        self.preview_progress.setVisible(running)
+
+    def _preview_progress(self, done: int, total: int) -> None:
+        self.preview_progress.setMaximum(max(1, total))
+        self.preview_progress.setValue(done)
 
     def _show_offer(self, offer: Offer | None) -> None:
         self.setVisible(offer is not None)
