@@ -19,7 +19,8 @@ with the layers as the panel styles them (nothing restyled here):
   expert label from ``groundTruth/`` standing in for the corrections; 6 iterations): the
   *Offered version* box pinned at the top, with before -> after and Adopt / Discard, over the
   sections scrolled so that the view starts at a section's top edge and shows the Fine-tune
-  section whole (no line or row cut under the offer box).
+  section whole (no line or row cut under the offer box), after *Preview on this case*;
+- ``2d-preview.png``: the canvas with the offered version's outline (orange) over the segmentation.
 
 ``--phantom`` writes the same pictures with a ``phantom-`` prefix. The scans themselves never go
 into git, only these pictures.
@@ -79,6 +80,19 @@ def offer_version(panel, case: str, iterations: int = 6, timeout_s: float = 900.
     pump(1.0)
     scroll_to_section(panel, panel.finetune_box)
     pump(0.5)
+
+
+def preview_offered_version(panel, timeout_s: float = 300.0) -> None:
+    """Click *Preview on this case* and wait for the offered version's outline and its Dice line."""
+    preview = panel.session.preview
+    panel.offer_box.preview_button.click()
+    end = time.monotonic() + timeout_s
+    pump(0.2)
+    while preview.busy:
+        if time.monotonic() > end:
+            raise TimeoutError(f"no preview after {timeout_s:.0f} s")
+        pump(0.2)
+    pump(1.0)
 
 
 def scroll_to_section(panel, wanted) -> None:
@@ -146,7 +160,9 @@ def main() -> int:
         viewer.screenshot(str(OUT / f"{prefix}3d.png"), canvas_only=True)
         viewer.dims.ndisplay = 2
         offer_version(panel, case)
+        preview_offered_version(panel)
         panel.grab().save(str(OUT / f"{prefix}offered-version.png"))
+        viewer.screenshot(str(OUT / f"{prefix}2d-preview.png"), canvas_only=True)
         viewer.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
