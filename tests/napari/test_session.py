@@ -57,6 +57,19 @@ def test_no_qt_is_imported():
     assert out.strip() == "[]"
 
 
+def test_the_panel_module_imports_neither_torch_nor_scipy():
+    """Both are seconds of imports on the GUI thread when the panel opens (scipy.ndimage alone
+    0.5 s here: an offer preview's module-level metrics import once made the panel open in 609 ms);
+    the workers import them when work starts."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import napari_uamc._napari.panel; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'scipy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_open_study_opens_the_suggested_case_and_says_so(session, tiny_study):
     cases, studies = _record(session.case_changed), _record(session.study_changed)
     session.open_study(tiny_study)

@@ -25,7 +25,6 @@ from napari_uamc._napari import styling
 from napari_uamc._napari.jobs import Job
 from napari_uamc._napari.tasks import ModelChoice, SegmentOutcome, segment_image
 from napari_uamc._words import dice_text
-from napari_uamc.data.metrics import dice
 from napari_uamc.errors import UamcError
 
 #: The session's status section of the preview's line (shown in the offer box).
@@ -138,6 +137,8 @@ class OfferPreview:
 
     def dice_line(self, version: str, image: str, label: np.ndarray, accepted: np.ndarray | None) -> str:
         """The preview's one line: its Dice with the segmentation on screen and the accepted label."""
+        from napari_uamc.data.metrics import dice  # scipy.ndimage: not while the panel opens
+
         mask = np.asarray(label) != 0
         said = [f"Preview of {version} on {image} (orange outline, layer '{image}{PREVIEW_INFIX}{version}')"]
         segmentation = self._session.layers.segmentation(image)
