@@ -265,6 +265,8 @@ def test_an_offer_says_why_there_was_no_replay_without_a_command_line_hint():
     assert lines[-1] == ("No replay: the starting model's record names no folder (it says: 'LA 2018'); give a replay "
                          "folder to replay its training data.")
     assert not any("replay" in line.lower() for line in _offer().lines())  # not recorded: nothing said
+    released = why.replace("(the panel's Replay choice, or uamc finetune --replay DIR)", "(uamc finetune --replay DIR)")
+    assert _offer(replay={"source": None, "cases": [], "why": released}).lines()[-1] == lines[-1]
 
 
 def test_an_offer_no_better_on_the_accepted_labels_says_so_with_its_numbers():

@@ -55,8 +55,9 @@ FEW_ITERATIONS = 20
 #: An offer warns, and makes Discard its default, when the version's mean Dice with the accepted
 #: labels is lower than its parent's by more than this (it trained on them, and still agrees less).
 WORSE_BY = 0.005
-#: The command-line hint older records' replay reasons hold (the panel leaves it out).
-OLD_CLI_HINT = " (the panel's Replay choice, or uamc finetune --replay DIR)"
+#: The command-line hints older records' replay reasons hold (the panel leaves them out): the
+#: released one (2026-11-30, morning) and the one written between it and the panel's own words.
+OLD_CLI_HINTS = (" (the panel's Replay choice, or uamc finetune --replay DIR)", " (uamc finetune --replay DIR)")
 
 
 def default_budget(unit: str) -> int:
@@ -257,7 +258,8 @@ class Offer:
     def replay_line(self) -> str:
         """Whether the run replayed earlier training cases against forgetting, in words ("": not recorded)."""
         cases, why = list(self.replay.get("cases") or []), str(self.replay.get("why") or "")
-        why = why.replace(OLD_CLI_HINT, "")  # a record written before the panel's texts left the CLI out
+        for hint in OLD_CLI_HINTS:  # a record written before the panel's texts left the CLI out
+            why = why.replace(hint, "")
         if cases:
             return (f"Replay against forgetting: {counted(len(cases), 'case')} of {self.replay.get('source')} "
                     f"({why}) trained beside your accepted cases.")
