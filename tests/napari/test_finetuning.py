@@ -194,12 +194,14 @@ def test_a_tick_leaves_stopping_alone(session):
 
 
 def test_the_panel_knows_the_engines_stage_messages():
-    """The panel imports no torch, so it repeats how the engine names its stages."""
-    from napari_uamc._napari import tasks
+    """The panel imports no torch; it names the stages by the engine's own words
+    (engine/progress_messages.py), never a copy of them."""
+    from napari_uamc._napari import finetune_progress, tasks
     from napari_uamc.engine import finetune
 
-    assert tasks.TRAINING_MESSAGE == finetune.TRAINING_MESSAGE
-    assert tasks.READING_REPLAY_MESSAGE == finetune.READING_REPLAY_MESSAGE
+    assert finetune_progress.TRAINING_MESSAGE == finetune.TRAINING_MESSAGE
+    assert finetune_progress.READING_REPLAY_MESSAGE == finetune.READING_REPLAY_MESSAGE
+    assert tasks.WRITING_MESSAGE == finetune_progress.WRITING_MESSAGE == finetune.WRITING_MESSAGE
 
 
 def test_a_replay_folder_is_checked_when_chosen_and_a_bad_one_changes_nothing(session, tiny_study, tmp_path):

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_uamc._napari.tasks import (
-    COMPARING_MESSAGE,
+from napari_uamc._napari.tasks import COMPARING_MESSAGE
+from napari_uamc._words import counted
+from napari_uamc.engine.progress_messages import (  # no torch
     READING_REPLAY_MESSAGE,
     TRAINING_MESSAGE,
     WRITING_MESSAGE,
     WROTE_MESSAGE,
 )
-from napari_uamc._words import counted
 
 #: The first stage, until the child's first message (it imports torch and reads the model first).
 STARTING = "starting the fine-tune process…"

@@ -16,6 +16,7 @@ import numpy as np
 from napari_uamc.data.regions import UncertainRegion, uncertain_regions, uncertainty_score
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
 from napari_uamc.data.volume import Volume
+from napari_uamc.engine.progress_messages import WRITING_MESSAGE  # no torch
 
 #: Label shown for the packaged model in model pickers.
 DEFAULT_MODEL_LABEL = "default (left atrium, LA 2018 MRI)"
@@ -175,13 +176,6 @@ STOP_GRACE_SECONDS = 5.0
 #: Seconds a child that reported its result, or is writing its version, may take before it is
 #: terminated (a write is never cut short for the stop's sake: fsync can be slow on a busy disk).
 CHILD_EXIT_SECONDS = 30.0
-#: How the engine says it is writing the version's files, and that it wrote them; that it starts
-#: training, and reads replay cases (``engine/finetune.py``: this module imports no torch, so they
-#: are repeated here; a test checks that they agree).
-WRITING_MESSAGE = "writing model "
-WROTE_MESSAGE = "wrote model "
-TRAINING_MESSAGE = "training for "
-READING_REPLAY_MESSAGE = "reading the replay cases of "
 #: The fine-tune child reports the progress of a long stage at most this often (seconds), and
 #: the thread relaying its reports ticks this often (each stage then says how long it has run).
 STAGE_REPORT_SECONDS = 0.25

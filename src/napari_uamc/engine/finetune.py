@@ -53,6 +53,12 @@ from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_ch
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.preprocess import resample_label, resample_to_spacing, zscore
+from napari_uamc.engine.progress_messages import (
+    READING_REPLAY_MESSAGE,
+    TRAINING_MESSAGE,
+    WRITING_MESSAGE,
+    WROTE_MESSAGE,
+)
 from napari_uamc.engine.replay import AUTO, FINETUNED_ON, NO_COLD_REPLAY, read_replay, replay_folder
 from napari_uamc.engine.stop_checks import StoppedInStep, stop_checks
 from napari_uamc.engine.training import StepReport, Trainer
@@ -102,10 +108,6 @@ COMPARE_CASES = 3
 StepCallback = Callable[[StepReport], None]
 MessageCallback = Callable[[str], None]
 ProgressCallback = Callable[[int, int], None]
-#: How the fine-tune says it starts its training steps, and reads the replay cases (a watcher
-#: such as the panel names its stages by these beginnings).
-TRAINING_MESSAGE = "training for "
-READING_REPLAY_MESSAGE = "reading the replay cases of "
 
 
 @dataclass
@@ -506,7 +508,7 @@ def finetune_study(
                                    on_progress)
         except Cancelled:
             say("stopped while scoring: the version is written without its training Dice")
-    say(f"writing model {version}")  # WRITING_MESSAGE: a process watching for it lets the write end
+    say(f"{WRITING_MESSAGE}{version}")  # a process watching for it lets the write end
     save_checkpoint(path, result_model, new_meta)  # after the scores: the .json follows at once
     # stopped in training, or later (recalibration or scores cut short): never a finished version
     stopped_early = trainer.stopped_early or stopped()
@@ -551,9 +553,9 @@ def finetune_study(
     write_text_atomic(info_path, json.dumps(info.to_json(), indent=1, sort_keys=True), parents=True)
     if adopt:
         study.current_model = version
-        say(f"wrote model {version} ({path}); it is now the study's current model")
+        say(f"{WROTE_MESSAGE}{version} ({path}); it is now the study's current model")
     else:
-        say(f"wrote model {version} ({path}); not adopted: the study's model is still "
+        say(f"{WROTE_MESSAGE}{version} ({path}); not adopted: the study's model is still "
             f"{study.current_model or DEFAULT_MODEL_NAME}")
     return FinetuneResult(
         version=version, path=path, info_path=info_path, parent=parent,

@@ -1,0 +1,16 @@
+"""How the fine-tune names its stages in its messages, for a process that watches them.
+
+The panel runs the fine-tune in a child process and reads its messages (``_napari/tasks.py``,
+``_napari/finetune_progress.py``): it names the running stage by these beginnings and lets a
+version's write end after a Stop once the writing began. No torch: the panel imports this module
+without the engine.
+"""
+
+#: The fine-tune starts writing a model version's files ("writing model v003").
+WRITING_MESSAGE = "writing model "
+#: It wrote them ("wrote model v003 (PATH); ...").
+WROTE_MESSAGE = "wrote model "
+#: It starts its training steps ("training for 60 iterations").
+TRAINING_MESSAGE = "training for "
+#: It reads the replay cases ("reading the replay cases of FOLDER (WHY)").
+READING_REPLAY_MESSAGE = "reading the replay cases of "
