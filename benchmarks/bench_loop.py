@@ -104,6 +104,13 @@ VARIANTS: dict[str, Variant] = {
     "dtc-ema-bn": _variant("seg + dis + ctc (DTC) + EMA + BN recalibration", DTC_TERMS, True, True),
     "ugmcl-t2-ema-bn": _variant("UG-MCL, T = 2, + EMA + BN recalibration", ALL_TERMS, True, True,
                                 mc_samples=2),
+    "sup-ema-bn-fresh": _variant("supervised + EMA + BN recalibration, newly initialised weights", SUPERVISED_TERMS,
+                                 True, True, fresh_weights=True),
+    "sup-ema-bn-decay560": _variant("supervised + EMA + BN recalibration, learning rate x 0.1 from step 560",
+                                    SUPERVISED_TERMS, True, True, lr_step=560),
+    "copypaste-ema-bn": _variant("copy-paste (1 accepted + 1 other patch, whole-case teacher targets) + EMA + "
+                                 "BN recalibration", SUPERVISED_TERMS, True, True, copy_paste=True,
+                                 teacher_refresh=25, batch_size=2, labeled_batch_size=1),
     "sup-ema-bn-lr01": _variant("supervised + EMA + BN recalibration, lr 0.01 always", SUPERVISED_TERMS, True,
                                 True, finetune_lr=0.01),
     "ugmcl-ema-bn-lr01": _variant("UG-MCL + EMA + BN recalibration, lr 0.01", ALL_TERMS, True, True,

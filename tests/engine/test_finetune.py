@@ -502,3 +502,30 @@ def test_whole_case_teacher_targets_wait_for_training_in_a_cold_start(study, mod
     info = json.loads(study.model_info_path(result.version).read_text())
     assert info["settings"]["teacher_start"] == 0
     assert any("teacher targets of the 2 other cases computed from step 0" in note for note in info["notes"])
+
+
+def test_fresh_weights_train_a_new_network_of_the_starting_models_architecture(study, model_file, monkeypatch):
+    import copy
+
+    import torch
+
+    from napari_uamc.engine import finetune
+
+    given = {}
+    trainer = finetune.Trainer
+
+    def spy(cfg, labeled, unlabeled, *, model, **kwargs):
+        given["model"] = copy.deepcopy(model)
+        return trainer(cfg, labeled, unlabeled, model=model, **kwargs)
+
+    monkeypatch.setattr(finetune, "Trainer", spy)
+    finetune_study(study, model_path=model_file, iterations=1, device="cpu", score=False,
+                   overrides={**FAST, "fresh_weights": True, "seed": 7})
+    start, _ = load_checkpoint(model_file, "cpu")
+    fresh, old = list(given["model"].parameters()), list(start.parameters())
+    assert [p.shape for p in fresh] == [p.shape for p in old]
+    assert not any(torch.equal(a, b) for a, b in zip(fresh, old) if a.dim() > 1)  # every conv re-initialised
+    assert load_checkpoint(study.model_path("v001"), "cpu")[1].config["fresh_weights"] is True
+    # a child of that version starts from its weights: the flag is not inherited
+    finetune_study(study, iterations=1, device="cpu", score=False, overrides=FAST)
+    assert load_checkpoint(study.model_path("v002"), "cpu")[1].config["fresh_weights"] is False

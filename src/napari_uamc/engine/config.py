@@ -134,10 +134,14 @@ class TrainConfig:
     keep_ema: bool = False  # (flag) keep the EMA teacher (not the student) as the result
     cold_start: bool = True  # a model new to the study's images (engine/finetune.py) relearns at its spacing/rate
     anchors: bool = False  # warm start: also train on the other cases labeled by the starting model
+    fresh_weights: bool = False  # (flag) fine-tune newly initialised weights of the model's architecture
     # (flag) 0: the teacher's passes on every unlabeled patch (the paper); N > 0: whole-case
     # targets (engine/teacher_targets.py), one case refreshed every N steps
     teacher_refresh: int = 0
     teacher_start: int = 0  # with teacher_refresh: the step at which the targets are first computed
+    # (flag) with teacher_refresh and supervised terms: train on bidirectional copy-paste mixes of
+    # labeled and unlabeled patches (engine/copy_paste.py); batch_size = 2 * labeled_batch_size
+    copy_paste: bool = False
 
     # --- how the trainer runs (helper G; validated by engine/training.py) -----------------------
     precision: str = "auto"  # "auto" (bf16 where native: CUDA, AMX/AVX512-BF16 CPUs) | "float32" | "bfloat16"
@@ -239,8 +243,16 @@ class TrainConfig:
         _require(self.consistency_rampup is None
                  or (_is_int(self.consistency_rampup) and self.consistency_rampup >= 0),
                  "consistency_rampup", "None or an integer >= 0")
-        for name in ("finetune", "bn_recalibration", "keep_ema", "cold_start", "anchors"):
+        for name in ("finetune", "bn_recalibration", "keep_ema", "cold_start", "anchors", "fresh_weights",
+                     "copy_paste"):
             _require(isinstance(getattr(self, name), bool), name, "True or False")
+        if self.copy_paste:
+            _require(self.teacher_refresh >= 1, "copy_paste", "used with teacher_refresh >= 1 (its pseudo-labels)")
+            _require(self.batch_size == 2 * self.labeled_batch_size, "copy_paste",
+                     f"used with batch_size = 2 * labeled_batch_size (one unlabeled patch per labeled one), "
+                     f"not {self.batch_size} with {self.labeled_batch_size} labeled")
+            _require(not self.terms & {TERM_ITC, TERM_CTC} and self.sdf_mse_weight == 0, "copy_paste",
+                     "used with the terms seg and dis only and sdf_mse_weight 0")
 
 
 def _is_number(value: Any) -> bool:

@@ -61,7 +61,7 @@ from napari_uamc.engine.progress_messages import (
 )
 from napari_uamc.engine.replay import AUTO, FINETUNED_ON, NO_COLD_REPLAY, read_replay, replay_folder
 from napari_uamc.engine.stop_checks import StoppedInStep, stop_checks
-from napari_uamc.engine.training import StepReport, Trainer
+from napari_uamc.engine.training import StepReport, Trainer, build_model
 from napari_uamc.errors import InputError, TrainingError
 
 #: Budget when neither iterations nor minutes are given (sized for a CPU; a GPU does more steps).
@@ -85,6 +85,8 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     # set on every fine-tune, so that a parent version's own choices are not inherited
     "cold_start": True,
     "anchors": False,
+    "fresh_weights": False,
+    "copy_paste": False,
 }
 #: A starting model whose predictions agree with the accepted labels below this mean Dice is new
 #: to the study's images (a cold start: a model trained elsewhere, a new scanner or sequence); it
@@ -441,6 +443,8 @@ def finetune_study(
         except Cancelled:
             pass  # the trainer sees the stop request before its first step
 
+    if cfg.fresh_weights:  # the architecture only: what a cold start learns without the old weights
+        model = build_model(cfg)
     disarm = stop_checks(model, should_stop)  # before the Trainer copies the student into the teacher
     trainer = Trainer(
         cfg, with_anchors(labeled, anchors) + replayed.cases, unlabeled, model=model, device=device,

@@ -251,7 +251,7 @@ class Trainer:
         #: whole-case teacher targets of the unlabeled cases (``cfg.teacher_refresh`` > 0), else None
         self.targets = (
             TeacherTargets(self.unlabeled, cfg, device=self.device, dtype=self.dtype)
-            if cfg.teacher_refresh and self.uses_unlabeled and TERM_ITC in self.terms else None
+            if cfg.teacher_refresh and self.uses_unlabeled and (TERM_ITC in self.terms or cfg.copy_paste) else None
         )
 
     # ------------------------------------------------------------------------- set-up checks
@@ -289,8 +289,8 @@ class Trainer:
     # ------------------------------------------------------------------------------ properties
     @property
     def uses_unlabeled(self) -> bool:
-        """Whether batches hold unlabeled samples (only the consistency terms use them)."""
-        return bool(self.unlabeled) and bool(self.terms & {TERM_ITC, TERM_CTC})
+        """Whether batches hold unlabeled samples (the consistency terms and copy-paste use them)."""
+        return bool(self.unlabeled) and (bool(self.terms & {TERM_ITC, TERM_CTC}) or self.cfg.copy_paste)
 
     @property
     def data_workers(self) -> int:

@@ -11,6 +11,9 @@ gives the consistency target from one pass on the input plus clamped Gaussian no
 uncertainty from T more noisy passes, batched into as few forwards as ``mc_chunk`` allows;
 ``L = L_sup + lambda(t) (L_itc + L_ctc)``.
 
+With ``cfg.copy_paste`` the labeled and unlabeled samples are mixed first
+(:mod:`napari_uamc.engine.copy_paste`) and every mixed sample is supervised.
+
 With ``cfg.teacher_refresh`` > 0 the teacher does not run in the step: the intra-task term
 compares the unlabeled samples with whole-case targets cropped by the trainer
 (:mod:`napari_uamc.engine.teacher_targets`), masked at
@@ -25,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from napari_uamc.engine.config import TERM_CTC, TERM_DIS, TERM_ITC, TERM_SEG, TrainConfig
+from napari_uamc.engine.copy_paste import copy_paste
 from napari_uamc.engine.device import autocast
 from napari_uamc.engine.losses import (
     SUPERVISED_SCALE,
@@ -112,6 +116,10 @@ class UGMCLStep:
             RuntimeError: from torch, e.g. out of memory.
         """
         cfg = self.cfg
+        if cfg.copy_paste and targets is not None:  # mixes, all supervised (engine/copy_paste.py);
+            # without pseudo-labels yet, the clean batch with its labeled part supervised
+            x, label = copy_paste(x, label, targets.probabilities.argmax(dim=1))
+            x = x.contiguous(memory_format=self.memory_format)
         n_labeled = label.shape[0]
         itc_on, ctc_on = TERM_ITC in self.terms, TERM_CTC in self.terms
         weight = consistency_weight(iteration, cfg) if (itc_on or ctc_on) else 0.0
