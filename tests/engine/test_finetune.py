@@ -300,6 +300,12 @@ def test_cli_finetune_no_adopt(study, model_file, capsys):
     assert sorted(info["settings"]["terms"]) == ["ctc", "dis", "itc", "seg"]
     assert info["settings"]["teacher_refresh"] == 5
 
+    assert main(["finetune", str(study.root), "--iterations", "1", "--device", "cpu", "--copy-paste",
+                 "--no-bn-recalibration", "--no-score"]) == 0
+    settings = json.loads(study.model_info_path("v003").read_text())["settings"]
+    assert settings["copy_paste"] is True and sorted(settings["terms"]) == ["dis", "seg"]
+    assert (settings["teacher_refresh"], settings["batch_size"], settings["labeled_batch_size"]) == (25, 2, 1)
+
 
 def test_patch_pads_thin_volumes_instead_of_cutting_slabs():
     from napari_uamc.engine.finetune import _fit_patch

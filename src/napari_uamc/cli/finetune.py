@@ -23,6 +23,11 @@ Ctrl-C stops early and still writes the version, marked stopped_early (once trai
 step; before that nothing is written)."""
 
 
+#: What ``--copy-paste`` implies unless given: targets refreshed every 25 steps, 1 + 1 patches a step
+#: (the price of a supervised step: docs/benchmarks.md).
+COPY_PASTE_DEFAULTS = {"teacher_refresh": 25, "batch_size": 2, "labeled_batch_size": 1}
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune", help="fine-tune a model on a study's accepted labels and other images",
@@ -45,6 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher-refresh", type=int, metavar="N",
                         help="with the itc term: whole-case teacher targets of the other cases, one case "
                              "refreshed every N steps, instead of the teacher's passes on every patch")
+    parser.add_argument("--copy-paste", action="store_true",
+                        help="train on bidirectional copy-paste mixes of accepted and other patches, supervised "
+                             "by the accepted labels and the teacher's pseudo-labels (Bai et al., CVPR 2023); "
+                             "implies --teacher-refresh 25 and 1 accepted + 1 other patch a step unless given. "
+                             "Measured below the default on real scans (docs/benchmarks.md)")
     parser.add_argument("--terms", metavar="LIST", help="loss terms, e.g. seg,dis,itc,ctc (overrides --method)")
     parser.add_argument("--lr", type=float,
                         help="learning rate of the fine-tune (default: the model's training rate, 0.01, "
@@ -89,6 +99,10 @@ def _overrides(args: argparse.Namespace) -> dict:
         "teacher_refresh": args.teacher_refresh,
     }
     overrides.update({k: v for k, v in values.items() if v is not None})
+    if args.copy_paste:
+        overrides["copy_paste"] = True
+        for name, value in COPY_PASTE_DEFAULTS.items():
+            overrides.setdefault(name, value)
     return overrides
 
 
