@@ -46,6 +46,13 @@ class CaseFiles:
     accepted: Any
     #: the saved prediction's regions and disagreement (saved_prediction.SavedOutcome), or None
     saved: Any = None
+    #: the slice the case opens at (napari's slider index): see :func:`middle_slice`; None: left as it is
+    middle_slice: int | None = None
+
+    @property
+    def shown(self) -> Any:
+        """The label the case's segmentation layer shows: its draft, accepted label or prediction."""
+        return self.draft or self.accepted or (self.prediction["seg"] if self.prediction else None)
 
 
 def warm_up() -> None:
@@ -76,12 +83,26 @@ def warm_up_layers() -> None:
     unit_registry.build_in_background()
 
 
+def middle_slice(label: Any, volume: Any) -> int:
+    """The slice a case opens at, as napari's slider counts (the displayed slice, canonical z):
+    the middle of the extent of ``label`` (a canonical volume or array) along z, or the middle of
+    ``volume`` when there is no label, an empty one, or one on another grid."""
+    shape = np.shape(volume.array)
+    array = None if label is None else np.asarray(getattr(label, "array", label))
+    if array is not None and array.shape == shape:
+        slices = np.flatnonzero(array.any(axis=(0, 1)))
+        if slices.size:
+            return int(slices[0] + slices[-1]) // 2
+    return shape[2] // 2
+
+
 def read_case(study: Any, case: str) -> CaseFiles:
     """Read a study case's image, prediction, draft and accepted label (no viewer, no Qt).
 
     Also does the work napari would do on the GUI thread when the layers are added: the image's
     contrast limits; and the first time, the imports napari's first layers need; and what the
-    saved prediction allows (its uncertain regions, its disagreement map).
+    saved prediction allows (its uncertain regions, its disagreement map); and the slice the case
+    opens at (:func:`middle_slice`: a scan of the whole label, about 20 ms for 640 x 640 x 88 voxels).
     """
     warm_up_layers()
     volume = study.read_image(case)
@@ -95,7 +116,9 @@ def read_case(study: Any, case: str) -> CaseFiles:
     if prediction is not None:  # where to correct, from the saved maps (seconds on a big scan)
         info = study.case_info(case)
         saved = saved_outcome(prediction, volume.spacing, info.prediction_model, info.uncertainty)
-    return CaseFiles(case, volume, image_layer, prediction, draft, accepted, saved)
+    files = CaseFiles(case, volume, image_layer, prediction, draft, accepted, saved)
+    files.middle_slice = middle_slice(files.shown, volume)
+    return files
 
 
 def _plain_transform(layer: Any) -> bool:
@@ -357,15 +380,14 @@ class CaseLayers:
         The layers of the ``previous`` case (still on screen) are taken over and refilled where
         the new case has the same layer (see :meth:`take_over`).
         """
-        case, volume, prediction = files.case, files.volume, files.prediction
+        case, volume, prediction, shown = files.case, files.volume, files.prediction, files.shown
         data, kwargs, _ = files.image_layer
-        shown = files.draft or files.accepted or (prediction["seg"] if prediction else None)
         refilled = {"": "Image"}
         if prediction:
             refilled.update({UNCERTAINTY_SUFFIX: "Image", SDF_SUFFIX: "Image"})
         if shown is not None:
             refilled[SEGMENTATION_SUFFIX] = "Labels"
-        steps = [lambda: self.put_image(data, kwargs)]
+        steps = [lambda: self.go_to_slice(self.put_image(data, kwargs), files.middle_slice)]
         if prediction:
             steps.append(lambda: self.put_uncertainty(case, volume, prediction["uncertainty"].array))
             steps.append(lambda: self.put_sdf(case, volume, prediction["sdf"].array))
@@ -496,21 +518,25 @@ class CaseLayers:
             layer.editable = False
         return layer
 
-    def go_to_middle_slice(self, image: str) -> None:
-        """Put the slider of a newly opened case at the middle slice of its segmentation (its
-        draft, accepted label or prediction), or of the volume when it has none: the layers are
-        reused from case to case, and napari kept the previous case's slice number."""
-        layer = self.get(image)
-        if layer is None:
+    def clear_focus(self, image: str) -> None:
+        """Take the ring off ``<image> region focus`` (a new Segment lists other regions). The
+        layer stays, empty, for the next click: removing it costs napari a garbage collection on
+        the GUI thread, and it goes with the case's other layers."""
+        layer = self.get(image + FOCUS_SUFFIX)
+        if layer is not None and len(layer.data):
+            layer.data = np.empty((0, layer.ndim), dtype=float)
+
+    def go_to_slice(self, layer: Any, index: int | None) -> None:
+        """Put the slider at slice ``index`` of image ``layer`` (None: leave it): a newly opened case
+        starts at the middle of its segmentation (:func:`middle_slice`, found in the worker that
+        read its files), not at the previous case's slice number, which napari keeps as the layers
+        are reused. :meth:`case_steps` calls it in the image's own turn, right after the refill:
+        the layers refilled in the next turns are sliced there once, and no last turn re-slices
+        every layer of the case (that cost up to 170 ms, docs/benchmarks.md)."""
+        if index is None:
             return
-        segmentation = self.segmentation(image)
-        middle = layer.data.shape[0] // 2
-        if segmentation is not None and segmentation.data.shape == layer.data.shape:
-            slices = np.flatnonzero(np.asarray(segmentation.data).any(axis=(1, 2)))
-            if slices.size:
-                middle = int(slices[0] + slices[-1]) // 2
         point = list(self.viewer.dims.point)
-        point[-3] = middle * float(layer.scale[0]) + float(layer.translate[0])
+        point[-3] = index * float(layer.scale[0]) + float(layer.translate[0])
         self.viewer.dims.point = point
 
     def jump_to(self, world: list[float], fit: Any = None) -> None:

@@ -172,8 +172,7 @@ class CaseOpener:
                 s.say("accept", f"{case}: your unaccepted edits (draft) are back on screen", notify=True)
             if failure[0]:  # said when it failed; the line stays until the next action
                 s.say("accept", failure[0], "error")
-            self._label_axes(case)
-            s.layers.go_to_middle_slice(case)
+            self._label_axes(case)  # the slider went to the case's middle slice with its image (case_steps)
             s.viewer.reset_view()
 
         def show() -> None:  # once the draft of the case left is on disk

@@ -377,6 +377,7 @@ class Session:
         def rest() -> None:
             if self.show_disagreement:
                 self.set_disagreement(True)
+            self.layers.clear_focus(image)  # the ring marked a region of the Segment before
             if image == self.image_name:
                 self.regions_changed.emit(list(outcome.regions))
             self.segment_progress.emit(1, 1)
