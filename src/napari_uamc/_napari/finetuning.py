@@ -277,6 +277,8 @@ class Finetuning:
     progress = Signal(int, int)
     #: a new run starts (the loss curve clears)
     started = Signal()
+    #: the run's version was adopted or discarded, or another version is offered: its loss curve clears
+    curve_cleared = Signal()
     #: one step: iteration, losses by term
     stepped = Signal(int, dict)
     #: the engine's latest stage (comparing, the learning rate and why, recalibrating, writing)
@@ -305,6 +307,8 @@ class Finetuning:
         self._stop_asked_at: float | None = None
         #: the version the last fine-tune wrote, until adopted or discarded
         self.offer: Offer | None = None
+        #: the version whose run the loss curve shows, while it is offered (see :meth:`set_offer`)
+        self._curve_of: str | None = None
         #: while a ranking refresh that a model change started runs: the Model versions line and the old model
         self._versions_said: tuple[str, str] | None = None
 
@@ -394,6 +398,11 @@ class Finetuning:
         if not study.labeled_cases():
             self._say("accept at least one label before fine-tuning", "error", notify=True)
             return
+        if self.offer is not None:  # one offer at a time (a new run replaced it without a word)
+            version = self.offer.version
+            self._say(f"Adopt or Discard {version} first (its offer is at the top of the panel): a new "
+                      f"fine-tune would leave {version} on disk, neither adopted nor discarded", "error", notify=True)
+            return
         model = session.models.selected
         try:
             model_path = model.resolve()
@@ -467,9 +476,16 @@ class Finetuning:
         self._say(offer.summary(), "ok")  # the offer box above says what it does; no numbers twice
         self._session.version_added()
         self.progress.emit(1, 1)
+        self._curve_of = offer.version
         self.set_offer(offer)  # clears the run's last stage line ("comparing ...")
 
     def set_offer(self, offer: Offer | None) -> None:
+        """Offer ``offer`` (None: nothing offered). The loss curve of the run that wrote the version
+        offered until now goes with it: adopted, discarded or replaced, that run is no longer under
+        review, and the curve names no version (a curve left after Discard read as the model in use's)."""
+        if self._curve_of is not None and (offer is None or offer.version != self._curve_of):
+            self._curve_of = None
+            self.curve_cleared.emit()
         self.offer = offer
         self.offered.emit(offer)
         self._session.say("versions", "")  # an earlier "now using ..." is history

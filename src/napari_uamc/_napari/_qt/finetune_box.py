@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
 
 from napari_uamc._napari._qt.common import StatusLine, button, button_row
 from napari_uamc._napari._qt.study_box import shown_path
-from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, REPLAY_AUTO, default_budget
+from napari_uamc._napari.finetuning import BUDGET_UNITS, FINETUNE_METHODS, REPLAY_AUTO, Offer, default_budget
 from napari_uamc._napari.loss_curve import LossCurve
 from napari_uamc._napari.session import Session
 
@@ -42,6 +42,8 @@ REPLAY_TIP = ("Replay against forgetting: 2 labeled cases of the model's own tra
               "none: your accepted cases only.")
 #: The replay list's fixed entries: what it shows -> Finetuning.replay ("none" stands for None).
 REPLAY_CHOICES = (("automatic", REPLAY_AUTO), ("none", "none"))
+#: What the Fine-tune button does.
+FINETUNE_TIP = "Fine-tune on the study: accepted cases are labeled, the other study cases unlabeled"
 #: Colour of the grey line under the Replay choice.
 NOTE_COLOUR = "#9e9e9e"
 
@@ -106,9 +108,7 @@ class FinetuneBox(QGroupBox):
         self._folder: str | None = None  # the last replay folder taken
         self._show_replay()
         layout.addLayout(form)
-        self.finetune_button = button(
-            "Fine-tune", tuning.start,
-            "Fine-tune on the study: accepted cases are labeled, the other study cases unlabeled")
+        self.finetune_button = button("Fine-tune", tuning.start, FINETUNE_TIP)
         self.stop_button = button("Stop", tuning.stop, enabled=False)
         layout.addLayout(button_row(self.finetune_button, self.stop_button))
         self.progress = QProgressBar()
@@ -128,8 +128,16 @@ class FinetuneBox(QGroupBox):
         tuning.running.connect(self._running)
         tuning.progress.connect(self._progress)
         tuning.started.connect(self.loss_curve.clear)
+        tuning.curve_cleared.connect(self.loss_curve.clear)
+        tuning.offered.connect(self._show_offered)
+        self._show_offered(tuning.offer)
         tuning.stepped.connect(self.loss_curve.add_point)
         tuning.stage.connect(self._show_stage)
+
+    def _show_offered(self, offer: Offer | None) -> None:
+        """While a version is offered, Fine-tune says it starts nothing until that one is decided."""
+        first = f"Adopt or Discard {offer.version} first (the offer at the top of the panel). " if offer else ""
+        self.finetune_button.setToolTip(first + FINETUNE_TIP)
 
     def _show_stage(self, text: str) -> None:
         self.stage.setText(text)
