@@ -296,6 +296,11 @@ def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_pat
     row = next(line for line in text.splitlines() if line.startswith("| UG-MCL, whole-case"))
     assert "| 216 iterations | 0, 1, 2 |" in row and "+0.027 (2 of 3)" in row  # (0.05 - 0) + (0 - 0.01) + (0.03 + 0.01)
     assert "goal (+0.03, 2 of 3 seeds) NOT met" in text and "source domain moved -0.020" in text
+    # another section of the same document, with its own heading; the first one stays
+    assert report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:sup-ema-bn=280",
+                        "--section", "levers", "--title", "Levers", "--write", str(doc)]) == 0
+    text = doc.read_text()
+    assert "<!-- BEGIN levers -->\n## Levers" in text and f"<!-- BEGIN {report.SECTION} -->" in text
     with pytest.raises(SystemExit):
         report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:nonsense=3"])
 

@@ -54,7 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="train on bidirectional copy-paste mixes of accepted and other patches, supervised "
                              "by the accepted labels and the teacher's pseudo-labels (Bai et al., CVPR 2023); "
                              "implies --teacher-refresh 25 and 1 accepted + 1 other patch a step unless given. "
-                             "Measured below the default on real scans (docs/benchmarks.md)")
+                             "Measured on real scans: below the default from a cold start, within noise from a "
+                             "warm one (docs/benchmarks.md)")
     parser.add_argument("--terms", metavar="LIST", help="loss terms, e.g. seg,dis,itc,ctc (overrides --method)")
     parser.add_argument("--lr", type=float,
                         help="learning rate of the fine-tune (default: the model's training rate, 0.01, "

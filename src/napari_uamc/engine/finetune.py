@@ -77,7 +77,8 @@ MAX_ITERATIONS_BY_TIME = 100_000
 #: more. ``overrides={"terms": ...}`` (``--method ugmcl``) brings them back. On real LA scans,
 #: UG-MCL with whole-case teacher targets (``teacher_refresh``: 1-1.5x a supervised step) also
 #: scored lower than this default in the same time, cold and warm ("Semi-supervised fine-tune on
-#: real LA scans" in docs/benchmarks.md).
+#: real LA scans" in docs/benchmarks.md), and so did copy-paste (``copy_paste``) from a cold start,
+#: within noise of it from a warm one ("Fine-tune levers on real LA scans").
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "terms": ABLATION_ROWS[2],  # seg + dis
     "bn_recalibration": True,
