@@ -25,6 +25,8 @@ Experiments (each run is cached per fine-tune variant, k, order, replay and seed
   (k = 0); 2 labeled cases of the model's own training data (the replay source above) accepted
   into the study instead, the default fine-tune, every study case scored. How far a fine-tune
   moves scans when it learns nothing: the noise floor of "no scan loses more than 2 points".
+* ``real-random`` (``--real`` only): the default fine-tune with the 2 accepted scans drawn at
+  random (seeded by s) instead of the most uncertain first.
 
 Every run also scores a domain-A test study after the fine-tune (forgetting). Per seed s the
 studies are new phantoms (B: phantom seed 3000+s; A test: 4000+s; replay: 5000+s) and s seeds
@@ -156,6 +158,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "real-replay": Experiment("real-replay", (BASELINE,), (2,), "uncertainty", True),
     # --real: nothing new to learn (k = 0; 2 of the model's own training cases accepted instead)
     "real-null": Experiment("real-null", (BASELINE,), (0,), "uncertainty", True, null=True),
+    # --real: the k accepted scans drawn at random instead of the most uncertain (what the choice costs)
+    "real-random": Experiment("real-random", (BASELINE,), (2,), "random", False),
 }
 #: Phantom seeds of the shifted study, the domain-A test study and the replay cases (+ seed).
 B_DATA_SEED, A_TEST_SEED, REPLAY_SEED = 3000, 4000, 5000
