@@ -27,6 +27,7 @@ Experiments (each run is cached per fine-tune variant, k, order, replay and seed
   moves scans when it learns nothing: the noise floor of "no scan loses more than 2 points".
 * ``real-random`` (``--real`` only): the default fine-tune with the 2 accepted scans drawn at
   random (seeded by s) instead of the most uncertain first.
+* ``pick``: the fine-tunes ``--variants`` names, most uncertain first, on phantoms or real scans.
 
 Every run also scores a domain-A test study after the fine-tune (forgetting). Per seed s the
 studies are new phantoms (B: phantom seed 3000+s; A test: 4000+s; replay: 5000+s) and s seeds
@@ -37,7 +38,10 @@ seed s is 10 scans of the paper's ``train.list`` (lines 17 + 10 s to 26 + 10 s: 
 16, which a warm-start model trains on, nor in the last 4). Forgetting is scored on the starting
 model's own domain: domain-A phantoms for a model that never saw a real scan (a cold start),
 the last 4 scans of ``train.list`` otherwise (a warm start). The report goes to the section
-``loop-la2018-cold`` or ``loop-la2018-warm``.
+``loop-la2018-cold`` or ``loop-la2018-warm``. With ``--studies held-out`` the studies come from
+la2018-val16 instead, the last 16 scans of ``train.list``, which the packaged model never trained
+on (seed s: 10 of them from the 6 s-th on; forgetting: the other 6): the loop as a user of the
+packaged model runs it (section ``loop-la2018-warm-heldout``).
 
     python benchmarks/bench_loop.py --threads 1                 # everything (hours on 2 cores)
     python benchmarks/bench_loop.py --experiments methods --k 2 --seeds 0
@@ -45,6 +49,8 @@ the last 4 scans of ``train.list`` otherwise (a warm start). The report goes to 
     python benchmarks/bench_loop.py --smoke                      # seconds; what CI runs
     python benchmarks/bench_loop.py --real --seeds 0,1,2 --threads 1            # cold start
     python benchmarks/bench_loop.py --real --model WARM.pt --k 2 --seeds 0,1,2  # warm start
+    python benchmarks/bench_loop.py --real --studies held-out --model src/napari_uamc/models/default.pt \
+        --iterations 280 --k 2 --seeds 0,1,2                    # the packaged model, as a user runs it
 """
 
 from __future__ import annotations
@@ -121,6 +127,9 @@ VARIANTS: dict[str, Variant] = {
                                     True, True, teacher_refresh=25, batch_size=3),
     "ugmcl-cached-l1-ema-bn": _variant("UG-MCL, whole-case teacher targets, lambda 1, + EMA + BN recalibration",
                                        ALL_TERMS, True, True, teacher_refresh=25, batch_size=3, consistency=1.0),
+    "ugmcl-cached-l1-gate-ema-bn": _variant("UG-MCL, whole-case teacher targets gated by plausibility, lambda 1, + "
+                                            "EMA + BN recalibration", ALL_TERMS, True, True, teacher_refresh=25,
+                                            batch_size=3, consistency=1.0, target_gate=True),
     "ugmcl-cached-l1-b11-ema-bn": _variant("UG-MCL, whole-case teacher targets, lambda 1, 1 accepted + 1 other "
                                            "patch a step, + EMA + BN recalibration", ALL_TERMS, True, True,
                                            teacher_refresh=25, batch_size=2, labeled_batch_size=1, consistency=1.0),
@@ -160,6 +169,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "real-null": Experiment("real-null", (BASELINE,), (0,), "uncertainty", True, null=True),
     # --real: the k accepted scans drawn at random instead of the most uncertain (what the choice costs)
     "real-random": Experiment("real-random", (BASELINE,), (2,), "random", False),
+    # any fine-tune on any data, most uncertain first (--variants picks; "real" is this on real scans)
+    "pick": Experiment("pick", tuple(VARIANTS), None, "uncertainty", False),
 }
 #: Phantom seeds of the shifted study, the domain-A test study and the replay cases (+ seed).
 B_DATA_SEED, A_TEST_SEED, REPLAY_SEED = 3000, 4000, 5000
@@ -185,11 +196,15 @@ class Setup:
     data: str = "phantoms"
     #: real scans only: "cold" (the starting model never saw a real scan) or "warm"
     start: str = ""
+    #: real scans only: "" (train.list lines 17 on) or "held-out" (la2018-val16, ``held_out_split``)
+    studies: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         if values["data"] == "phantoms":  # phantom caches keep the key they had before --real
             del values["data"], values["start"]
+        if not values["studies"]:  # and real ones the key they had before --studies
+            del values["studies"]
         return values
 
     @property
@@ -219,6 +234,9 @@ LA2018 = common.REPO_ROOT.parent / "shared" / "data" / "la2018"
 #: train.list lines of the real studies: the first 16 train a warm-start model, the last 4 score
 #: its forgetting; a seed's study is the next 10 lines after those of the seeds before it.
 REAL_FIRST_STUDY_LINE, REAL_FORGETTING_CASES = 16, 4
+#: ``--studies held-out``: the packaged model's validation split, la2018-val16 (the last 16 scans
+#: of train.list, which it never trained on); seed s's study starts this many scans later.
+HELD_OUT_CASES, HELD_OUT_SEED_STEP = 16, 6
 
 
 def real_case_names(data: Path = LA2018) -> list[str]:
@@ -227,6 +245,18 @@ def real_case_names(data: Path = LA2018) -> list[str]:
     if not path.is_file():
         raise SystemExit(f"--real needs the LA 2018 scans with their train.list at {data}")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def held_out_split(seed: int, cases: int, data: Path = LA2018) -> tuple[list[str], list[str]]:
+    """``--studies held-out``: seed ``seed``'s study (``cases`` scans of la2018-val16, from scan
+    ``6 s`` on, wrapping round) and the split's other scans (its forgetting set)."""
+    held_out = real_case_names(data)[-HELD_OUT_CASES:]
+    if cases >= HELD_OUT_CASES:
+        raise SystemExit(f"--studies held-out: a study of {cases} leaves none of the {HELD_OUT_CASES} held-out "
+                         "scans to score forgetting on")
+    start = HELD_OUT_SEED_STEP * seed
+    study = [held_out[(start + i) % HELD_OUT_CASES] for i in range(cases)]
+    return study, [n for n in held_out if n not in study]
 
 
 def real_study_cases(seed: int, cases: int, data: Path = LA2018) -> list[str]:
@@ -253,6 +283,10 @@ def _real_study(folder: Path, names: list[str], data: Path = LA2018) -> Path:
 
 def _real_data(cache_root: Path, setup: Setup, seed: int, synthetic_model: bool) -> dict[str, Path]:
     base = cache_root / BENCH / "data" / "la2018"
+    if setup.studies == "held-out":  # the packaged model: its own validation scans, nothing else
+        names, rest = held_out_split(seed, setup.cases)
+        return {"B": _real_study(base / f"heldout{setup.cases}_seed{seed}", names),
+                "A": _real_study(base / f"heldout-rest{setup.cases}_seed{seed}", rest), "replay": "auto"}
     names = real_study_cases(seed, setup.cases)
     data = {"B": _real_study(base / f"study{setup.cases}_seed{seed}", names)}
     if synthetic_model:  # a cold start's own domain: phantoms
@@ -615,7 +649,8 @@ def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCac
              seeds: list[int], machine: dict[str, Any], command: str, show_pending: bool = True) -> str:
     found = cache.runs()
     if setup.real:  # against the fine-tune as it was before the cold- and warm-start rules
-        forgetting_set = "Phantoms (the model's own domain)" if setup.start == "cold" else "Held-out real scans"
+        forgetting_set = ("Phantoms (the model's own domain)" if setup.start == "cold" else
+                          "The other held-out scans" if setup.studies else "Held-out real scans")
         tables, findings = build_tables(found, runs, "sup-ema-bn-nocold", forgetting_set, show_pending)
     else:
         tables, findings = build_tables(found, runs, show_pending=show_pending)
@@ -630,13 +665,21 @@ def document(setup: Setup, preset: str, model_name: str, cache: common.ResultCac
         budget_title = "" if setup.minutes == Setup.minutes else (
             f", {setup.minutes:g} minutes" if setup.minutes is not None else f", {setup.iterations} iterations")
         title = f"## Correct-and-retrain loop on real LA scans ({start} start{budget_title})"
-        study = (f"Study per seed s: {setup.cases} real LA 2018 scans (train.list lines "
-                 f"{REAL_FIRST_STUDY_LINE + 1}+{setup.cases}s to {REAL_FIRST_STUDY_LINE + setup.cases}+"
-                 f"{setup.cases}s, 0.625 mm, cropped by the challenge's research code), none accepted. "
-                 "Forgetting: Dice on the starting model's own domain ("
-                 + (f"{setup.forgetting_cases} new domain-A phantoms, seed {A_TEST_SEED}+s"
-                    if start == "cold" else f"the last {REAL_FORGETTING_CASES} scans of train.list")
-                 + f"). Seeds: {', '.join(map(str, seeds))}; s also seeds the fine-tune.")
+        if setup.studies:
+            title = f"## Correct-and-retrain loop on the packaged model's held-out real scans{budget_title}"
+            study = (f"Study per seed s: {setup.cases} of the {HELD_OUT_CASES} scans of la2018-val16 (the "
+                     f"last {HELD_OUT_CASES} of train.list, which the model never trained on), from the "
+                     f"{HELD_OUT_SEED_STEP}s-th on, wrapping round; none accepted. Forgetting: Dice on the "
+                     f"other {HELD_OUT_CASES - setup.cases} scans of la2018-val16. Seeds: "
+                     f"{', '.join(map(str, seeds))}; s also seeds the fine-tune.")
+        else:
+            study = (f"Study per seed s: {setup.cases} real LA 2018 scans (train.list lines "
+                     f"{REAL_FIRST_STUDY_LINE + 1}+{setup.cases}s to {REAL_FIRST_STUDY_LINE + setup.cases}+"
+                     f"{setup.cases}s, 0.625 mm, cropped by the challenge's research code), none accepted. "
+                     "Forgetting: Dice on the starting model's own domain ("
+                     + (f"{setup.forgetting_cases} new domain-A phantoms, seed {A_TEST_SEED}+s"
+                        if start == "cold" else f"the last {REAL_FORGETTING_CASES} scans of train.list")
+                     + f"). Seeds: {', '.join(map(str, seeds))}; s also seeds the fine-tune.")
     else:
         title = "## Correct-and-retrain loop on a shifted domain"
         study = (f"Study per seed s: {setup.cases} "
@@ -694,6 +737,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--real", action="store_true",
                         help="studies of real LA 2018 scans from ../shared/data/la2018 instead of phantoms "
                              "(experiments real, methods and order)")
+    parser.add_argument("--studies", choices=("train", "held-out"), default="train",
+                        help="--real: studies from train.list lines 17 on (default), or from la2018-val16, the "
+                             "packaged model's held-out scans (start from that model: what a user gets)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: torch's; use 1 on a busy machine)")
@@ -786,6 +832,10 @@ def _setup_values(args: argparse.Namespace, ks: list[int]) -> dict[str, Any]:
         if args.smoke:
             raise SystemExit("--real and --smoke do not go together (the smoke run is on phantoms)")
         values["data"] = "la2018"
+        if args.studies == "held-out":
+            values["studies"] = "held-out"
+    elif args.studies != "train":
+        raise SystemExit("--studies applies to --real")
     return values
 
 
@@ -882,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
         if "replay" in experiments:
             raise SystemExit("--real replays real or phantom cases with the experiment real-replay, not replay")
     elif args.experiments is None:
-        experiments = [e for e in EXPERIMENTS if not e.startswith("real")]
+        experiments = [e for e in EXPERIMENTS if not e.startswith("real") and e != "pick"]
     ks = _int_list(args.k, SMOKE_KS if args.smoke else DEFAULT_KS, "--k")
     seeds = _int_list(args.seeds, SMOKE_SEEDS if args.smoke else DEFAULT_SEEDS, "--seeds")
     values = _setup_values(args, ks)
@@ -914,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         section = BENCH if preset == "default" else f"{BENCH}-{preset}"
         if setup.real:  # one section per start and budget
-            section = f"{BENCH}-la2018-{setup.start}"
+            section = f"{BENCH}-la2018-{setup.start}" + ("-heldout" if setup.studies else "")
             if (setup.minutes, setup.iterations) != (Setup.minutes, Setup.iterations):
                 section += f"-{setup.minutes:g}min" if setup.minutes is not None else f"-{setup.iterations}its"
         path = common.write_section(args.write, section, text)

@@ -184,6 +184,22 @@ def test_loop_real_studies_never_touch_the_warm_start_scans_nor_the_forgetting_s
         loop.real_study_cases(6, 10, data=tmp_path)
 
 
+def test_loop_held_out_studies_come_from_the_packaged_models_validation_split_only(tmp_path):
+    loop = load_benchmark("bench_loop")
+    names = [f"case{i:02d}" for i in range(80)]
+    (tmp_path / "train.list").write_text("\n".join(names) + "\n")
+    held_out = names[-16:]  # la2018-val16: the packaged model trained on the first 64
+    for seed in range(3):
+        study, rest = loop.held_out_split(seed, 10, data=tmp_path)
+        assert len(study) == 10 and len(set(study)) == 10 and sorted(study + rest) == held_out
+        assert study[0] == held_out[6 * seed]  # each seed's study starts 6 scans later, wrapping round
+    assert loop.held_out_split(0, 10, data=tmp_path)[0] != loop.held_out_split(1, 10, data=tmp_path)[0]
+    with pytest.raises(SystemExit, match="leaves none of the 16 held-out scans"):
+        loop.held_out_split(0, 16, data=tmp_path)
+    with pytest.raises(SystemExit, match="--studies applies to --real"):
+        loop.main(["--smoke", "--studies", "held-out", "--cache-dir", str(tmp_path / "cache")])
+
+
 @requires_la2018
 def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
     loop = load_benchmark("bench_loop")
@@ -276,12 +292,14 @@ def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_pat
     report = load_benchmark("report_semi_finetune")
     cases = {"a": 0.5, "b": 0.7}
 
-    def cache(name: str, iterations: int, variant: str, after: dict[int, float]) -> None:
+    def cache(name: str, iterations: int, variant: str, after: dict[int, float], corrected=("c", "d"),
+              **setup) -> None:
         folder = tmp_path / "loop" / name
         folder.mkdir(parents=True)
-        (folder / "config.json").write_text(json.dumps({"data": "la2018", "start": "warm", "iterations": iterations}))
+        (folder / "config.json").write_text(json.dumps({"data": "la2018", "start": "warm", "iterations": iterations,
+                                                        **setup}))
         for seed, gain in after.items():
-            run = {"variant": variant, "seed": seed, "dice_before": cases,
+            run = {"variant": variant, "seed": seed, "corrected": list(corrected), "dice_before": cases,
                    "dice_after": {c: v + gain for c, v in cases.items()}, "dice_A_before": {"x": 0.8},
                    "dice_A_after": {"x": 0.78}, "seconds_per_iteration": 0.5}
             (folder / f"{variant}_k2_uncertainty_noreplay_seed{seed}.json").write_text(json.dumps(run))
@@ -289,6 +307,7 @@ def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_pat
     cache("one", 280, "sup-ema-bn", {0: 0.0, 1: 0.01, 2: -0.01})
     cache("two", 216, "ugmcl-cached-l1-ema-bn", {0: 0.05, 1: 0.0, 2: 0.03})
     cache("three", 40, "ugmcl-cached-l1-ema-bn", {0: -0.5})  # another budget: never mixed in
+    cache("four", 216, "ugmcl-cached-l1-ema-bn", {0: -0.5}, studies="held-out")  # other studies: never mixed in
     doc = tmp_path / "benchmarks.md"
     assert report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:sup-ema-bn=280",
                         "--budget", "warm:ugmcl-cached-l1-ema-bn=216", "--write", str(doc)]) == 0
@@ -303,6 +322,13 @@ def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_pat
     assert "<!-- BEGIN levers -->\n## Levers" in text and f"<!-- BEGIN {report.SECTION} -->" in text
     with pytest.raises(SystemExit):
         report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:nonsense=3"])
+    # a run that corrected other cases than the default's (its ranking moved) is not paired with it
+    cache("five", 230, "copypaste-ema-bn", {0: 0.1, 1: 0.02}, corrected=("c", "e"))
+    assert report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:sup-ema-bn=280",
+                        "--budget", "warm:copypaste-ema-bn=230", "--write", str(doc)]) == 0
+    text = doc.read_text()
+    assert "Not paired with the default in seed(s) 0, 1: the runs corrected different cases" in text
+    assert "| copy-paste" in text and "Against the default, paired by seed" not in text.split("## Levers")[0]
 
 
 def test_teacher_target_trace_scores_a_target_against_the_expert_label():

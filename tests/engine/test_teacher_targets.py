@@ -98,3 +98,59 @@ def test_the_refreshing_teacher_uses_the_students_batchnorm_statistics():
     assert not torch.equal(student_stats[name], teacher_stats[name])  # the student's moved, the teacher's not
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), trainer.teacher.parameters()))
     assert not net.training
+
+
+def _ball_maps(shape, radius: float, sdf_radius: float | None = None):
+    """Teacher maps of a ball: probabilities [2, ...] and an SDF [1, ...] whose zero level is a
+    ball of ``sdf_radius`` (default: the same ball)."""
+    distance = np.sqrt(((np.indices(shape) - np.array(shape)[:, None, None, None] / 2) ** 2).sum(0))
+    inside = (distance < radius).astype(np.float32)
+    sdf = (distance - (radius if sdf_radius is None else sdf_radius))[None].astype(np.float32)
+    return np.stack([1 - inside, inside]), sdf, int(inside.sum())
+
+
+def test_a_plausible_segmentation_passes_the_gate_and_an_empty_or_inconsistent_one_does_not():
+    from napari_uamc.engine.teacher_targets import case_plausibility
+
+    shape = (24, 24, 24)
+    probabilities, sdf, n = _ball_maps(shape, 6)
+    volumes = [(n // 2 + 1, n)]  # the labeled cases' range holds this ball's volume
+    assert case_plausibility(probabilities, sdf, volumes).plausible
+    # a teacher that misses the structure with confidence: nothing predicted
+    empty = np.stack([np.ones(shape, np.float32), np.zeros(shape, np.float32)])
+    assert not case_plausibility(empty, sdf, volumes).plausible
+    # a volume 3x the largest labeled one
+    big, big_sdf, _ = _ball_maps(shape, 6 * 3 ** (1 / 3))
+    reading = case_plausibility(big, big_sdf, volumes)
+    assert reading.volume_ratios[0] > 2 and reading.agreements[0] > 0.95 and not reading.plausible
+    # the two heads disagree: the SDF's zero level is a ball half the radius
+    reading = case_plausibility(probabilities, _ball_maps(shape, 6, sdf_radius=3)[1], volumes)
+    assert reading.volume_ratios == (1.0,) and reading.agreements[0] < 0.3 and not reading.plausible
+
+
+def test_gated_targets_of_an_implausible_case_are_trusted_nowhere(monkeypatch):
+    import napari_uamc.engine.teacher_targets as module
+
+    labeled = [_case(i, labeled=True) for i in range(2)]
+    unlabeled = [_case(10 + i, labeled=False) for i in range(2)]
+    cfg = TrainConfig(**TINY, terms=ALL_TERMS, teacher_refresh=1, target_gate=True)
+    targets = TeacherTargets(unlabeled, cfg, device=torch.device("cpu"), dtype=torch.float32, labeled=labeled)
+    shape = unlabeled[0].image.shape
+    probabilities, sdf, n = _ball_maps(shape, 5)
+    volumes = [int(c.label.sum()) for c in labeled]
+    assert targets.volumes == [(min(volumes), max(volumes))]
+    empty = np.stack([np.ones(shape, np.float32), np.zeros(shape, np.float32)])
+    answers = iter([empty, probabilities])  # case 0: nothing found; case 1: a ball like the labels
+
+    def maps(net, image, *args):
+        p = next(answers)
+        return p, sdf, np.zeros(shape, np.float32), {}
+
+    monkeypatch.setattr(module, "network_maps", maps)
+    targets.update(0, *[Trainer(cfg, labeled, unlabeled, device="cpu").student] * 2)
+    assert [m.trusted for m in targets.maps] == [False, True]
+    assert (targets.computed, targets.implausible) == (2, 1)
+    assert float(targets.maps[0].headroom.max()) == 0.0  # uncertain everywhere: masked out
+    assert float(targets.maps[1].headroom.min()) > 0.6  # ln 2 - 0: trusted where certain
+    with pytest.raises(ValueError, match="target_gate"):
+        TrainConfig(**TINY, target_gate=True)  # without teacher_refresh

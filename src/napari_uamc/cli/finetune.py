@@ -50,6 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher-refresh", type=int, metavar="N",
                         help="with the itc term: whole-case teacher targets of the other cases, one case "
                              "refreshed every N steps, instead of the teacher's passes on every patch")
+    parser.add_argument("--target-gate", action="store_true",
+                        help="with --teacher-refresh: trust a case's teacher targets only while they look like a "
+                             "segmentation of the accepted structures (volume within 2x of the accepted labels', "
+                             "segmentation and SDF heads agreeing); see docs/training.md")
     parser.add_argument("--copy-paste", action="store_true",
                         help="train on bidirectional copy-paste mixes of accepted and other patches, supervised "
                              "by the accepted labels and the teacher's pseudo-labels (Bai et al., CVPR 2023); "
@@ -100,6 +104,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         "teacher_refresh": args.teacher_refresh,
     }
     overrides.update({k: v for k, v in values.items() if v is not None})
+    if args.target_gate:
+        overrides["target_gate"] = True
     if args.copy_paste:
         overrides["copy_paste"] = True
         for name, value in COPY_PASTE_DEFAULTS.items():

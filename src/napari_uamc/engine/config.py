@@ -142,6 +142,9 @@ class TrainConfig:
     # (flag) with teacher_refresh and supervised terms: train on bidirectional copy-paste mixes of
     # labeled and unlabeled patches (engine/copy_paste.py); batch_size = 2 * labeled_batch_size
     copy_paste: bool = False
+    # (flag) with teacher_refresh: trust a case's targets only while they are a plausible
+    # segmentation (engine/teacher_targets.py, ``case_plausibility``); else none of its voxels
+    target_gate: bool = False
 
     # --- how the trainer runs (helper G; validated by engine/training.py) -----------------------
     precision: str = "auto"  # "auto" (bf16 where native: CUDA, AMX/AVX512-BF16 CPUs) | "float32" | "bfloat16"
@@ -244,8 +247,11 @@ class TrainConfig:
                  or (_is_int(self.consistency_rampup) and self.consistency_rampup >= 0),
                  "consistency_rampup", "None or an integer >= 0")
         for name in ("finetune", "bn_recalibration", "keep_ema", "cold_start", "anchors", "fresh_weights",
-                     "copy_paste"):
+                     "copy_paste", "target_gate"):
             _require(isinstance(getattr(self, name), bool), name, "True or False")
+        if self.target_gate:
+            _require(self.teacher_refresh >= 1, "target_gate",
+                     "used with teacher_refresh >= 1 (it gates those targets)")
         if self.copy_paste:
             _require(self.teacher_refresh >= 1, "copy_paste", "used with teacher_refresh >= 1 (its pseudo-labels)")
             _require(self.batch_size == 2 * self.labeled_batch_size, "copy_paste",

@@ -88,6 +88,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "anchors": False,
     "fresh_weights": False,
     "copy_paste": False,
+    "target_gate": False,
 }
 #: A starting model whose predictions agree with the accepted labels below this mean Dice is new
 #: to the study's images (a cold start: a model trained elsewhere, a new scanner or sequence); it
@@ -467,7 +468,9 @@ def finetune_study(
     if trainer.targets is not None and trainer.targets.seconds:
         trainer.notes.append(f"teacher targets of the {len(unlabeled)} other cases computed from step "
                              f"{cfg.teacher_start}, one case refreshed every {cfg.teacher_refresh} steps: "
-                             f"{trainer.targets.seconds:.1f} s")
+                             f"{trainer.targets.seconds:.1f} s"
+                             + (f"; {trainer.targets.implausible} of {trainer.targets.computed} found implausible "
+                                "by the target gate (trusted nowhere)" if cfg.target_gate else ""))
     if trainer.stopped_early:
         if trainer.iteration == 0:
             raise nothing_written("before its first training step")

@@ -11,6 +11,14 @@ The refreshing network is the EMA teacher's weights with the student's BatchNorm
 statistics: they follow the batches the fine-tune trains on (a cold start's teacher still holds
 the statistics of the images the model came from). Maps are kept in float16 on the CPU: a case
 of 100 x 100 x 70 voxels at two classes costs 5.6 MB.
+
+With ``cfg.target_gate`` a case's targets are trusted only while they look like a segmentation
+of the structures the labeled cases hold (:func:`case_plausibility`): every foreground class's
+predicted volume within a factor :data:`GATE_VOLUME_FACTOR` of the labeled cases' range, and the
+segmentation head's class agreeing with the SDF head's zero level (Dice >= :data:`GATE_AGREEMENT`:
+UG-MCL's cross-task consistency, read per case). A teacher that misses a structure with
+confidence (MC dropout does not flag what it never saw) then gives no target at all instead of
+"background" everywhere.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ class CaseTargets:
     headroom: np.ndarray
     #: the training step whose teacher computed them
     step: int
+    #: False when ``cfg.target_gate`` found the targets implausible (``headroom`` is then zero)
+    trusted: bool = True
 
 
 @dataclass
@@ -54,6 +64,58 @@ class TargetCrops:
     probabilities: Tensor
     sdf: Tensor
     uncertainty: Tensor
+
+
+#: ``cfg.target_gate``: a class's predicted volume must lie within this factor of the labeled cases'
+#: smallest and largest volume of that class ...
+GATE_VOLUME_FACTOR = 2.0
+#: ... and its segmentation must agree with the SDF head's zero level at least this much (Dice).
+GATE_AGREEMENT = 0.8
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """:func:`case_plausibility`'s reading of one case's targets."""
+
+    #: per foreground class: predicted voxels over the labeled cases' range (1: inside it)
+    volume_ratios: tuple[float, ...]
+    #: per foreground class: Dice of ``argmax == c`` against ``sdf[c - 1] < 0``
+    agreements: tuple[float, ...]
+
+    @property
+    def plausible(self) -> bool:
+        return (all(1 / GATE_VOLUME_FACTOR <= r <= GATE_VOLUME_FACTOR for r in self.volume_ratios)
+                and all(a >= GATE_AGREEMENT for a in self.agreements))
+
+
+def labeled_volumes(cases: Sequence[TrainingCase], n_classes: int) -> list[tuple[int, int]]:
+    """Per foreground class, the smallest and largest voxel count among ``cases``' labels."""
+    counts = [np.bincount(case.label.ravel(), minlength=n_classes)[1:n_classes]
+              for case in cases if case.label is not None]
+    if not counts:
+        raise ValueError("target_gate needs labeled cases")
+    table = np.stack(counts)
+    return [(int(low), int(high)) for low, high in zip(table.min(axis=0), table.max(axis=0))]
+
+
+def case_plausibility(probabilities: np.ndarray, sdf: np.ndarray,
+                      volumes: Sequence[tuple[int, int]]) -> Plausibility:
+    """How plausible a case's teacher segmentation is (see the module docstring).
+
+    ``probabilities`` ``[C, X, Y, Z]``, ``sdf`` ``[C-1, X, Y, Z]`` on the case's training grid;
+    ``volumes``: :func:`labeled_volumes` of the labeled cases (same spacing, so voxel counts
+    compare).
+    """
+    predicted = probabilities.argmax(axis=0)
+    ratios, agreements = [], []
+    for c, (low, high) in enumerate(volumes, start=1):
+        segment, inside = predicted == c, sdf[c - 1] < 0
+        n = int(segment.sum())
+        ratios.append(n / low if n < low else n / high if n > high else 1.0)
+        both = int(np.logical_and(segment, inside).sum())
+        total = n + int(inside.sum())
+        agreements.append(2 * both / total if total else 0.0)
+    return Plausibility(tuple(ratios), tuple(agreements))
 
 
 def target_threshold(cfg: TrainConfig) -> float:
@@ -68,9 +130,11 @@ class TeacherTargets:
     docstring. ``device``/``dtype``: where and in which precision the teacher runs."""
 
     def __init__(self, cases: Sequence[TrainingCase], cfg: TrainConfig, *, device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, labeled: Sequence[TrainingCase] = ()) -> None:
         if cfg.teacher_refresh < 1:
             raise ValueError("TeacherTargets needs cfg.teacher_refresh >= 1")
+        #: ``cfg.target_gate``: per foreground class, the labeled cases' smallest and largest volume
+        self.volumes = labeled_volumes(labeled, cfg.n_classes) if cfg.target_gate else None
         self.cases = list(cases)
         self.cfg = cfg
         self.device = device
@@ -79,6 +143,8 @@ class TeacherTargets:
         self._next = 0
         #: seconds spent computing targets (part of the fine-tune's cost)
         self.seconds = 0.0
+        #: case targets computed, and how many of them the gate found implausible
+        self.computed = self.implausible = 0
         self._index = {id(case): i for i, case in enumerate(self.cases)}
 
     @property
@@ -113,8 +179,13 @@ class TeacherTargets:
                 net, image, tuple(self.cfg.patch), config, self.device, self.dtype, None, None
             )
             headroom = np.clip(math.log(self.cfg.n_classes) - uncertainty, 0.0, None)
+            trusted = self.volumes is None or case_plausibility(probabilities, sdf, self.volumes).plausible
+            self.computed += 1
+            if not trusted:
+                self.implausible += 1
+                headroom[...] = 0.0
             self.maps[index] = CaseTargets(probabilities.astype(np.float16), sdf.astype(np.float16),
-                                           headroom.astype(np.float16), iteration)
+                                           headroom.astype(np.float16), iteration, trusted)
         self.seconds += time.perf_counter() - started
         return indices
 

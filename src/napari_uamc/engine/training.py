@@ -250,7 +250,7 @@ class Trainer:
         )
         #: whole-case teacher targets of the unlabeled cases (``cfg.teacher_refresh`` > 0), else None
         self.targets = (
-            TeacherTargets(self.unlabeled, cfg, device=self.device, dtype=self.dtype)
+            TeacherTargets(self.unlabeled, cfg, device=self.device, dtype=self.dtype, labeled=self.labeled)
             if cfg.teacher_refresh and self.uses_unlabeled and (TERM_ITC in self.terms or cfg.copy_paste) else None
         )
 
