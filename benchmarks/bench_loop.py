@@ -92,7 +92,8 @@ def _variant(label: str, terms: tuple[str, ...], bn: bool, ema: bool, **extra: A
 VARIANTS: dict[str, Variant] = {
     "sup": _variant("supervised (seg + dis)", SUPERVISED_TERMS, False, False),
     "sup-bn": _variant("supervised + BN recalibration", SUPERVISED_TERMS, True, False),
-    "sup-ema-bn": _variant("supervised + EMA + BN recalibration (baseline; the default)", SUPERVISED_TERMS, True, True),
+    "sup-ema-bn": _variant("supervised + EMA + BN recalibration (baseline; a cold start's default)", SUPERVISED_TERMS,
+                           True, True),
     "sup-ema": _variant("supervised + EMA, no BN recalibration", SUPERVISED_TERMS, False, True),
     "sup-ema-bn-nocold": _variant("supervised + EMA + BN recalibration as before (model's spacing, lr 0.001)",
                                   SUPERVISED_TERMS, True, True, cold_start=False, anchors=False),

@@ -7,7 +7,8 @@ and budget, read from the run's cached JSON) and records every refresh of the te
 the uncertainty threshold), the Dice of the target's label against the expert label on the
 working grid, and the accuracy on the trusted voxels. A target no better than the model it
 trains cannot lift it; a trusted share near 1 with a low Dice teaches the errors. Writes
-``<run>.trace.json`` beside ``--out`` and prints a table. Scores nothing after training.
+``<run>.trace.json`` beside ``--out`` and prints a table. Scores nothing after training. With the
+target gate (``target_gate``) it also says which targets the gate kept and how good they were.
 
     python benchmarks/trace_teacher_targets.py \\
         .bench-cache/loop/<key>/ugmcl-cached-l1-ema-bn_k2_uncertainty_noreplay_seed0.json
@@ -44,6 +45,7 @@ def target_quality(targets: Any, index: int, truth: np.ndarray) -> dict[str, flo
         "dice": float(dice(label == 1, truth == 1)),
         "trusted_accuracy": float((label[trusted] == truth[trusted]).mean()) if trusted.any() else float("nan"),
         "trusted_foreground_recall": float(((label == 1) & trusted & (truth == 1)).sum() / max((truth == 1).sum(), 1)),
+        "gate_kept": bool(maps.trusted),  # False: the target gate (cfg.target_gate) found it implausible
     }
 
 
@@ -96,18 +98,31 @@ def trace(run_path: Path, threads: int | None) -> dict[str, Any]:
 
 def render(found: dict[str, Any]) -> str:
     rows = []
+
+    def mean_dice(records: list[dict[str, Any]]) -> str:
+        return f"{np.mean([r['dice'] for r in records]):.3f}" if records else "-"
+
     for step in sorted({r["step"] for r in found["refreshes"]}):
         at = [r for r in found["refreshes"] if r["step"] == step]
-        rows.append([step, len(at), f"{np.mean([r['trusted'] for r in at]):.2f}",
-                     f"{np.mean([r['dice'] for r in at]):.3f}",
+        kept = [r for r in at if r.get("gate_kept", True)]
+        rows.append([step, len(at), f"{np.mean([r['trusted'] for r in at]):.2f}", mean_dice(at),
                      f"{np.nanmean([r['trusted_accuracy'] for r in at]):.4f}",
-                     f"{np.mean([r['trusted_foreground_recall'] for r in at]):.2f}"])
+                     f"{np.mean([r['trusted_foreground_recall'] for r in at]):.2f}",
+                     f"{len(kept)}: {mean_dice(kept)}", f"{len(at) - len(kept)}: "
+                     f"{mean_dice([r for r in at if r not in kept])}"])
+    every = found["refreshes"]
+    kept = [r for r in every if r.get("gate_kept", True)]
+    rows.append(["all", len(every), f"{np.mean([r['trusted'] for r in every]):.2f}", mean_dice(every),
+                 f"{np.nanmean([r['trusted_accuracy'] for r in every]):.4f}",
+                 f"{np.mean([r['trusted_foreground_recall'] for r in every]):.2f}",
+                 f"{len(kept)}: {mean_dice(kept)}", f"{len(every) - len(kept)}: "
+                 f"{mean_dice([r for r in every if r not in kept])}"])
     head = (f"{found['start']} start, {found['variant']}, seed {found['seed']}, {found['iterations']} iterations: "
             f"teacher targets of the uncorrected scans at each refresh (Dice against the expert label on the "
             f"working grid).\n\n")
     return head + common.markdown_table(
-        ["step", "cases", "trusted share", "target Dice", "accuracy where trusted", "foreground trusted and right"],
-        rows)
+        ["step", "cases", "trusted share", "target Dice", "accuracy where trusted", "foreground trusted and right",
+         "kept by the gate: n, Dice", "refused: n, Dice"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,7 +152,7 @@ def test_loop_smoke_runs_caches_resumes_and_writes(tmp_path):
     assert replayed["corrected"] == ranked[:1]  # the most uncertain case is corrected first
     text = doc.read_text()
     assert OTHER_SECTION in text and "<!-- BEGIN loop-smoke -->" in text
-    assert "supervised + EMA + BN recalibration (baseline; the default)" in text
+    assert "supervised + EMA + BN recalibration (baseline; a cold start's default)" in text
 
     assert loop.main(["--smoke", "--cache-dir", str(cache), "--cached"]) == 0
     assert _run_files(cache, "loop") == runs
@@ -279,9 +279,9 @@ def test_step_cost_reports_each_fine_tune_against_the_supervised_step(tmp_path, 
     assert bench.main(["--model", str(model), "--shape", "20", "18", "16", "--steps", "1", "--threads", "1",
                        "--variants", "sup-ema-bn,ugmcl-cached-l1-ema-bn"]) == 0
     out = capsys.readouterr().out
-    assert "| supervised + EMA + BN recalibration (baseline; the default) |" in out and "| 1.00x |" in out
+    assert "| supervised + EMA + BN recalibration (baseline; a cold start's default) |" in out and "| 1.00x |" in out
     cached = next(line for line in out.splitlines() if "whole-case teacher targets" in line)
-    supervised = next(line for line in out.splitlines() if "(baseline; the default)" in line)
+    supervised = next(line for line in out.splitlines() if "(baseline; a cold start's default)" in line)
     # the targets' own seconds are reported (a number; rounded to 0.1 s a tiny model's may read 0.0)
     assert float(cached.split("|")[4]) >= 0 and supervised.split("|")[4].strip() == "-"
     with pytest.raises(SystemExit):
@@ -344,9 +344,16 @@ def test_teacher_target_trace_scores_a_target_against_the_expert_label():
     foreground[0, 0, 0] = 0  # the target misses one voxel ...
     headroom = np.full(truth.shape, math.log(2), np.float16)
     headroom[0, 0, 0] = 0  # ... where it is unsure
-    maps = SimpleNamespace(probabilities=np.stack([1 - foreground, foreground]), headroom=headroom)
+    maps = SimpleNamespace(probabilities=np.stack([1 - foreground, foreground]), headroom=headroom, trusted=True)
     targets = SimpleNamespace(maps=[maps], cfg=TrainConfig())
     quality = trace.target_quality(targets, 0, truth)
     assert quality["trusted"] == pytest.approx(31 / 32)
     assert quality["dice"] == pytest.approx(2 * 15 / (15 + 16))
     assert quality["trusted_accuracy"] == 1.0 and quality["trusted_foreground_recall"] == pytest.approx(15 / 16)
+    assert quality["gate_kept"] is True
+    # the table says how many targets the gate kept and refused, and how good each kind was
+    refused = {**quality, "case": "b", "dice": 0.0, "gate_kept": False}
+    text = trace.render({"start": "cold", "variant": "v", "seed": 0, "iterations": 9,
+                         "refreshes": [{**quality, "step": 150, "case": "a"}, {**refused, "step": 150}]})
+    row = next(line for line in text.splitlines() if line.startswith("| all |"))
+    assert f"| 1: {quality['dice']:.3f} | 1: 0.000 |" in row

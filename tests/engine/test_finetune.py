@@ -507,7 +507,7 @@ def test_whole_case_teacher_targets_wait_for_training_in_a_cold_start(study, mod
                             overrides={**semi, "teacher_start": 0})
     info = json.loads(study.model_info_path(result.version).read_text())
     assert info["settings"]["teacher_start"] == 0
-    assert any("teacher targets of the 2 other cases computed from step 0" in note for note in info["notes"])
+    assert any("teacher targets of 2 other cases computed from step 0" in note for note in info["notes"])
 
 
 def test_fresh_weights_train_a_new_network_of_the_starting_models_architecture(study, model_file, monkeypatch):
@@ -535,3 +535,58 @@ def test_fresh_weights_train_a_new_network_of_the_starting_models_architecture(s
     # a child of that version starts from its weights: the flag is not inherited
     finetune_study(study, iterations=1, device="cpu", score=False, overrides=FAST)
     assert load_checkpoint(study.model_path("v002"), "cpu")[1].config["fresh_weights"] is False
+
+
+def test_a_warm_start_also_learns_from_the_other_cases_and_a_cold_one_does_not(study, model_file, monkeypatch):
+    from napari_uamc.engine import finetune
+
+    cold = finetune_study(study, model_path=model_file, iterations=1, device="cpu", score=False)
+    settings = json.loads(cold.info_path.read_text())["settings"]
+    assert sorted(settings["terms"]) == ["dis", "seg"] and settings["target_gate"] is False  # a random model: cold
+    label = study.read_label("case0").array
+    zeros = np.zeros(label.shape, np.float32)
+    study.save_prediction("case0", label, zeros, zeros, model_version=cold.version)  # what it segmented: warm
+    messages: list[str] = []
+    warm = finetune_study(study, iterations=2, device="cpu", score=False, on_message=messages.append)
+    info = json.loads(warm.info_path.read_text())
+    settings = info["settings"]
+    assert info["starting_agreement"]["mean"] == 1.0
+    assert sorted(settings["terms"]) == ["ctc", "dis", "itc", "seg"] and settings["target_gate"] is True
+    assert (settings["teacher_refresh"], settings["batch_size"], settings["labeled_batch_size"],
+            settings["consistency"]) == (25, 3, 2, 1.0)
+    assert any("also learns from the 2 other cases" in m for m in messages)
+    assert any("teacher targets of 2 other cases computed from step 0" in n and "found implausible" in n
+               for n in info["notes"])
+    # the person's own method (or step shape) holds
+    study.save_prediction("case0", label, zeros, zeros, model_version=warm.version)
+    chosen = finetune_study(study, iterations=1, device="cpu", score=False, overrides={"terms": ["seg", "dis"]})
+    settings = json.loads(chosen.info_path.read_text())["settings"]
+    assert sorted(settings["terms"]) == ["dis", "seg"] and settings["target_gate"] is False
+    # a large study: the targets of a seeded draw of the other cases only
+    study.save_prediction("case0", label, zeros, zeros, model_version=chosen.version)
+    monkeypatch.setattr(finetune, "MAX_TARGET_CASES", 1)
+    messages.clear()
+    drawn = finetune_study(study, iterations=1, device="cpu", score=False, on_message=messages.append)
+    info = json.loads(drawn.info_path.read_text())
+    assert any("teacher targets for 1 of the 2 other cases" in m for m in messages)
+    assert any("teacher targets of 1 other case computed" in n for n in info["notes"])
+    assert info["cases"]["unlabeled"] == ["case1", "case2"]  # all of them still recalibrate BatchNorm
+
+
+def test_teacher_targets_are_computed_for_a_bounded_draw_of_the_other_cases(monkeypatch):
+    from napari_uamc.engine import finetune
+    from napari_uamc.engine.dataset import TrainingCase
+
+    def cases(n: int, side: int) -> list[TrainingCase]:
+        return [TrainingCase(f"c{i}", np.zeros((side,) * 3, np.float32), None, (1.0, 1.0, 1.0)) for i in range(n)]
+
+    small = cases(3, 10)
+    assert finetune.target_cases(small, seed=0) == small  # they fit: all, in order
+    many = cases(20, 10)
+    drawn = finetune.target_cases(many, seed=0)
+    assert len(drawn) == finetune.MAX_TARGET_CASES and drawn == sorted(drawn, key=lambda c: int(c.name[1:]))
+    assert drawn == finetune.target_cases(many, seed=0) != finetune.target_cases(many, seed=1)  # seeded
+    monkeypatch.setattr(finetune, "MAX_TARGET_VOXELS", 2500)  # 2 cases of 1000 voxels fit, not 3
+    assert len(finetune.target_cases(many, seed=0)) == 2
+    monkeypatch.setattr(finetune, "MAX_TARGET_VOXELS", 10)  # none fits: still one case
+    assert len(finetune.target_cases(many, seed=0)) == 1

@@ -33,7 +33,7 @@ from napari_uamc._napari.tasks import finetune_in_child, refresh_ranking
 from napari_uamc._napari.versions import discard_version, read_version_info
 from napari_uamc._words import counted, dice_text
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME, unreviewed_versions
-from napari_uamc.engine.config import method_terms
+from napari_uamc.engine.config import ABLATION_ROWS, method_terms
 from napari_uamc.engine.replay import AUTO as REPLAY_AUTO
 from napari_uamc.errors import UamcError
 
@@ -44,7 +44,8 @@ DEFAULT_FINETUNE_ITERATIONS = 200
 BUDGET_UNITS = ("minutes", "iterations")
 #: Fine-tune methods offered: label -> engine overrides (None: the engine's measured defaults).
 FINETUNE_METHODS: dict[str, dict | None] = {
-    "Supervised + BatchNorm recalibration": None,
+    "Automatic (measured best)": None,
+    "Supervised + BatchNorm recalibration": {"terms": sorted(ABLATION_ROWS[2])},  # seg + dis
     "UG-MCL consistency (slower steps)": {"terms": sorted(method_terms("ugmcl"))},
 }
 

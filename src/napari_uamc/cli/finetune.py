@@ -45,8 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_device_option(parser)
     add_precision_option(parser)
     parser.add_argument("--method", choices=("ugmcl", "supervised"),
-                        help="ugmcl: all loss terms (UG-MCL consistency on the other cases); "
-                             "supervised: CE + Dice of the segmentation head only (default: seg,dis)")
+                        help="ugmcl: all loss terms (UG-MCL consistency on the other cases, the teacher's passes "
+                             "on every patch); supervised: CE + Dice of the segmentation head only (default: "
+                             "chosen by the start: a model that agrees with the accepted labels (Dice >= 0.5) "
+                             "also learns from the other cases through UG-MCL consistency with gated whole-case "
+                             "teacher targets; one new to the images trains seg,dis on the accepted cases)")
     parser.add_argument("--teacher-refresh", type=int, metavar="N",
                         help="with the itc term: whole-case teacher targets of the other cases, one case "
                              "refreshed every N steps, instead of the teacher's passes on every patch")

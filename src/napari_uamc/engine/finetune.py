@@ -5,10 +5,12 @@ one, or the packaged default) and trains on every accepted case for a number of 
 minutes. It first compares the starting model with the accepted labels: a model new to the
 images (:data:`COLD_START_DICE`) relearns at its training learning rate and at the spacing where
 its patch holds the accepted structures whole; a model that knows them keeps its spacing and
-fine-tunes at ``finetune_lr``. The other cases of the study are the unlabeled data: by default
-(:data:`FINETUNE_DEFAULTS`, measured best) they re-estimate the BatchNorm statistics after
-training; with consistency terms (``terms`` with ``itc``/``ctc``, the CLI's ``--method ugmcl``)
-they also feed UG-MCL's consistency, at full weight from the first step; with ``anchors`` a warm
+fine-tunes at ``finetune_lr`` (:mod:`napari_uamc.engine.finetune_start`). The other cases of the
+study are the unlabeled data: they re-estimate the BatchNorm statistics after training
+(:data:`FINETUNE_DEFAULTS`); in a warm start they also feed UG-MCL's consistency against
+whole-case teacher targets that the target gate trusts (:data:`WARM_SEMI_SUPERVISED`, measured
+best there; a cold start stays supervised); with ``terms`` given (the CLI's ``--method``) the
+person's choice holds, at full weight from the first step; with ``anchors`` a warm
 start also trains on them labeled by the starting model. Against forgetting, a few cases of the
 starting model's own training data are replayed beside the accepted ones when that data is on
 this machine (:mod:`napari_uamc.engine.replay`). By default the EMA teacher is kept as
@@ -43,8 +45,6 @@ import numpy as np
 
 from napari_uamc._atomic import write_text_atomic
 from napari_uamc._words import counted, dice_text
-from napari_uamc.data.io import read_label
-from napari_uamc.data.metrics import dice
 from napari_uamc.data.study import ModelVersionInfo, Study
 from napari_uamc.data.study.training_files import read_training_files
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
@@ -52,7 +52,21 @@ from napari_uamc.engine.batchnorm import recalibrate_batchnorm
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
 from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
-from napari_uamc.engine.preprocess import resample_label, resample_to_spacing, zscore
+from napari_uamc.engine.finetune_start import (  # noqa: F401  (COLD_START_DICE & co: part of this module's API)
+    COLD_START_DICE,
+    COLD_TEACHER_START,
+    METHOD_CHOICES,
+    STRUCTURE_MARGIN,
+    WARM_SEMI_SUPERVISED,
+    anchor_cases,
+    choose_learning_rate,
+    foreground_dice,
+    starting_agreement,
+    starting_prediction,
+    structure_spacing,
+    with_anchors,
+)
+from napari_uamc.engine.preprocess import resample_to_spacing, zscore
 from napari_uamc.engine.progress_messages import (
     READING_REPLAY_MESSAGE,
     TRAINING_MESSAGE,
@@ -78,7 +92,8 @@ MAX_ITERATIONS_BY_TIME = 100_000
 #: UG-MCL with whole-case teacher targets (``teacher_refresh``: 1-1.5x a supervised step) also
 #: scored lower than this default in the same time, cold and warm ("Semi-supervised fine-tune on
 #: real LA scans" in docs/benchmarks.md), and so did copy-paste (``copy_paste``) from a cold start,
-#: within noise of it from a warm one ("Fine-tune levers on real LA scans").
+#: within noise of it from a warm one ("Fine-tune levers on real LA scans"). With the target gate,
+#: UG-MCL beat these defaults in every warm study, so a warm start adds :data:`WARM_SEMI_SUPERVISED`.
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "terms": ABLATION_ROWS[2],  # seg + dis
     "bn_recalibration": True,
@@ -90,18 +105,13 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "copy_paste": False,
     "target_gate": False,
 }
-#: A starting model whose predictions agree with the accepted labels below this mean Dice is new
-#: to the study's images (a cold start: a model trained elsewhere, a new scanner or sequence); it
-#: fine-tunes at its training learning rate (``TrainConfig.lr``) instead of ``finetune_lr``, which
-#: suits small corrections of a model that already knows the images (bench_loop on real scans,
-#: docs/benchmarks.md). Overridden by an explicit ``finetune_lr``.
-COLD_START_DICE = 0.5
-#: A cold start also works at the spacing where the model's patch holds the accepted structures
-#: whole, with this much room (:func:`structure_spacing`); a warm start keeps the model's spacing.
-STRUCTURE_MARGIN = 1.1
-#: With whole-case teacher targets (``teacher_refresh``), a cold start computes them first at this
-#: step: the starting model's own predictions on images new to it are no target.
-COLD_TEACHER_START = 150
+#: Whole-case teacher targets are computed for at most this many of the other cases (a seeded
+#: draw; the benchmarks' studies had 8) ...
+MAX_TARGET_CASES = 8
+#: ... holding at most this many voxels on the working grid together (at least one case): the
+#: targets' time comes out of the training budget, 0.55 s for a cropped LA scan (90 x 90 x 64 at
+#: 1.25 mm) and 5.8 s for a full-size one (320 x 320 x 44) with T = 8 on 2 CPU cores.
+MAX_TARGET_VOXELS = 5_000_000
 #: Random patches per study image for the BatchNorm recalibration.
 RECALIBRATION_PATCHES_PER_IMAGE = 2
 #: :func:`compare_with_parent` compares this many of the other cases, the first in *Next case*'s
@@ -171,6 +181,22 @@ def _fit_patch(patch: tuple[int, int, int], shapes: list[tuple[int, ...]]) -> tu
     )  # type: ignore[return-value]
 
 
+def target_cases(cases: list[TrainingCase], seed: int) -> list[TrainingCase]:
+    """The other cases whose whole-case teacher targets a fine-tune computes (all when they fit):
+    a draw seeded by ``seed`` within :data:`MAX_TARGET_CASES` and :data:`MAX_TARGET_VOXELS`, in
+    the cases' order."""
+    if len(cases) <= MAX_TARGET_CASES and sum(c.image.size for c in cases) <= MAX_TARGET_VOXELS:
+        return list(cases)
+    chosen, voxels = [], 0
+    for index in np.random.default_rng(seed).permutation(len(cases)):
+        size = cases[index].image.size
+        if len(chosen) == MAX_TARGET_CASES or (chosen and voxels + size > MAX_TARGET_VOXELS):
+            break
+        chosen.append(int(index))
+        voxels += size
+    return [cases[i] for i in sorted(chosen)]
+
+
 def study_cases(study: Study) -> tuple[list[str], list[str]]:
     """``(accepted, other)`` case names of ``study``, sorted, listed as ``uamc train`` lists a
     study (:func:`~napari_uamc.data.study.training_files.read_training_files`, with the study's
@@ -217,96 +243,8 @@ def training_dice(model, meta: ModelMeta, study: Study, cases: list[str], device
                 progress(SCORE_UNITS * index + (SCORE_UNITS * done) // max(1, of), total)
         predicted = segment_volume(model, meta, study.read_image(name), config, progress=windows,
                                    should_stop=should_stop).label
-        scores[name] = _foreground_dice(predicted, label, meta.n_classes)
+        scores[name] = foreground_dice(predicted, label, meta.n_classes)
     return scores
-
-
-def _foreground_dice(predicted: np.ndarray, label: np.ndarray, n_classes: int) -> float:
-    """Dice of two label maps, the mean over the foreground classes 1 .. n_classes - 1."""
-    return float(np.mean([dice(predicted == c, label == c) for c in range(1, n_classes)]))
-
-
-def starting_prediction(model, meta: ModelMeta, study: Study, name: str, parent: str, device: str,
-                        should_stop: Callable[[], bool] | None = None) -> np.ndarray:
-    """The starting model's label map of case ``name`` on the case's grid. A prediction the study
-    holds from this very model (a version of the study, or ``"default"``, the packaged model) is
-    reused, its label map alone (the float maps of a full-size scan take seconds to read);
-    otherwise the case is segmented (deterministic pass). Raises ``inference.Cancelled`` when
-    ``should_stop()`` turns true."""
-    if parent == DEFAULT_MODEL_NAME or parent in study.model_versions():
-        info = study.case_info(name)
-        if info.has_prediction and info.prediction_model == parent:
-            return read_label(study.prediction_paths(name)["seg"], like=study.read_image(name)).array
-    from napari_uamc.engine.inference import InferenceConfig, segment_volume
-
-    config = InferenceConfig(mc_samples=0, device=device)
-    return segment_volume(model, meta, study.read_image(name), config, should_stop=should_stop).label
-
-
-def starting_agreement(model, meta: ModelMeta, study: Study, cases: list[str], parent: str,
-                       device: str, should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
-    """Dice of the starting model's prediction (:func:`starting_prediction`) against each
-    accepted label: how much the person corrected."""
-    scores = {}
-    for name in cases:
-        predicted = starting_prediction(model, meta, study, name, parent, device, should_stop)
-        label = study.read_label(name).array  # type: ignore[union-attr]
-        scores[name] = _foreground_dice(predicted, label, meta.n_classes)
-    return scores
-
-
-def anchor_cases(model, meta: ModelMeta, study: Study, cases: list[TrainingCase], parent: str, device: str,
-                 should_stop: Callable[[], bool] | None = None) -> list[TrainingCase]:
-    """The unaccepted ``cases`` labeled by the starting model's own predictions: trained on beside
-    the accepted cases in a warm start, they hold the model to what it already does well where
-    nobody corrected it (replay without the model's training data)."""
-    anchors = []
-    for case in cases:
-        predicted = starting_prediction(model, meta, study, case.name, parent, device, should_stop)
-        if predicted.shape != case.image.shape:  # the case was resampled to the working spacing
-            predicted = resample_label(predicted, case.image.shape)
-        anchors.append(TrainingCase(case.name, case.image, predicted.astype(np.uint8), case.spacing))
-    return anchors
-
-
-def with_anchors(accepted: list[TrainingCase], anchors: list[TrainingCase]) -> list[TrainingCase]:
-    """The labeled cases of a step stream in which accepted cases and anchors come about equally
-    often: each accepted case is repeated ``ceil(anchors / accepted)`` times (the arrays are shared)."""
-    if not anchors:
-        return list(accepted)
-    repeats = -(-len(anchors) // len(accepted))
-    return [case for _ in range(repeats) for case in accepted] + list(anchors)
-
-
-def structure_spacing(study: Study, cases: list[str], patch: tuple[int, int, int]) -> tuple[float, float, float]:
-    """The isotropic spacing (mm) at which ``patch`` holds the bounding box of every accepted
-    structure with :data:`STRUCTURE_MARGIN` to spare, never finer than the images' finest spacing:
-    a patch that sees the whole structure learns its shape, not just its edges."""
-    needed, finest = 0.0, float("inf")
-    for name in cases:
-        label = study.read_label(name)
-        finest = min(finest, *label.spacing)  # type: ignore[union-attr]
-        found = np.argwhere(label.array > 0)  # type: ignore[union-attr]
-        if found.size:
-            extent = (found.max(0) - found.min(0) + 1) * np.array(label.spacing)  # type: ignore[union-attr]
-            needed = max(needed, float(np.max(extent * STRUCTURE_MARGIN / np.array(patch))))
-    size = max(needed, finest)
-    return (size, size, size)
-
-
-def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tuple[float, str]:
-    """``(finetune_lr, why)`` for a starting model that agrees with the accepted labels at the
-    given Dice per case (see :data:`COLD_START_DICE`)."""
-    mean = float(np.mean(list(agreement.values())))
-    if mean < COLD_START_DICE:
-        return cfg.lr, (f"the starting model agrees with the accepted labels at Dice {dice_text(mean)} "
-                        f"(below {COLD_START_DICE}): new to these images, fine-tuning at its training "
-                        f"learning rate {cfg.lr:g}")
-    # the engine's fine-tune rate, not cfg's: a version made by a cold start records the rate it
-    # used in its own config, and its children are warm starts
-    warm = TrainConfig().finetune_lr
-    return warm, (f"the starting model agrees with the accepted labels at Dice {dice_text(mean)}: "
-                  f"fine-tuning at learning rate {warm:g}")
 
 
 def finetune_study(
@@ -410,8 +348,13 @@ def finetune_study(
     patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled + replayed.cases])
 
     base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
+    semi = not cold and agreed is not None and bool(unlabeled) and not METHOD_CHOICES & set(overrides or {})
+    if semi:
+        say(f"the model knows these images: it also learns from the {counted(len(unlabeled), 'other case')} "
+            "(UG-MCL consistency with its own whole-case predictions, where they are plausible)")
     changes: dict[str, Any] = dict(
         FINETUNE_DEFAULTS,
+        **(WARM_SEMI_SUPERVISED if semi else {}),
         finetune=True,
         patch=patch,
         n_classes=meta.n_classes,
@@ -447,9 +390,13 @@ def finetune_study(
 
     if cfg.fresh_weights:  # the architecture only: what a cold start learns without the old weights
         model = build_model(cfg)
+    targeted = target_cases(unlabeled, cfg.seed) if cfg.teacher_refresh else unlabeled
+    if len(targeted) < len(unlabeled):
+        say(f"teacher targets for {len(targeted)} of the {len(unlabeled)} other cases, drawn with the seed "
+            f"{cfg.seed}")
     disarm = stop_checks(model, should_stop)  # before the Trainer copies the student into the teacher
     trainer = Trainer(
-        cfg, with_anchors(labeled, anchors) + replayed.cases, unlabeled, model=model, device=device,
+        cfg, with_anchors(labeled, anchors) + replayed.cases, targeted, model=model, device=device,
         should_stop=should_stop,
         time_budget=None if minutes is None else 60.0 * minutes,
     )
@@ -466,7 +413,7 @@ def finetune_study(
     finally:
         disarm()
     if trainer.targets is not None and trainer.targets.seconds:
-        trainer.notes.append(f"teacher targets of the {len(unlabeled)} other cases computed from step "
+        trainer.notes.append(f"teacher targets of {counted(len(targeted), 'other case')} computed from step "
                              f"{cfg.teacher_start}, one case refreshed every {cfg.teacher_refresh} steps: "
                              f"{trainer.targets.seconds:.1f} s"
                              + (f"; {trainer.targets.implausible} of {trainer.targets.computed} found implausible "
@@ -630,7 +577,7 @@ def compare_with_parent(
         except Cancelled:
             change.stopped = True
             break
-        change.cases[name] = _foreground_dice(before, after, meta.n_classes)
+        change.cases[name] = foreground_dice(before, after, meta.n_classes)
     if on_progress is not None:
         on_progress(len(change.cases), len(chosen))
     change.seconds = time.perf_counter() - started

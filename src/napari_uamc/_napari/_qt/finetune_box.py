@@ -81,10 +81,14 @@ class FinetuneBox(QGroupBox):
         self.method.setCurrentText(tuning.method)
         self.method.currentTextChanged.connect(lambda text: setattr(tuning, "method", text))
         self.method.setToolTip(
-            "Supervised + BatchNorm recalibration (default): accepted cases train both heads; the other "
-            "study cases re-estimate the normalisation statistics. Measured best on a CPU budget.\n"
-            "UG-MCL consistency: the other cases also train through the mean-teacher and cross-task "
-            "consistency; each step costs 5-8x more (docs/benchmarks.md)."
+            "Automatic (default, measured best on real scans): when the model already agrees with your "
+            "accepted labels, the other study cases also train the model through UG-MCL's consistency "
+            "with its own whole-case predictions where they are plausible (steps cost 1.5x); when it "
+            "does not (images new to it), supervised on the accepted cases only.\n"
+            "Supervised + BatchNorm recalibration: accepted cases train both heads; the other study "
+            "cases only re-estimate the normalisation statistics.\n"
+            "UG-MCL consistency: the paper's teacher passes on every patch; each step costs 3-8x more "
+            "(docs/benchmarks.md)."
         )
         form.addRow("Method", self.method)
         self.replay = QComboBox()
