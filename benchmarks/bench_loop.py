@@ -165,7 +165,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "real": Experiment("real", tuple(VARIANTS), None, "uncertainty", False),  # --variants picks
     # --real: earlier corrections replayed: the starting model's own training scans (a warm
     # start) or domain-A phantoms (a cold start) accepted into the study beside the k new ones
-    "real-replay": Experiment("real-replay", (BASELINE,), (2,), "uncertainty", True),
+    "real-replay": Experiment("real-replay", (BASELINE, "ugmcl-cached-l1-gate-ema-bn"), (2,), "uncertainty", True),
     # --real: nothing new to learn (k = 0; 2 of the model's own training cases accepted instead)
     "real-null": Experiment("real-null", (BASELINE,), (0,), "uncertainty", True, null=True),
     # --real: the k accepted scans drawn at random instead of the most uncertain (what the choice costs)

@@ -340,3 +340,18 @@ def test_automatic_replay_says_before_the_run_what_it_will_do_for_the_model_in_u
     assert tuning.auto_replay_note.startswith("none for the packaged model")
     assert tuning.set_replay("auto") and "none for the packaged model" in session.texts["finetune"][0]
     assert "uamc" not in tuning.auto_replay_note and "--replay" not in session.texts["finetune"][0]
+
+
+def test_fine_tune_during_a_ranking_refresh_says_that_the_ranking_runs(session):
+    from napari_uamc._napari.jobs import Job
+
+    notices = []
+    session.notice.connect(lambda text, level: notices.append(text))
+    tuning = session.finetuning
+    tuning._job = Job("ranking", print, {})
+    tuning.start()
+    tuning._job = Job("finetune", print, {})
+    tuning.start()
+    tuning._job = None
+    assert notices == ["the uncertainty ranking is being refreshed: Fine-tune once it ends (or Stop it)",
+                       "a fine-tune is already running"]

@@ -830,3 +830,21 @@ def test_picking_an_unreviewed_version_in_the_model_list_offers_it(make_napari_v
     assert Study.open(tiny_study).current_model == "v001" and panel.model_combo.currentIndex() == 1
     assert panel.offer_box.isVisibleTo(panel) and panel.offer_box.adopt_button.text() == "Adopt v002"
     assert "not adopted yet" in panel.versions_box.status.text()
+
+
+def test_the_case_table_ranks_the_unaccepted_cases_as_next_case_opens_them(make_napari_viewer, qtbot, tiny_study):
+    viewer = make_napari_viewer()
+    panel = UamcPanel(viewer)
+    panel.open_study(tiny_study, open_first_case=False)
+    qtbot.waitUntil(lambda: not panel.session.opening, timeout=30_000)
+    study = panel.study
+    names = study.cases()
+    for name, score in zip(names, (0.31, 0.2, 0.5)):
+        study.set_uncertainty(name, score)
+    assert accept_box(study) == names[0]  # accepted: its score shows, without a rank
+    panel.session.study_changed.emit()
+    shown = {panel.case_table.item(r, 0).text(): panel.case_table.item(r, 2).text()
+             for r in range(panel.case_table.rowCount())}
+    assert shown[names[2]] == "#1  0.500" and shown[names[1]] == "#2  0.200" and shown[names[0]] == "0.310"
+    assert study.ranked_for_labeling()[0] == names[2] == panel.session.next_case()
+    assert "Next case opens first" in panel.case_table.horizontalHeaderItem(2).toolTip()

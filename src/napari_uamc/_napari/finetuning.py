@@ -389,7 +389,8 @@ class Finetuning:
         """Fine-tune the picked model on the study in the background."""
         session = self._session
         if self._job is not None:
-            session.notice.emit("a fine-tune is already running", "info")
+            session.notice.emit("the uncertainty ranking is being refreshed: Fine-tune once it ends (or Stop it)"
+                                if self._job.name == "ranking" else "a fine-tune is already running", "info")
             return
         study = session.study
         if study is None:

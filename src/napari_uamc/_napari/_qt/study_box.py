@@ -52,6 +52,10 @@ class StudyBox(QGroupBox):
         layout.addLayout(button_row(self.open_study_button, self.create_study_button))
         self.case_table = table = QTableWidget(0, 3)
         table.setHorizontalHeaderLabels(["case", "status", "uncertainty"])
+        table.horizontalHeaderItem(2).setToolTip(
+            "The model's mean MC-dropout uncertainty over the whole volume (entropy in nats: 0 where it is "
+            "sure everywhere, 0.69 for a coin toss between two classes everywhere). #1 is the unaccepted "
+            "case it is least sure about, the one Next case opens first.")
         table.setSelectionBehavior(QAbstractItemView.SelectRows)
         table.setSelectionMode(QAbstractItemView.SingleSelection)
         table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -142,8 +146,12 @@ class StudyBox(QGroupBox):
         self.study_label.setText(
             f"<b>{study.name}</b>: {counted(len(infos), 'case')}, {accepted} accepted<br>{shown_path(study.root)}")
         self.case_table.setRowCount(len(infos))
+        scored = {info.name for info in infos if info.uncertainty is not None}
+        rank = {name: index for index, name in enumerate(study.ranked_for_labeling(), start=1) if name in scored}
         for row, info in enumerate(infos):
-            score = "" if info.uncertainty is None else f"{info.uncertainty:.4f}"
+            score = "" if info.uncertainty is None else f"{info.uncertainty:.3f}"
+            if info.name in rank:
+                score = f"#{rank[info.name]}  {score}"
             status = str(info.status.value if hasattr(info.status, "value") else info.status)
             if info.has_draft:
                 status += " (draft)"
