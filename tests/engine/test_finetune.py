@@ -555,6 +555,9 @@ def test_a_warm_start_also_learns_from_the_other_cases_and_a_cold_one_does_not(s
     assert (settings["teacher_refresh"], settings["batch_size"], settings["labeled_batch_size"],
             settings["consistency"]) == (25, 3, 2, 1.0)
     assert any("also learns from the 2 other cases" in m for m in messages)
+    said = [m.split(" of ")[0] if m.startswith("computing") else m.split(" for ")[0] for m in messages
+            if m.startswith(("computing the teacher's targets", "training for"))]
+    assert said == ["computing the teacher's targets", "training"]  # a stage of its own, before training
     assert any("teacher targets of 2 other cases computed from step 0" in n and "found implausible" in n
                for n in info["notes"])
     # the person's own method (or step shape) holds

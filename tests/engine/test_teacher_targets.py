@@ -149,6 +149,7 @@ def test_gated_targets_of_an_implausible_case_are_trusted_nowhere(monkeypatch):
     monkeypatch.setattr(module, "network_maps", maps)
     targets.update(0, *[Trainer(cfg, labeled, unlabeled, device="cpu").student] * 2)
     assert [m.trusted for m in targets.maps] == [False, True]
+    assert targets.update(0, None, None) == []  # once per step: the fine-tune's own call came first
     assert (targets.computed, targets.implausible) == (2, 1)
     assert float(targets.maps[0].headroom.max()) == 0.0  # uncertain everywhere: masked out
     assert float(targets.maps[1].headroom.min()) > 0.6  # ln 2 - 0: trusted where certain

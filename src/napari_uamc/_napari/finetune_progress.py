@@ -27,6 +27,7 @@ from napari_uamc._napari.tasks import COMPARING_MESSAGE
 from napari_uamc._words import counted
 from napari_uamc.engine.progress_messages import (  # no torch
     READING_REPLAY_MESSAGE,
+    TARGETS_MESSAGE,
     TRAINING_MESSAGE,
     WRITING_MESSAGE,
     WROTE_MESSAGE,
@@ -41,6 +42,7 @@ PREPARING_STAGES = (
     (READING_REPLAY_MESSAGE, "replay", "reading the replay cases…"),
     ("reading ", "reading", None),
     ("labeling ", "anchors", "labeling the other cases with the model (anchors against forgetting)…"),
+    (TARGETS_MESSAGE, "targets", None),
     (TRAINING_MESSAGE, "training", "training: the first step…"),
 )
 #: After training: the beginning of an engine message -> (stage, what the status says).

@@ -69,6 +69,7 @@ from napari_uamc.engine.finetune_start import (  # noqa: F401  (COLD_START_DICE 
 from napari_uamc.engine.preprocess import resample_to_spacing, zscore
 from napari_uamc.engine.progress_messages import (
     READING_REPLAY_MESSAGE,
+    TARGETS_MESSAGE,
     TRAINING_MESSAGE,
     WRITING_MESSAGE,
     WROTE_MESSAGE,
@@ -108,9 +109,10 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 #: Whole-case teacher targets are computed for at most this many of the other cases (a seeded
 #: draw; the benchmarks' studies had 8) ...
 MAX_TARGET_CASES = 8
-#: ... holding at most this many voxels on the working grid together (at least one case): the
-#: targets' time comes out of the training budget, 0.55 s for a cropped LA scan (90 x 90 x 64 at
-#: 1.25 mm) and 5.8 s for a full-size one (320 x 320 x 44) with T = 8 on 2 CPU cores.
+#: ... holding at most this many voxels on the working grid together (at least one case): they
+#: are computed before the first step (0.55 s for a cropped LA scan, 90 x 90 x 64 at 1.25 mm, and
+#: 5.8 s for a full-size one, 320 x 320 x 44, with T = 8 on 2 CPU cores), and their refreshes,
+#: one case every ``teacher_refresh`` steps, come out of the training budget.
 MAX_TARGET_VOXELS = 5_000_000
 #: Random patches per study image for the BatchNorm recalibration.
 RECALIBRATION_PATCHES_PER_IMAGE = 2
@@ -402,6 +404,12 @@ def finetune_study(
     )
     for note in trainer.notes:
         say(note)
+    if trainer.targets is not None and cfg.teacher_start == 0 and not stopped():  # a stage of its own, said
+        say(f"{TARGETS_MESSAGE}{counted(len(targeted), 'other case')}")
+        trainer.targets.update(0, trainer.teacher, trainer.student)
+    if stopped():
+        disarm()
+        raise nothing_written("before its first training step")
     budget = counted(iterations, "iteration") if iterations is not None else f"{minutes:g} min"
     say(f"{TRAINING_MESSAGE}{budget}")
     try:

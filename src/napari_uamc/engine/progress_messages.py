@@ -14,3 +14,6 @@ WROTE_MESSAGE = "wrote model "
 TRAINING_MESSAGE = "training for "
 #: It reads the replay cases ("reading the replay cases of FOLDER (WHY)").
 READING_REPLAY_MESSAGE = "reading the replay cases of "
+#: It computes the teacher's whole-case targets before the first step ("computing the teacher's
+#: targets of 6 other cases").
+TARGETS_MESSAGE = "computing the teacher's targets of "

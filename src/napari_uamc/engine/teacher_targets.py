@@ -141,6 +141,7 @@ class TeacherTargets:
         self.dtype = dtype
         self.maps: list[CaseTargets | None] = [None] * len(self.cases)
         self._next = 0
+        self._updated_at: int | None = None  # the step of the last update (it runs once per step)
         #: seconds spent computing targets (part of the fine-tune's cost)
         self.seconds = 0.0
         #: case targets computed, and how many of them the gate found implausible
@@ -155,7 +156,7 @@ class TeacherTargets:
         """Indices of the cases to (re)compute before the step ``iteration``: all of them at
         ``teacher_start``, then one every ``teacher_refresh`` steps, in turn."""
         start, every = self.cfg.teacher_start, self.cfg.teacher_refresh
-        if not self.cases or iteration < start:
+        if not self.cases or iteration < start or iteration == self._updated_at:
             return []
         if not self.ready:
             return [i for i, m in enumerate(self.maps) if m is None]
@@ -165,8 +166,11 @@ class TeacherTargets:
         return [index]
 
     def update(self, iteration: int, teacher: nn.Module, student: nn.Module) -> list[int]:
-        """Compute the targets due before step ``iteration``; returns the case indices done."""
+        """Compute the targets due before step ``iteration``; returns the case indices done. A
+        second call for the same step does nothing (the fine-tune computes the first targets
+        before its first step, which calls this again)."""
         indices = self.due(iteration)
+        self._updated_at = iteration
         if not indices:
             return []
         started = time.perf_counter()
