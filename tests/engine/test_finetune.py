@@ -560,11 +560,15 @@ def test_a_warm_start_also_learns_from_the_other_cases_and_a_cold_one_does_not(s
     assert said == ["computing the teacher's targets", "training"]  # a stage of its own, before training
     assert any("teacher targets of 2 other cases computed from step 0" in n and "found implausible" in n
                for n in info["notes"])
+    assert info["notes"][0].startswith("the model knows these images") and "warm-start default" in info["notes"][0]
     # the person's own method (or step shape) holds
     study.save_prediction("case0", label, zeros, zeros, model_version=warm.version)
-    chosen = finetune_study(study, iterations=1, device="cpu", score=False, overrides={"terms": ["seg", "dis"]})
+    chosen = finetune_study(study, iterations=1, device="cpu", score=False,
+                            overrides={"terms": ["seg", "dis", "itc", "ctc"]})
     settings = json.loads(chosen.info_path.read_text())["settings"]
-    assert sorted(settings["terms"]) == ["dis", "seg"] and settings["target_gate"] is False
+    assert settings["target_gate"] is False and sorted(settings["terms"]) == ["ctc", "dis", "itc", "seg"]
+    # nothing of the parent's warm default inherited: the paper's per-patch teacher at lambda 0.1
+    assert (settings["teacher_refresh"], settings["consistency"]) == (0, 0.1)
     # a large study: the targets of a seeded draw of the other cases only
     study.save_prediction("case0", label, zeros, zeros, model_version=chosen.version)
     monkeypatch.setattr(finetune, "MAX_TARGET_CASES", 1)
@@ -574,6 +578,26 @@ def test_a_warm_start_also_learns_from_the_other_cases_and_a_cold_one_does_not(s
     assert any("teacher targets for 1 of the 2 other cases" in m for m in messages)
     assert any("teacher targets of 1 other case computed" in n for n in info["notes"])
     assert info["cases"]["unlabeled"] == ["case1", "case2"]  # all of them still recalibrate BatchNorm
+    assert any(n.startswith("teacher targets for 1 of the 2 other cases") for n in info["notes"])  # which, too
+    # a stop while the first targets are computed: nothing written, and said so
+    from napari_uamc.engine.inference import Cancelled
+
+    monkeypatch.setattr(finetune, "MAX_TARGET_CASES", 8)
+    study.save_prediction("case0", label, zeros, zeros, model_version=drawn.version)
+    versions, asked = study.model_versions(), []
+
+    def stop_at_targets(text: str) -> None:
+        if text.startswith("computing the teacher's targets"):
+            asked.append(text)
+
+    with pytest.raises(Cancelled, match="before its first training step"):
+        finetune_study(study, iterations=5, device="cpu", score=False, on_message=stop_at_targets,
+                       should_stop=lambda: bool(asked))
+    assert asked and study.model_versions() == versions
+    # the person's --teacher-refresh 0 (the per-patch teacher) is a method choice: no warm default
+    chosen = finetune_study(study, iterations=1, device="cpu", score=False, overrides={"teacher_refresh": 0})
+    settings = json.loads(chosen.info_path.read_text())["settings"]
+    assert settings["target_gate"] is False and sorted(settings["terms"]) == ["dis", "seg"]
 
 
 def test_teacher_targets_are_computed_for_a_bounded_draw_of_the_other_cases(monkeypatch):

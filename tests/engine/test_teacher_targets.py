@@ -155,3 +155,27 @@ def test_gated_targets_of_an_implausible_case_are_trusted_nowhere(monkeypatch):
     assert float(targets.maps[1].headroom.min()) > 0.6  # ln 2 - 0: trusted where certain
     with pytest.raises(ValueError, match="target_gate"):
         TrainConfig(**TINY, target_gate=True)  # without teacher_refresh
+
+
+def test_the_gate_reads_a_class_no_label_holds_as_plausible_only_where_nothing_is_predicted():
+    from napari_uamc.engine.teacher_targets import case_plausibility, labeled_volumes
+
+    shape = (12, 12, 12)
+    with_class = np.zeros(shape, np.uint8)
+    with_class[2:6, 2:6, 2:6] = 1  # 64 voxels
+    empty = np.zeros(shape, np.uint8)
+    cases = [TrainingCase.from_arrays(name, np.zeros(shape, np.float32), label, (1.0, 1.0, 1.0))
+             for name, label in (("a", with_class), ("b", empty))]
+    # an empty label says nothing of the class's size; class 2 is in no label
+    assert labeled_volumes(cases, 3) == [(64, 64), (0, 0)]
+    probabilities = np.zeros((3, *shape), np.float32)
+    probabilities[0] = 1.0
+    probabilities[:, 2:6, 2:6, 2:6] = np.array([0.0, 1.0, 0.0])[:, None, None, None]
+    sdf = np.ones((2, *shape), np.float32)
+    sdf[0, 2:6, 2:6, 2:6] = -1.0
+    reading = case_plausibility(probabilities, sdf, labeled_volumes(cases, 3))
+    assert reading.plausible and reading.volume_ratios == (1.0, 1.0) and reading.agreements == (1.0, 1.0)
+    probabilities[:, 8:10, 8:10, 8:10] = np.array([0.0, 0.0, 1.0])[:, None, None, None]  # class 2 appears
+    sdf[1, 8:10, 8:10, 8:10] = -1.0
+    reading = case_plausibility(probabilities, sdf, labeled_volumes(cases, 3))
+    assert reading.volume_ratios[1] == math.inf and not reading.plausible

@@ -105,6 +105,14 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "fresh_weights": False,
     "copy_paste": False,
     "target_gate": False,
+    # a warm-start default's choices (WARM_SEMI_SUPERVISED) are not inherited either: a child asked
+    # for `--method ugmcl` gets the paper's per-patch teacher at the engine's weight (METHOD.md),
+    # 2 accepted + 2 other patches a step
+    "teacher_refresh": 0,
+    "teacher_start": 0,
+    "consistency": TrainConfig().consistency,
+    "batch_size": TrainConfig().batch_size,
+    "labeled_batch_size": TrainConfig().labeled_batch_size,
 }
 #: Whole-case teacher targets are computed for at most this many of the other cases (a seeded
 #: draw; the benchmarks' studies had 8) ...
@@ -350,10 +358,13 @@ def finetune_study(
     patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled + replayed.cases])
 
     base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
-    semi = not cold and agreed is not None and bool(unlabeled) and not METHOD_CHOICES & set(overrides or {})
-    if semi:
-        say(f"the model knows these images: it also learns from the {counted(len(unlabeled), 'other case')} "
-            "(UG-MCL consistency with its own whole-case predictions, where they are plausible)")
+    semi = (agreed is not None and agreed >= COLD_START_DICE and bool(unlabeled)
+            and not METHOD_CHOICES & set(overrides or {}))
+    method_note = (f"the model knows these images: it also learns from the {counted(len(unlabeled), 'other case')} "
+                   "(UG-MCL consistency with its own whole-case predictions, where they are plausible; "
+                   "the warm-start default)") if semi else ""
+    if method_note:
+        say(method_note)
     changes: dict[str, Any] = dict(
         FINETUNE_DEFAULTS,
         **(WARM_SEMI_SUPERVISED if semi else {}),
@@ -393,9 +404,10 @@ def finetune_study(
     if cfg.fresh_weights:  # the architecture only: what a cold start learns without the old weights
         model = build_model(cfg)
     targeted = target_cases(unlabeled, cfg.seed) if cfg.teacher_refresh else unlabeled
-    if len(targeted) < len(unlabeled):
-        say(f"teacher targets for {len(targeted)} of the {len(unlabeled)} other cases, drawn with the seed "
-            f"{cfg.seed}")
+    drawn_note = (f"teacher targets for {len(targeted)} of the {len(unlabeled)} other cases, drawn with the seed "
+                  f"{cfg.seed}: {', '.join(c.name for c in targeted)}") if len(targeted) < len(unlabeled) else ""
+    if drawn_note:
+        say(drawn_note)
     disarm = stop_checks(model, should_stop)  # before the Trainer copies the student into the teacher
     trainer = Trainer(
         cfg, with_anchors(labeled, anchors) + replayed.cases, targeted, model=model, device=device,
@@ -404,9 +416,16 @@ def finetune_study(
     )
     for note in trainer.notes:
         say(note)
+    trainer.notes[:0] = [note for note in (method_note, drawn_note) if note]  # said above; kept in the record
     if trainer.targets is not None and cfg.teacher_start == 0 and not stopped():  # a stage of its own, said
         say(f"{TARGETS_MESSAGE}{counted(len(targeted), 'other case')}")
-        trainer.targets.update(0, trainer.teacher, trainer.student)
+        try:
+            trainer.compute_first_targets()
+        except StoppedInStep:
+            pass  # the stop request: nothing written, below
+        except BaseException:
+            disarm()
+            raise
     if stopped():
         disarm()
         raise nothing_written("before its first training step")

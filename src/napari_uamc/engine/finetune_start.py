@@ -44,7 +44,7 @@ WARM_SEMI_SUPERVISED: dict[str, Any] = {
 }
 #: The fine-tune's method (and the shape of its step) is the person's when their overrides name
 #: one of these: :data:`WARM_SEMI_SUPERVISED` is then not applied.
-METHOD_CHOICES = frozenset({"terms", "copy_paste", "batch_size", "labeled_batch_size"})
+METHOD_CHOICES = frozenset({"terms", "copy_paste", "batch_size", "labeled_batch_size", "teacher_refresh"})
 #: A starting model whose predictions agree with the accepted labels below this mean Dice is new
 #: to the study's images (a cold start: a model trained elsewhere, a new scanner or sequence); it
 #: fine-tunes at its training learning rate (``TrainConfig.lr``) instead of ``finetune_lr``, which

@@ -89,13 +89,19 @@ class Plausibility:
 
 
 def labeled_volumes(cases: Sequence[TrainingCase], n_classes: int) -> list[tuple[int, int]]:
-    """Per foreground class, the smallest and largest voxel count among ``cases``' labels."""
+    """Per foreground class, the smallest and largest voxel count among the labels of ``cases``
+    that hold it (a label without the class says nothing of its size); ``(0, 0)`` for a class
+    no label holds."""
     counts = [np.bincount(case.label.ravel(), minlength=n_classes)[1:n_classes]
               for case in cases if case.label is not None]
     if not counts:
         raise ValueError("target_gate needs labeled cases")
     table = np.stack(counts)
-    return [(int(low), int(high)) for low, high in zip(table.min(axis=0), table.max(axis=0))]
+    ranges = []
+    for column in table.T:
+        present = column[column > 0]
+        ranges.append((int(present.min()), int(present.max())) if present.size else (0, 0))
+    return ranges
 
 
 def case_plausibility(probabilities: np.ndarray, sdf: np.ndarray,
@@ -111,10 +117,13 @@ def case_plausibility(probabilities: np.ndarray, sdf: np.ndarray,
     for c, (low, high) in enumerate(volumes, start=1):
         segment, inside = predicted == c, sdf[c - 1] < 0
         n = int(segment.sum())
-        ratios.append(n / low if n < low else n / high if n > high else 1.0)
+        if high == 0:  # no label holds the class: plausible only where it is not predicted either
+            ratios.append(1.0 if n == 0 else math.inf)
+        else:
+            ratios.append(n / low if n < low else n / high if n > high else 1.0)
         both = int(np.logical_and(segment, inside).sum())
         total = n + int(inside.sum())
-        agreements.append(2 * both / total if total else 0.0)
+        agreements.append(2 * both / total if total else 1.0)  # both heads empty: they agree
     return Plausibility(tuple(ratios), tuple(agreements))
 
 

@@ -512,6 +512,18 @@ class Trainer:
         """
         self.load_state_dict(read_training_state(path))
 
+    def compute_first_targets(self) -> None:
+        """Compute the whole-case teacher targets due before the next step now, outside the steps
+        and their time budget (the fine-tune's own stage). Out of memory raises TrainingError."""
+        if self.targets is None:
+            return
+        try:
+            self.targets.update(self.iteration, self.teacher, self.student)
+        except Exception as error:
+            if _is_out_of_memory(error):
+                raise TrainingError(self._oom_message()) from None
+            raise
+
     def result_model(self, use_teacher: bool = False) -> DualTaskVNet:
         """The trained network: the student, or the EMA teacher (the live module, not a copy)."""
         return self.teacher if use_teacher else self.student

@@ -87,7 +87,7 @@ class FinetuneBox(QGroupBox):
             "does not (images new to it), supervised on the accepted cases only.\n"
             "Supervised + BatchNorm recalibration: accepted cases train both heads; the other study "
             "cases only re-estimate the normalisation statistics.\n"
-            "UG-MCL consistency: the paper's teacher passes on every patch; each step costs 3-8x more "
+            "UG-MCL consistency: the paper's teacher passes on every patch; each step costs 3-6x more "
             "(docs/benchmarks.md)."
         )
         form.addRow("Method", self.method)

@@ -54,8 +54,8 @@ class StudyBox(QGroupBox):
         table.setHorizontalHeaderLabels(["case", "status", "uncertainty"])
         table.horizontalHeaderItem(2).setToolTip(
             "The model's mean MC-dropout uncertainty over the whole volume (entropy in nats: 0 where it is "
-            "sure everywhere, 0.69 for a coin toss between two classes everywhere). #1 is the unaccepted "
-            "case it is least sure about, the one Next case opens first.")
+            "sure everywhere, 0.69 for a coin toss between two classes everywhere: ln C for C classes). "
+            "#1 is the unaccepted case it is least sure about, the one Next case opens first.")
         table.setSelectionBehavior(QAbstractItemView.SelectRows)
         table.setSelectionMode(QAbstractItemView.SingleSelection)
         table.setEditTriggers(QAbstractItemView.NoEditTriggers)
