@@ -47,12 +47,13 @@ def read_runs(cache_root: Path, k: int) -> Runs:
             setup["start"] = f"phantoms-{setup.get('domain', 'B')}"
         budget = (f"{setup['iterations']} iterations" if setup.get("iterations")
                   else f"{setup.get('minutes')} minutes")
-        for path in sorted(config_path.parent.glob(f"*_k{k}_uncertainty_noreplay_seed*.json")):
+        for path in sorted(config_path.parent.glob(f"*_k{k}_uncertainty_*replay_seed*.json")):
             run = json.loads(path.read_text())
             if path.name.endswith(".trace.json") or "dice_after" not in run:  # a trace, or a failed run
                 continue
             run["_cache"] = config_path.parent.name
-            start = setup["start"] + ("-heldout" if setup.get("studies") else "")  # bench_loop --studies
+            start = (setup["start"] + ("-heldout" if setup.get("studies") else "")  # bench_loop --studies
+                     + ("-replay" if run.get("replay") else ""))  # bench_loop's real-replay experiment
             found.setdefault((start, run["variant"], budget), {})[int(run["seed"])] = run
     return found
 
@@ -114,8 +115,9 @@ def render_start(start: str, runs: Runs, budgets: dict[str, dict[str, str]]) -> 
 #: The starts a table can be about, in the order written, and their headings: real scans from a
 #: model that never saw one, or from one trained on 16 of them; la2018-val16 from the packaged
 #: model (bench_loop --studies held-out); the shifted phantom domain from the phantom model.
-STARTS = {"cold": "cold start", "warm": "warm start", "warm-heldout": "the packaged model on its held-out scans",
-          "phantoms-B": "phantoms, shifted domain B"}
+STARTS = {"cold": "cold start", "warm": "warm start",
+          "warm-replay": "warm start, replaying 2 of the model's training scans (bench_loop real-replay)",
+          "warm-heldout": "the packaged model on its held-out scans", "phantoms-B": "phantoms, shifted domain B"}
 
 
 def render(runs, budgets: dict[str, dict[str, str]], k: int) -> str:

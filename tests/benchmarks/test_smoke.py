@@ -308,6 +308,11 @@ def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_pat
     cache("two", 216, "ugmcl-cached-l1-ema-bn", {0: 0.05, 1: 0.0, 2: 0.03})
     cache("three", 40, "ugmcl-cached-l1-ema-bn", {0: -0.5})  # another budget: never mixed in
     cache("four", 216, "ugmcl-cached-l1-ema-bn", {0: -0.5}, studies="held-out")  # other studies: never mixed in
+    replayed = {"variant": "ugmcl-cached-l1-ema-bn", "seed": 0, "corrected": ["c", "d"], "replay": ["r1", "r2"],
+                "dice_before": cases, "dice_after": {c: v - 0.5 for c, v in cases.items()},
+                "dice_A_before": {"x": 0.8}, "dice_A_after": {"x": 0.8}, "seconds_per_iteration": 0.5}
+    (tmp_path / "loop" / "two" / "ugmcl-cached-l1-ema-bn_k2_uncertainty_replay_seed0.json").write_text(
+        json.dumps(replayed))  # a replay run: a start of its own (warm-replay), never mixed in
     doc = tmp_path / "benchmarks.md"
     assert report.main(["--cache-dir", str(tmp_path / "loop"), "--budget", "warm:sup-ema-bn=280",
                         "--budget", "warm:ugmcl-cached-l1-ema-bn=216", "--write", str(doc)]) == 0
