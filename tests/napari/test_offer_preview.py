@@ -48,6 +48,12 @@ def test_a_preview_is_an_outline_on_the_images_grid_that_goes_on_discard(session
     line = session.texts[SECTION][0]
     assert line.startswith(f"Preview of v002 on {case}") and "Dice with the segmentation on screen " in line
     assert "accepted label" not in line  # the case has none
+    # painting the compared segmentation afterwards: the line says its Dice is of the one before
+    segmentation.paint((0, 0, 0), 1)
+    edited = session.texts[SECTION][0]
+    assert edited.startswith(line.removesuffix(".")) and "before your latest edits" in edited
+    segmentation.paint((0, 0, 1), 1)  # said once
+    assert session.texts[SECTION][0] == edited
     session.finetuning.discard()
     assert name not in session.viewer.layers and session.texts[SECTION][0] == ""
 

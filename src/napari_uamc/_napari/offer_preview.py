@@ -66,6 +66,8 @@ class OfferPreview:
         self._job: Job | None = None
         #: the preview layer on screen (None: none)
         self.layer_name: str | None = None
+        #: disconnects the watch for paint on the compared segmentation (None: no watch)
+        self._unwatch: Any = None
         session.finetuning.offered.connect(lambda _offer: self.clear())
         session.case_changed.connect(lambda _case: self.clear())
 
@@ -117,6 +119,7 @@ class OfferPreview:
     def clear(self) -> None:
         """Stop a running preview and remove the preview layer and its line."""
         self._stop.set()
+        self._stop_watching()
         if self.layer_name is not None:
             self._session.layers.remove(self.layer_name)
             self.layer_name = None
@@ -133,7 +136,31 @@ class OfferPreview:
         session.layers.put_labels_view(image, PREVIEW_INFIX + version, volume, label, styling.style_preview)
         self.layer_name = name
         self.progress.emit(1, 1)
-        self._say(self.dice_line(version, image, label, result.accepted), "ok")
+        line = self.dice_line(version, image, label, result.accepted)
+        self._say(line, "ok")
+        self._watch_paint(image, line)
+
+    def _watch_paint(self, image: str, line: str) -> None:
+        """Once the person paints the segmentation the preview was compared with, its Dice is of
+        the segmentation before: the line says so (recomputing it on every stroke of a full-size
+        scan would cost the GUI a tenth of a second each)."""
+        segmentation = self._session.layers.segmentation(image)
+        if segmentation is None or "segmentation on screen" not in line:
+            return
+
+        def painted(_event: Any = None) -> None:
+            self._stop_watching()
+            if self._session.texts.get(SECTION, ("", ""))[0] == line:
+                self._say(line.removesuffix(".") + " (the segmentation on screen as it was before your latest "
+                          "edits: Preview on this case again to compare with them).", "ok")
+
+        segmentation.events.paint.connect(painted)
+        self._unwatch = lambda: segmentation.events.paint.disconnect(painted)
+
+    def _stop_watching(self) -> None:
+        if self._unwatch is not None:
+            unwatch, self._unwatch = self._unwatch, None
+            unwatch()
 
     def dice_line(self, version: str, image: str, label: np.ndarray, accepted: np.ndarray | None) -> str:
         """The preview's one line: its Dice with the segmentation on screen and the accepted label."""
