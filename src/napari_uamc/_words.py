@@ -1,4 +1,4 @@
-"""How counts and Dice scores are written for a person, in the panel, the command line and the
+"""How counts, durations and Dice scores are written for a person, in the panel, the command line and the
 engine's messages (ground floor: imports nothing).
 
 One home, so "1 iterations" cannot come back in one text while another says "1 iteration", and
@@ -26,3 +26,8 @@ def dice_text(value: float) -> str:
         if value >= 1 or not text.startswith("1"):
             return text
     return f"{0.999999:.6f}"
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds as the panel and the command line say them: "40 s", "3.1 min"."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

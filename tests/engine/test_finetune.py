@@ -291,6 +291,7 @@ def test_cli_finetune_no_adopt(study, model_file, capsys):
     assert status == 0
     out = capsys.readouterr().out
     assert "v001 is not adopted" in out and "other cases: Dice between" in out and "accepted cases:" in out
+    assert "in all, " in out and "of them training" in out and "comparing with the parent" in out
     assert Study.open(study.root).current_model is None
 
     assert main(["finetune", str(study.root), "--iterations", "1", "--device", "cpu",
@@ -543,6 +544,7 @@ def test_a_warm_start_also_learns_from_the_other_cases_and_a_cold_one_does_not(s
     cold = finetune_study(study, model_path=model_file, iterations=1, device="cpu", score=False)
     settings = json.loads(cold.info_path.read_text())["settings"]
     assert sorted(settings["terms"]) == ["dis", "seg"] and settings["target_gate"] is False  # a random model: cold
+    assert cold.method.startswith("the model is new to these images: only the accepted cases taught it")
     label = study.read_label("case0").array
     zeros = np.zeros(label.shape, np.float32)
     study.save_prediction("case0", label, zeros, zeros, model_version=cold.version)  # what it segmented: warm
@@ -554,19 +556,21 @@ def test_a_warm_start_also_learns_from_the_other_cases_and_a_cold_one_does_not(s
     assert sorted(settings["terms"]) == ["ctc", "dis", "itc", "seg"] and settings["target_gate"] is True
     assert (settings["teacher_refresh"], settings["batch_size"], settings["labeled_batch_size"],
             settings["consistency"]) == (25, 3, 2, 1.0)
-    assert any("also learns from the 2 other cases" in m for m in messages)
+    assert any(m.startswith("the model knows these images: the 2 other cases taught it too") for m in messages)
+    assert warm.method.startswith("the model knows these images")
     said = [m.split(" of ")[0] if m.startswith("computing") else m.split(" for ")[0] for m in messages
             if m.startswith(("computing the teacher's targets", "training for"))]
     assert said == ["computing the teacher's targets", "training"]  # a stage of its own, before training
     assert any("teacher targets of 2 other cases computed from step 0" in n and "found implausible" in n
                for n in info["notes"])
-    assert info["notes"][0].startswith("the model knows these images") and "warm-start default" in info["notes"][0]
+    assert info["notes"][0] == warm.method
     # the person's own method (or step shape) holds
     study.save_prediction("case0", label, zeros, zeros, model_version=warm.version)
     chosen = finetune_study(study, iterations=1, device="cpu", score=False,
                             overrides={"terms": ["seg", "dis", "itc", "ctc"]})
     settings = json.loads(chosen.info_path.read_text())["settings"]
     assert settings["target_gate"] is False and sorted(settings["terms"]) == ["ctc", "dis", "itc", "seg"]
+    assert chosen.method == ""  # the person chose: nothing to explain
     # nothing of the parent's warm default inherited: the paper's per-patch teacher at lambda 0.1
     assert (settings["teacher_refresh"], settings["consistency"]) == (0, 0.1)
     # a large study: the targets of a seeded draw of the other cases only

@@ -355,3 +355,13 @@ def test_fine_tune_during_a_ranking_refresh_says_that_the_ranking_runs(session):
     tuning._job = None
     assert notices == ["the uncertainty ranking is being refreshed: Fine-tune once it ends (or Stop it)",
                        "a fine-tune is already running"]
+
+
+def test_an_offer_says_what_taught_the_version_when_the_engine_chose_it():
+    said = "the model knows these images: the 4 other cases taught it too (UG-MCL consistency ...)"
+    lines = _offer(method=said).lines()
+    assert "The model knows these images: the 4 other cases taught it too (UG-MCL consistency ...)." in lines
+    assert not any("taught it" in line for line in _offer().lines())  # the person chose: not said
+    info = SimpleNamespace(parent="v002", iterations=5, stopped_early=False, starting_agreement={}, training_dice={},
+                           cases={"unlabeled": ["b"]}, replay={}, notes=["teacher targets of ...", said])
+    assert Offer.from_record("v003", info).method == said  # from the version's record, too

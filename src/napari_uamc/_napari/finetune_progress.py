@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from napari_uamc._napari.tasks import COMPARING_MESSAGE
-from napari_uamc._words import counted
+from napari_uamc._words import counted, duration_text
 from napari_uamc.engine.progress_messages import (  # no torch
     READING_REPLAY_MESSAGE,
     TARGETS_MESSAGE,
@@ -56,11 +56,6 @@ SHOWN_AFTER = 1.0
 #: The engine's loss terms in plain words (docs/training.md), for the status line and the curve.
 LOSS_LABELS = {"total": "total", "seg": "segmentation", "dis": "distance map",
                "itc": "teacher consistency", "ctc": "head consistency"}
-
-
-def duration_text(seconds: float) -> str:
-    """Seconds as the panel says them: "40 s", "3.1 min"."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _stage_of(text: str, stages: tuple) -> tuple[str, str] | None:

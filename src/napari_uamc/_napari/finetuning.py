@@ -27,13 +27,14 @@ from typing import Any
 from psygnal import Signal
 
 from napari_uamc._napari.finetune_progress import RunProgress
-from napari_uamc._napari.finetune_progress import duration_text as _duration
 from napari_uamc._napari.jobs import Job
 from napari_uamc._napari.tasks import finetune_in_child, refresh_ranking
 from napari_uamc._napari.versions import discard_version, read_version_info
 from napari_uamc._words import counted, dice_text
+from napari_uamc._words import duration_text as _duration
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME, unreviewed_versions
 from napari_uamc.engine.config import ABLATION_ROWS, method_terms
+from napari_uamc.engine.progress_messages import METHOD_PREFIXES
 from napari_uamc.engine.replay import AUTO as REPLAY_AUTO
 from napari_uamc.errors import UamcError
 
@@ -107,6 +108,8 @@ class Offer:
     from_file: bool = False
     #: replay against forgetting, as recorded: ``{"source", "cases", "why"}`` (empty: not recorded)
     replay: dict[str, Any] = field(default_factory=dict)
+    #: what taught the version when the engine chose it (``FinetuneResult.method``; "": not said)
+    method: str = ""
 
     @classmethod
     def from_outcome(cls, outcome: Any) -> Offer:
@@ -118,7 +121,7 @@ class Offer:
             others=len(result.unlabeled), stop_seconds=outcome.stop_seconds,
             compare_seconds=None if change is None else float(change.seconds),
             compare_stopped=bool(change is not None and change.stopped), seconds=float(result.seconds),
-            replay=dict(getattr(result, "replay", None) or {}),
+            replay=dict(getattr(result, "replay", None) or {}), method=str(getattr(result, "method", "") or ""),
         )
 
     @classmethod
@@ -130,6 +133,7 @@ class Offer:
             stopped_early=bool(info.stopped_early), before=_numbers((info.starting_agreement or {}).get("cases")),
             after=_numbers((info.training_dice or {}).get("cases")), others=len(unlabeled or []), from_file=True,
             replay=dict(info.replay or {}) if isinstance(info.replay, dict) else {},
+            method=next((str(n) for n in (info.notes or []) if str(n).startswith(METHOD_PREFIXES)), ""),
         )
 
     def summary(self) -> str:
@@ -251,6 +255,8 @@ class Offer:
         elif self.others:
             why = " (not kept on file)" if self.from_file else " (stopped)" if self.stopped_early else ""
             lines.append(f"Other cases: not compared{why}.")
+        if self.method:
+            lines.append(self.method[0].upper() + self.method[1:] + ".")
         replayed = self.replay_line()
         if replayed:
             lines.append(replayed)

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from napari_uamc._words import counted, dice_text
+    from napari_uamc._words import counted, dice_text, duration_text
     from napari_uamc.cli._progress import ProgressBar
     from napari_uamc.engine.finetune import DEFAULT_MINUTES, compare_with_parent, finetune_study
     from napari_uamc.engine.inference import Cancelled
@@ -183,9 +183,14 @@ def run(args: argparse.Namespace) -> int:
               f"({result.replay['why']})")
     elif result.replay.get("why"):
         print(f"{result.replay['why']} (--replay DIR)")
+    if result.method:
+        print(result.method)
     if change is not None and change.mean is not None:
         print(f"other cases: Dice between {result.parent}'s and {result.version}'s predictions {change.mean:.3f} "
               f"on {len(change.cases)} of {change.of} (1 = unchanged)")
+    print(f"took {duration_text(time.perf_counter() - started)} in all, {duration_text(result.training_seconds)} "
+          "of them training (the rest: comparing the model with your labels, reading the cases, the teacher's "
+          "targets, recalibrating, scoring, writing" + (", comparing with the parent)" if change is not None else ")"))
     print(f"{result.version} is now the study's current model" if result.adopted else
           f"{result.version} is not adopted: the study's model stays as it was "
           "(adopt it in the panel: Model versions > Use selected version)")

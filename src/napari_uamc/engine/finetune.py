@@ -61,6 +61,7 @@ from napari_uamc.engine.finetune_start import (  # noqa: F401  (COLD_START_DICE 
     anchor_cases,
     choose_learning_rate,
     foreground_dice,
+    method_sentence,
     starting_agreement,
     starting_prediction,
     structure_spacing,
@@ -157,6 +158,10 @@ class FinetuneResult:
     parent_path: Path | None = None
     #: the replay cases trained on beside the accepted ones (``Replay.record()``)
     replay: dict[str, Any] = field(default_factory=dict)
+    #: what taught the version, when the engine chose it (:func:`method_sentence`; "" otherwise)
+    method: str = ""
+    #: seconds of training steps (``seconds`` is the whole fine-tune)
+    training_seconds: float = 0.0
 
     @property
     def mean_training_dice(self) -> float | None:
@@ -360,11 +365,6 @@ def finetune_study(
     base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
     semi = (agreed is not None and agreed >= COLD_START_DICE and bool(unlabeled)
             and not METHOD_CHOICES & set(overrides or {}))
-    method_note = (f"the model knows these images: it also learns from the {counted(len(unlabeled), 'other case')} "
-                   "(UG-MCL consistency with its own whole-case predictions, where they are plausible; "
-                   "the warm-start default)") if semi else ""
-    if method_note:
-        say(method_note)
     changes: dict[str, Any] = dict(
         FINETUNE_DEFAULTS,
         **(WARM_SEMI_SUPERVISED if semi else {}),
@@ -378,6 +378,8 @@ def finetune_study(
     )
     changes.update(overrides or {})
     cfg = base.replace(**changes)
+    method_note = method_sentence(semi, cold and not METHOD_CHOICES & set(overrides or {}), len(unlabeled),
+                                  cfg.bn_recalibration)
     if max((int(c.label.max(initial=0)) for c in labeled), default=0) >= meta.n_classes:  # type: ignore[union-attr]
         raise InputError(f"an accepted label has a class the model {parent} does not know "
                          f"({meta.n_classes} classes: {', '.join(meta.class_names)})")
@@ -390,6 +392,8 @@ def finetune_study(
     else:
         chosen_by, why = "settings", f"{compared}: learning rate {cfg.finetune_lr:g}"
     say(why)
+    if method_note:  # after the rate: the line a watcher (the panel) keeps showing while it trains
+        say(method_note)
     if cold and cfg.teacher_refresh and "teacher_start" not in (overrides or {}):
         cfg = cfg.replace(teacher_start=COLD_TEACHER_START)
 
@@ -544,6 +548,7 @@ def finetune_study(
         iterations=trainer.iteration, stopped_early=stopped_early, seconds=seconds,
         labeled=labeled_names, unlabeled=unlabeled_names, training_dice=scores, meta=new_meta,
         starting_agreement=dict(agreement), adopted=adopt, parent_path=source, replay=replayed.record(),
+        method=method_note, training_seconds=float(trainer.seconds),
     )
 
 

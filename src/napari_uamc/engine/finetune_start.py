@@ -25,6 +25,7 @@ from napari_uamc.engine.checkpoint import ModelMeta
 from napari_uamc.engine.config import ALL_TERMS, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.preprocess import resample_label
+from napari_uamc.engine.progress_messages import METHOD_PREFIXES
 
 #: A warm start (the starting model agrees with the accepted labels at Dice >= COLD_START_DICE) with
 #: other cases in the study also learns from them, semi-supervised: UG-MCL's consistency terms
@@ -145,3 +146,18 @@ def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tu
     warm = TrainConfig().finetune_lr
     return warm, (f"the starting model agrees with the accepted labels at Dice {dice_text(mean)}: "
                   f"fine-tuning at learning rate {warm:g}")
+
+
+def method_sentence(semi: bool, cold: bool, others: int, recalibrates: bool = True) -> str:
+    """What teaches a version, in words, when the engine chose it ("" when the person did, or
+    no other case exists): the first of the version's notes, and a line of the panel's offer."""
+    if semi:
+        return (f"{METHOD_PREFIXES[0]}: the {others} other case{'s' if others != 1 else ''} taught it too "
+                "(UG-MCL consistency with its own whole-case predictions, where they are plausible: the "
+                "default when the model already agrees with your labels)")
+    if cold and others:
+        plural = "s" if others != 1 else ""
+        return (f"{METHOD_PREFIXES[1]}: only the accepted cases taught it (its predictions of the {others} "
+                f"other case{plural} are no target yet"
+                + ("; they re-estimated its normalisation statistics)" if recalibrates else ")"))
+    return ""

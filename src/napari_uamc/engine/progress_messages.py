@@ -17,3 +17,6 @@ READING_REPLAY_MESSAGE = "reading the replay cases of "
 #: It computes the teacher's whole-case targets before the first step ("computing the teacher's
 #: targets of 6 other cases").
 TARGETS_MESSAGE = "computing the teacher's targets of "
+#: How the fine-tune's sentence on what taught a version begins (the first of the version's notes,
+#: ``finetune_start.method_sentence``): a warm start that learns from the other cases, a cold one.
+METHOD_PREFIXES = ("the model knows these images", "the model is new to these images")
