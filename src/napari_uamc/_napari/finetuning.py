@@ -18,6 +18,7 @@ chosen; the choice holds for the session, and the offer says whether a run repla
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -267,6 +268,9 @@ class Offer:
         cases, why = list(self.replay.get("cases") or []), str(self.replay.get("why") or "")
         for hint in OLD_CLI_HINTS:  # a record written before the panel's texts left the CLI out
             why = why.replace(hint, "")
+        # the record's own words (the packaged model's is three lines long) stay in the version's
+        # record and the CLI; the Replay row's grey line already says what they mean (try-out)
+        why = re.sub(r" \(it says: (['\"]).*?\1\)", "", why)
         if cases:
             return (f"Replay against forgetting: {counted(len(cases), 'case')} of {self.replay.get('source')} "
                     f"({why}) trained beside your accepted cases.")
