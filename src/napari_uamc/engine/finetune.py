@@ -111,9 +111,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     # 2 accepted + 2 other patches a step
     "teacher_refresh": 0,
     "teacher_start": 0,
-    "consistency": TrainConfig().consistency,
-    "batch_size": TrainConfig().batch_size,
-    "labeled_batch_size": TrainConfig().labeled_batch_size,
+    **{name: getattr(TrainConfig(), name) for name in ("consistency", "batch_size", "labeled_batch_size")},
 }
 #: Whole-case teacher targets are computed for at most this many of the other cases (a seeded
 #: draw; the benchmarks' studies had 8) ...
@@ -363,8 +361,8 @@ def finetune_study(
     patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled + replayed.cases])
 
     base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
-    semi = (agreed is not None and agreed >= COLD_START_DICE and bool(unlabeled)
-            and not METHOD_CHOICES & set(overrides or {}))
+    method_chosen = bool(METHOD_CHOICES & set(overrides or {}))  # by the person
+    semi = agreed is not None and agreed >= COLD_START_DICE and bool(unlabeled) and not method_chosen
     changes: dict[str, Any] = dict(
         FINETUNE_DEFAULTS,
         **(WARM_SEMI_SUPERVISED if semi else {}),
@@ -378,8 +376,7 @@ def finetune_study(
     )
     changes.update(overrides or {})
     cfg = base.replace(**changes)
-    method_note = method_sentence(semi, cold and not METHOD_CHOICES & set(overrides or {}), len(unlabeled),
-                                  cfg.bn_recalibration)
+    method_note = method_sentence(semi, cold and not method_chosen, len(unlabeled), cfg.bn_recalibration)
     if max((int(c.label.max(initial=0)) for c in labeled), default=0) >= meta.n_classes:  # type: ignore[union-attr]
         raise InputError(f"an accepted label has a class the model {parent} does not know "
                          f"({meta.n_classes} classes: {', '.join(meta.class_names)})")
@@ -421,21 +418,12 @@ def finetune_study(
     for note in trainer.notes:
         say(note)
     trainer.notes[:0] = [note for note in (method_note, drawn_note) if note]  # said above; kept in the record
-    if trainer.targets is not None and cfg.teacher_start == 0 and not stopped():  # a stage of its own, said
-        say(f"{TARGETS_MESSAGE}{counted(len(targeted), 'other case')}")
-        try:
-            trainer.compute_first_targets()
-        except StoppedInStep:
-            pass  # the stop request: nothing written, below
-        except BaseException:
-            disarm()
-            raise
-    if stopped():
-        disarm()
-        raise nothing_written("before its first training step")
     budget = counted(iterations, "iteration") if iterations is not None else f"{minutes:g} min"
-    say(f"{TRAINING_MESSAGE}{budget}")
-    try:
+    try:  # a stop in the targets' stage is one before the first step: nothing is written (below)
+        if trainer.targets is not None and cfg.teacher_start == 0 and not stopped():  # a stage of its own
+            say(f"{TARGETS_MESSAGE}{counted(len(targeted), 'other case')}")
+            trainer.compute_first_targets()
+        say(f"{TRAINING_MESSAGE}{budget}")
         for report in trainer.steps():
             if on_step is not None:
                 on_step(report)
