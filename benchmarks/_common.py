@@ -315,16 +315,21 @@ def phantom_study(
 def built_once(folder: Path, params: Any, build: Callable[[Path], Any]) -> Path:
     """``folder``, written by ``build(folder)`` once: a ``<folder>.complete.json`` marker holding
     ``params`` says it is whole; a folder without it (an interrupted write) or made with other
-    parameters is removed and built again."""
+    parameters is removed and built again. Benchmarks run side by side take turns on a lock file
+    beside it (``fcntl.flock``), so the second waits for the first's build instead of racing it."""
+    import fcntl
+
     marker = folder.parent / f"{folder.name}.complete.json"
-    try:
-        if json.loads(marker.read_text()) == params and folder.is_dir():
-            return folder
-    except (OSError, ValueError):
-        pass
-    marker.unlink(missing_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    build(folder)
-    write_json_atomically(marker, params)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        try:
+            if json.loads(marker.read_text()) == params and folder.is_dir():
+                return folder
+        except (OSError, ValueError):
+            pass
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        build(folder)
+        write_json_atomically(marker, params)
     return folder

@@ -134,6 +134,10 @@ VARIANTS: dict[str, Variant] = {
     "ugmcl-cached-l1-b11-ema-bn": _variant("UG-MCL, whole-case teacher targets, lambda 1, 1 accepted + 1 other "
                                            "patch a step, + EMA + BN recalibration", ALL_TERMS, True, True,
                                            teacher_refresh=25, batch_size=2, labeled_batch_size=1, consistency=1.0),
+    "ugmcl-cached-l1-b11-gate-ema-bn": _variant("UG-MCL, whole-case teacher targets gated by plausibility, lambda 1, "
+                                                "1 accepted + 1 other patch a step, + EMA + BN recalibration",
+                                                ALL_TERMS, True, True, teacher_refresh=25, batch_size=2,
+                                                labeled_batch_size=1, consistency=1.0, target_gate=True),
 }
 BASELINE, SEMI = "sup-ema-bn", "ugmcl-ema-bn"
 #: Fine-tunes that --real runs unless --variants says otherwise: the default (a cold start

@@ -62,6 +62,27 @@ def test_result_cache_keys_by_config_and_ignores_damaged_files(common, tmp_path)
         cache.put("../escape", {})
 
 
+def test_built_once_builds_once_when_two_benchmarks_ask_at_the_same_time(common, tmp_path):
+    import threading
+
+    folder, calls, threads = tmp_path / "study", [], []
+
+    def build(target: Path) -> None:  # while the first build runs, a second benchmark asks
+        calls.append(target)
+        target.mkdir()
+        if not threads:
+            threads.append(threading.Thread(target=common.built_once, args=(folder, {"n": 1}, build)))
+            threads[0].start()
+            threads[0].join(timeout=0.5)  # it waits on the lock (without one it would build now)
+        (target / "case.txt").write_text("whole")
+
+    common.built_once(folder, {"n": 1}, build)
+    threads[0].join(timeout=60)
+    assert not threads[0].is_alive()
+    assert len(calls) == 1 and (folder / "case.txt").read_text() == "whole"
+    assert json.loads((tmp_path / "study.complete.json").read_text()) == {"n": 1}
+
+
 def test_numbers_and_tables(common):
     assert common.mean_sd([1.0, 3.0, None]) == (2.0, pytest.approx(2 ** 0.5), 2)
     assert common.mean_sd([None]) == (None, None, 0)
