@@ -19,6 +19,7 @@ faster (``engine/device.py``). Median of ``--repeats`` runs; the load average is
 
     python benchmarks/bench_real_size.py                  # about 5 minutes on 2 cores
     python benchmarks/bench_real_size.py --write docs/benchmarks.md
+    python benchmarks/bench_real_size.py --write docs/benchmarks.md --section real-size-amd  # another CPU
 """
 
 from __future__ import annotations
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=common.DEFAULT_CACHE_DIR)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--write", type=Path, metavar="DOC")
+    parser.add_argument("--section", default=SECTION,
+                        help=f"the section of DOC to write (default {SECTION}; another machine: a section of its own)")
     args = parser.parse_args(argv)
     if not (LA2018 / args.case / "mri_norm2.h5").is_file():
         raise SystemExit(f"no LA 2018 scan {args.case} under {LA2018}")
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{k} {v:.2f}" for k, v in report['rows'][precision][mode]['stages'].items()
                               if isinstance(v, float)), flush=True)
     report["load_after"] = common.load_average()
-    common.save_report(report, args.json, args.write, SECTION, document)
+    common.save_report(report, args.json, args.write, args.section, document)
     return 0
 
 

@@ -9,6 +9,12 @@ CPU (it prints the load average). It trains nothing that is kept.
 
     python benchmarks/bench_step_cost.py --model benchmarks/models/phantom-f8.pt --shape 75 56 36
     python benchmarks/bench_step_cost.py --model runs/la16-f16-warm.pt --shape 90 90 64
+    python benchmarks/bench_step_cost.py --model src/napari_uamc/models/default.pt --shape 90 90 64 \
+        --variants "" --batch-sizes 1,2,3,4      # the network alone: why a batch of 3 costs what it does
+
+``--batch-sizes`` also times the network alone (forward and backward of one batch of the model's
+patch, in training mode and the precision a fine-tune uses here), per batch size: a step's price
+is mostly this, so a ratio that is not the ratio of the patches is the machine's, not the method's.
 """
 
 from __future__ import annotations
@@ -60,6 +66,47 @@ def step_costs(model_path: Path, shape: tuple[int, int, int], variants: list[str
             for v, f in found.items()}
 
 
+def network_costs(model_path: Path, batch_sizes: list[int], repeats: int = 5) -> dict[int, float]:
+    """``{batch size: seconds}`` of one forward and backward of the network on a batch of the
+    model's patch (median of ``repeats`` after two warm-ups), in the precision ``auto`` picks."""
+    import torch
+
+    from napari_uamc.engine.checkpoint import load_checkpoint
+    from napari_uamc.engine.device import autocast, resolve_precision
+
+    model, meta = load_checkpoint(model_path, "cpu")
+    model.train()
+    device = torch.device("cpu")
+    dtype = resolve_precision("auto", device)
+    seconds = {}
+    for size in batch_sizes:
+        x = torch.randn(size, 1, *meta.patch, generator=torch.Generator().manual_seed(0))
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        times = []
+        for _ in range(repeats + 2):
+            started = time.perf_counter()
+            with autocast(device, dtype):
+                seg, sdf = model(x)
+            (seg.float().mean() + sdf.float().mean()).backward()
+            times.append(time.perf_counter() - started)
+        seconds[size] = float(np.median(times[2:]))
+    return seconds
+
+
+def render_network(seconds: dict[int, float], model: Path) -> str:
+    import torch
+
+    from napari_uamc.engine.device import resolve_precision
+
+    dtype = str(resolve_precision("auto", torch.device("cpu"))).removeprefix("torch.")
+    smallest = min(seconds)
+    rows = [[str(size), f"{value:.3f}", f"{value / size:.3f}", f"{value / seconds[smallest]:.2f}x"]
+            for size, value in seconds.items()]
+    table = common.markdown_table(["batch (patches)", "s forward + backward", "s per patch",
+                                   f"vs batch {smallest}"], rows)
+    return f"The network alone ({model.name}, training mode, {dtype}):\n\n{table}\n"
+
+
 def render(costs: dict[str, dict[str, float]], model: Path, shape, steps: int, load: tuple) -> str:
     reference = costs.get(BASELINE, {}).get("seconds_per_step")
     rows = []
@@ -81,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-sizes", default="",
+                        help="also time the network alone at these batch sizes, e.g. 1,2,3")
     args = parser.parse_args(argv)
     common.set_threads(args.threads)
     variants = [v for v in args.variants.split(",") if v]
@@ -88,8 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     load_before = common.load_average()
-    costs = step_costs(args.model, tuple(args.shape), variants, args.steps, args.rounds)
-    print(render(costs, args.model, args.shape, args.steps, (load_before, common.load_average())))
+    if variants:
+        costs = step_costs(args.model, tuple(args.shape), variants, args.steps, args.rounds)
+        print(render(costs, args.model, args.shape, args.steps, (load_before, common.load_average())))
+    if args.batch_sizes:
+        sizes = [int(size) for size in args.batch_sizes.split(",") if size]
+        print(render_network(network_costs(args.model, sizes), args.model))
+        print(f"load average {load_before} -> {common.load_average()}; "
+              f"{common.describe_machine(common.machine_info())}")
     return 0
 
 

@@ -309,6 +309,19 @@ def test_step_cost_reports_each_fine_tune_against_the_supervised_step(tmp_path, 
         bench.main(["--model", str(model), "--shape", "20", "18", "16", "--variants", "nonsense"])
 
 
+def test_step_cost_times_the_network_alone_per_batch_size(tmp_path, capsys):
+    bench = load_benchmark("bench_step_cost")
+    config = TrainConfig(width=2, patch=(16, 16, 16), mc_samples=2, precision="float32").to_dict()
+    model = save_tiny_model(tmp_path / "tiny.pt", config=config)
+    assert bench.main(["--model", str(model), "--shape", "20", "18", "16", "--threads", "1",
+                       "--variants", "", "--batch-sizes", "2,4"]) == 0
+    out = capsys.readouterr().out
+    assert "whole-case" not in out  # no fine-tune was asked for
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| 2 |") or line.startswith("| 4 |")]
+    assert [row[1].strip() for row in rows] == ["2", "4"] and rows[0][4].strip() == "1.00x"
+    assert float(rows[1][2]) > 0 and float(rows[1][3]) == pytest.approx(float(rows[1][2]) / 4, abs=1e-3)
+
+
 def test_semi_finetune_report_pairs_each_budget_with_the_default_by_seed(tmp_path):
     report = load_benchmark("report_semi_finetune")
     cases = {"a": 0.5, "b": 0.7}

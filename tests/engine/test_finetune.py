@@ -296,10 +296,12 @@ def test_cli_finetune_no_adopt(study, model_file, capsys):
 
     assert main(["finetune", str(study.root), "--iterations", "1", "--device", "cpu",
                  "--batch-size", "2", "--labeled-batch-size", "1", "--method", "ugmcl",
-                 "--teacher-refresh", "5", "--target-gate", "--no-bn-recalibration", "--no-score"]) == 0
+                 "--teacher-refresh", "5", "--target-gate", "--consistency", "1", "--no-bn-recalibration",
+                 "--no-score"]) == 0
     info = json.loads(study.model_info_path("v002").read_text())
     assert sorted(info["settings"]["terms"]) == ["ctc", "dis", "itc", "seg"]
     assert info["settings"]["teacher_refresh"] == 5 and info["settings"]["target_gate"] is True
+    assert info["settings"]["consistency"] == 1.0  # the engine's own is 0.1
 
     assert main(["finetune", str(study.root), "--iterations", "1", "--device", "cpu", "--copy-paste",
                  "--no-bn-recalibration", "--no-score"]) == 0

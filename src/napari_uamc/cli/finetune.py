@@ -9,13 +9,19 @@ from napari_uamc.cli._options import add_device_option, add_precision_option
 
 DESCRIPTION = """\
 Fine-tune the study's current model (or --model, or the packaged default) on the study: every
-case with an accepted label in labelsTr/ is labeled, every other case unlabeled, lower learning
-rate. By default the accepted cases train both heads (seg + dis terms) and the other cases
-re-estimate the BatchNorm statistics after training: this measured best in docs/benchmarks.md.
---method ugmcl adds UG-MCL's consistency on the other cases (full weight from the first step;
-each step costs 4-8x more on a CPU: the teacher's T + 1 passes on every patch); with
---teacher-refresh N the teacher instead segments the other cases whole once and refreshes one
-case every N steps (a step then costs 1.2-1.6x a supervised one; docs/benchmarks.md). Writes a new model version
+case with an accepted label in labelsTr/ is labeled, every other case unlabeled. The method is
+chosen by the start, as measured best in docs/benchmarks.md: a model that already agrees with
+the accepted labels (Dice >= 0.5, a warm start) learns gently (learning rate 0.001) from the
+accepted cases and, through UG-MCL's consistency (lambda 1), from its own whole-case predictions
+of the other cases wherever a target gate finds them plausible (2 accepted + 1 other patch a step,
+1.5-1.7x the price of a supervised step on a 2-core CPU); a model new to the images (a cold
+start) trains seg + dis on the accepted cases alone at its training learning rate. Either way
+the other cases re-estimate the BatchNorm statistics after training. --method ugmcl is the
+paper's per-patch teacher instead (each step costs 4-8x more on a CPU: T + 1 teacher passes on
+every patch); --teacher-refresh N replaces those passes by whole-case targets refreshed one case
+every N steps. The warm default with a supervised step's price (1 + 1 patches; measured 0.003
+Dice below it in the same time): --method ugmcl --teacher-refresh 25 --target-gate --consistency 1
+--batch-size 2 --labeled-batch-size 1. Writes a new model version
 STUDY/.uamc/models/vNNN.pt + vNNN.json (parent, cases used, settings, training Dice on the
 accepted cases) and makes it the study's current model (--no-adopt: writes it only, and prints how
 much it changes the other cases' predictions; adopt it later in the panel's Model versions).
@@ -64,6 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "Measured on real scans: below the default from a cold start, within noise from a "
                              "warm one (docs/benchmarks.md)")
     parser.add_argument("--terms", metavar="LIST", help="loss terms, e.g. seg,dis,itc,ctc (overrides --method)")
+    parser.add_argument("--consistency", type=float, metavar="W",
+                        help="weight lambda of UG-MCL's consistency terms (the warm default: 1; --method "
+                             "ugmcl: 0.1, METHOD.md); no effect without them")
     parser.add_argument("--lr", type=float,
                         help="learning rate of the fine-tune (default: the model's training rate, 0.01, "
                              "when its predictions of the accepted cases score Dice < 0.5, else 0.001)")
@@ -104,7 +113,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "precision": args.precision, "finetune_lr": args.lr, "batch_size": args.batch_size,
         "labeled_batch_size": args.labeled_batch_size, "seed": args.seed,
         "bn_recalibration": args.bn_recalibration, "keep_ema": args.keep_ema,
-        "teacher_refresh": args.teacher_refresh,
+        "teacher_refresh": args.teacher_refresh, "consistency": args.consistency,
     }
     overrides.update({k: v for k, v in values.items() if v is not None})
     if args.target_gate:

@@ -30,11 +30,12 @@ from napari_uamc.engine.progress_messages import METHOD_PREFIXES
 #: A warm start (the starting model agrees with the accepted labels at Dice >= COLD_START_DICE) with
 #: other cases in the study also learns from them, semi-supervised: UG-MCL's consistency terms
 #: (lambda 1) against whole-case teacher targets that the target gate trusts (2 accepted + 1
-#: other patch a step, 1.5-1.65x the price of a supervised step on 2 CPU cores). Measured on real LA scans in the
-#: same CPU time, paired by study: better than the supervised fine-tune in every warm study (a
-#: model trained on 16 scans, 3 studies; the packaged model on its held-out scans, 3 studies) and
-#: worse from a cold start, whose teacher's plausible-looking targets miss the atrium ("Target
-#: gate" in docs/benchmarks.md). Not applied when ``overrides`` name one of :data:`METHOD_CHOICES`.
+#: other patch a step, 1.5-1.7x the price of a supervised step on 2 CPU cores). Measured on real
+#: LA scans in the same CPU time, paired by study: better than the supervised fine-tune in every
+#: warm study (a model trained on 16 scans, 3 studies; the packaged model on its held-out scans, 3
+#: studies), and than 1 + 1 patches a step (1.0x, 3 of 3), and worse from a cold start, whose
+#: teacher's plausible-looking targets miss the atrium ("Target gate" and "A step within 1.5x" in
+#: docs/benchmarks.md). Not applied when ``overrides`` name one of :data:`METHOD_CHOICES`.
 WARM_SEMI_SUPERVISED: dict[str, Any] = {
     "terms": ALL_TERMS,
     "teacher_refresh": 25,

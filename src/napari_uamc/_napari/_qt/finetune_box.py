@@ -83,7 +83,7 @@ class FinetuneBox(QGroupBox):
         self.method.setToolTip(
             "Automatic (default, measured best on real scans): when the model already agrees with your "
             "accepted labels, the other study cases also train the model through UG-MCL's consistency "
-            "with its own whole-case predictions where they are plausible (steps cost 1.5-1.65x); when it "
+            "with its own whole-case predictions where they are plausible (steps cost 1.5-1.7x); when it "
             "does not (images new to it), supervised on the accepted cases only.\n"
             "Supervised + BatchNorm recalibration: accepted cases train both heads; the other study "
             "cases only re-estimate the normalisation statistics.\n"
