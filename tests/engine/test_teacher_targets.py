@@ -83,6 +83,22 @@ def test_a_step_with_cached_targets_runs_no_teacher_pass(monkeypatch):
     assert trainer.targets.seconds > 0
 
 
+def test_a_resumed_trainer_computes_every_target_again_at_its_first_step():
+    labeled = [_case(i, labeled=True) for i in range(2)]
+    unlabeled = [_case(10 + i, labeled=False) for i in range(2)]
+    cfg = TrainConfig(**TINY, terms=ALL_TERMS, teacher_refresh=2)
+    first = Trainer(cfg, labeled, unlabeled, device="cpu")
+    steps = first.steps()
+    for _ in range(3):
+        next(steps)
+    assert [m.step for m in first.targets.maps] == [2, 0]  # case 1's targets date from step 0
+    resumed = Trainer(cfg, labeled, unlabeled, device="cpu")
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.iteration == 3 and all(m is None for m in resumed.targets.maps)  # not in the state
+    next(resumed.steps())
+    assert [m.step for m in resumed.targets.maps] == [3, 3]
+
+
 def test_the_refreshing_teacher_uses_the_students_batchnorm_statistics():
     from napari_uamc.engine.teacher_targets import _refreshing_network
 
