@@ -20,6 +20,10 @@ ASD too where scipy is importable). Each row writes ``<out>/<row>.pt`` (float16 
     python benchmarks/gpu_train_la.py                       # both rows, CUDA, paper settings
     python benchmarks/gpu_train_la.py --rows upper --max-minutes 5
     python benchmarks/gpu_train_la.py --device cpu --smoke  # seconds; what the test runs
+
+``--teacher-refresh N [--teacher-start K] [--target-gate]`` trains the ``ugmcl`` row against
+whole-case teacher targets (the fine-tune's cheaper UG-MCL, docs/training.md) instead of the
+teacher's passes on every patch.
 """
 
 from __future__ import annotations
@@ -70,9 +74,10 @@ def row_config(row: str, args: argparse.Namespace):
 
     base = dict(width=args.width, patch=tuple(args.patch), iterations=args.iterations, lr_step=args.lr_step,
                 seed=args.seed, log_interval=50)
-    if row == "ugmcl":
+    if row == "ugmcl":  # the paper's teacher passes on every patch, or (--teacher-refresh) whole-case targets
         return TrainConfig(**base, terms=method_terms("ugmcl"), batch_size=4, labeled_batch_size=2,
-                           consistency=args.consistency)
+                           consistency=args.consistency, teacher_refresh=args.teacher_refresh,
+                           teacher_start=args.teacher_start, target_gate=args.target_gate)
     if row == "lower":  # the paper's lower bound: the labeled half of UG-MCL's batch, nothing else
         return TrainConfig(**base, terms=parse_terms("seg,dis"), batch_size=2, labeled_batch_size=2)
     return TrainConfig(**base, terms=parse_terms("seg,dis"), batch_size=4, labeled_batch_size=4)
@@ -152,7 +157,7 @@ def describe_device(device: str) -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-la-runs")))
@@ -168,10 +173,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-spacing", type=float, nargs=3, help="train at this spacing (mm)")
     parser.add_argument("--consistency", type=float, default=0.1,
                         help="UG-MCL's lambda_max (METHOD.md: 0.1, ramped over the whole run)")
+    parser.add_argument("--teacher-refresh", type=int, default=0, metavar="N",
+                        help="ugmcl row: whole-case teacher targets of the unlabeled scans, computed at "
+                             "--teacher-start and one scan refreshed every N steps, instead of the teacher's "
+                             "T + 1 passes on every patch (the fine-tune's option; docs/training.md)")
+    parser.add_argument("--teacher-start", type=int, default=0, metavar="K",
+                        help="with --teacher-refresh: the step of the first targets (no consistency on the "
+                             "unlabeled scans before it)")
+    parser.add_argument("--target-gate", action="store_true",
+                        help="with --teacher-refresh: trust a scan's targets only while they are plausible")
     parser.add_argument("--max-minutes", type=float, help="time budget per row")
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--smoke", action="store_true", help="4 + 2 cases, width 2, 2 steps (a test)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here; use --device cpu (slow) or run on the GPU machine", file=sys.stderr)
         return 2

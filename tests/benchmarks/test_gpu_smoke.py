@@ -132,3 +132,19 @@ def test_la_training_script_runs_with_only_torch_numpy_and_h5py(tmp_path):
     ugmcl = json.loads((tmp_path / "ugmcl.json").read_text())
     assert (ugmcl["labeled"], ugmcl["unlabeled"]) == (2, 2)
     assert sorted(ugmcl["config"]["terms"]) == ["ctc", "dis", "itc", "seg"]
+
+
+
+def test_gpu_train_la_trains_ugmcl_against_whole_case_targets_when_asked():
+    from _helpers import load_benchmark
+
+    script = load_benchmark("gpu_train_la")
+
+    def ugmcl_config(*extra: str):
+        return script.row_config("ugmcl", script.build_parser().parse_args(["--consistency", "1.0", *extra]))
+
+    per_patch = ugmcl_config()
+    cached = ugmcl_config("--teacher-refresh", "25", "--teacher-start", "300", "--target-gate")
+    assert per_patch.teacher_refresh == 0 and not per_patch.target_gate
+    assert (cached.teacher_refresh, cached.teacher_start, cached.target_gate) == (25, 300, True)
+    assert cached.consistency == 1.0 and (cached.batch_size, cached.labeled_batch_size) == (4, 2)
