@@ -64,9 +64,15 @@ def _lambda_max(per_seed: dict[int, dict[str, Any]]) -> float:
 
 
 def _ugmcl_label(per_seed: dict[int, dict[str, Any]]) -> str:
-    """UG-MCL's row label; a lambda_max other than METHOD.md's is named in it."""
+    """UG-MCL's row label; a lambda_max other than METHOD.md's, and whole-case teacher targets
+    (``gpu_train_la.py --teacher-refresh``), are named in it."""
     lam = _lambda_max(per_seed) if per_seed else DEFAULT_LAMBDA_MAX
-    return ROWS["ugmcl"] + ("" if lam == DEFAULT_LAMBDA_MAX else f", lambda_max {lam:g}")
+    label = ROWS["ugmcl"] + ("" if lam == DEFAULT_LAMBDA_MAX else f", lambda_max {lam:g}")
+    cfg = next(iter(per_seed.values()))["config"] if per_seed else {}
+    if cfg.get("teacher_refresh"):
+        label += (f", whole-case teacher targets from step {cfg.get('teacher_start', 0)}, one scan refreshed "
+                  f"every {cfg['teacher_refresh']} steps" + (", gated" if cfg.get("target_gate") else ""))
+    return label
 
 
 def _table_row(label: str, per_seed: dict[int, dict[str, Any]], row: str, seeds: list[int]) -> list[Any]:

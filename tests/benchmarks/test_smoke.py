@@ -258,10 +258,10 @@ def test_loop_on_real_scans_runs_a_cold_start_and_writes_its_section(tmp_path):
 
 
 # ------------------------------------------------------------------------ report_table3_la
-def _table3_run(folder: Path, row: str, seed: int, dice: float, consistency: float = 0.1) -> None:
+def _table3_run(folder: Path, row: str, seed: int, dice: float, consistency: float = 0.1, **config) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     result = {"row": row, "seconds_this_run": 120.0, "spacing": [1.25] * 3,
-              "config": {**TrainConfig(seed=seed, consistency=consistency).to_dict(), "width": 8},
+              "config": {**TrainConfig(seed=seed, consistency=consistency, **config).to_dict(), "width": 8},
               "validation": {"mean": {"dice": dice, "jaccard": dice - 0.1, "hd95_mm": 9.0, "asd_mm": 2.0}}}
     (folder / f"{row}.json").write_text(json.dumps(result))
 
@@ -291,6 +291,13 @@ def test_table3_report_pairs_rows_by_seed_and_writes_its_section(tmp_path):
     assert "| UG-MCL, 16 labeled + 48 unlabeled, lambda_max 1 | 2 | 82.0 ± 5.7 | 78.0, 86.0 |" in text
     assert "lambda_max 1 minus the lower bound, paired by seed: +7.0 Dice points (+8.0, +6.0" in text
     assert text.count("seeds 0, 1): ") == 2 and "seeds 0, 1): 70 %" in text  # (0.82 - 0.75) / (0.85 - 0.75)
+    # a row trained against whole-case teacher targets says so
+    cached = tmp_path / "cached"
+    _table3_run(cached / "seed0", "ugmcl", 0, 0.74, consistency=1.0, teacher_refresh=25, teacher_start=300,
+                target_gate=True)
+    assert report.main([str(runs), "--variant", str(cached), "--name", "test", "--write", str(doc)]) == 0
+    assert ("| UG-MCL, 16 labeled + 48 unlabeled, lambda_max 1, whole-case teacher targets from step 300, one "
+            "scan refreshed every 25 steps, gated | 1 | 74.0 |") in doc.read_text()
 
 
 def test_step_cost_reports_each_fine_tune_against_the_supervised_step(tmp_path, capsys):
