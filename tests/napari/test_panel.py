@@ -228,8 +228,10 @@ def test_closing_napari_during_finetune_stops_cleanly(make_napari_viewer, qtbot,
     accept_box(study)
     panel.budget_unit.setCurrentText("iterations")
     panel.budget_spin.setValue(10_000)
+    stepped = []  # a training step, not just a stage before the first one (a stop there writes nothing)
+    panel.session.finetuning.stepped.connect(lambda *args: stepped.append(True))
     panel.finetune()
-    qtbot.waitUntil(lambda: panel.finetune_progress.value() >= 1, timeout=120_000)
+    qtbot.waitUntil(lambda: bool(stepped), timeout=120_000)
     viewer.close()  # closes the main window, as its close button does: it waits for the worker
     assert panel.session.finetuning.stop_requested
     reopened = Study.open(tiny_study)
