@@ -120,8 +120,10 @@ def test_whole_loop(make_napari_viewer, qtbot, tiny_study):
     # Fine-tune a few iterations in the worker; Stop ends it early and still writes a version
     panel.budget_unit.setCurrentText("iterations")
     panel.budget_spin.setValue(1000)
+    stepped = []  # training steps, not a stage before the first one (a stop there writes nothing)
+    panel.session.finetuning.stepped.connect(lambda *args: stepped.append(True))
     panel.finetune()
-    qtbot.waitUntil(lambda: panel.finetune_progress.value() >= 2, timeout=120_000)
+    qtbot.waitUntil(lambda: len(stepped) >= 2, timeout=120_000)
     box = panel.finetune_box
     box.stop_button.click()
     assert box.stop_button.text() == "Stopping…" and not box.stop_button.isEnabled()  # at once
