@@ -247,9 +247,6 @@ def engine_training(sizes: Sizes, device: torch.device, cudnn_benchmark: bool = 
         width=sizes.width, patch=sizes.patch, batch_size=sizes.batch,
         labeled_batch_size=sizes.labeled, mc_samples=sizes.mc_samples,
         iterations=sizes.warmup + sizes.blocks * per_block + 1,  # + 1: the student/teacher split
-        # the GPU's own choice there; on a CPU (the smoke test) float32: bfloat16 on a random tiny
-        # network reached a NaN loss at step 3 in one run of 2 on an AMD CPU
-        precision="auto" if str(device).startswith("cuda") else "float32",
     )
     torch.backends.cudnn.benchmark = cudnn_benchmark
     trainer = Trainer(cfg, cases[: sizes.batch], cases[sizes.batch:], device=device)

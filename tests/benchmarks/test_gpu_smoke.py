@@ -134,7 +134,6 @@ def test_la_training_script_runs_with_only_torch_numpy_and_h5py(tmp_path):
     assert sorted(ugmcl["config"]["terms"]) == ["ctc", "dis", "itc", "seg"]
 
 
-
 def test_gpu_train_la_trains_ugmcl_against_whole_case_targets_when_asked():
     from _helpers import load_benchmark
 
