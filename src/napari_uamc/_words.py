@@ -31,3 +31,12 @@ def dice_text(value: float) -> str:
 def duration_text(seconds: float) -> str:
     """Seconds as the panel and the command line say them: "40 s", "3.1 min"."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def format_ml(ml: float) -> str:
+    """A volume in mL (1 mL = 1000 mm^3), to the digits that matter: ``55`` -> ``"55 mL"``."""
+    if ml >= 10:
+        return f"{ml:.0f} mL"
+    if ml >= 0.1:
+        return f"{ml:.1f} mL"
+    return f"{ml:.2f} mL" if ml >= 0.005 else "<0.01 mL"

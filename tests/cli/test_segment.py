@@ -127,7 +127,7 @@ def test_tiles_layout_option(tmp_path, model_file, capsys) -> None:
     out = tmp_path / "o"
     args = ["segment", str(image), "--model", str(model_file), "--out", str(out), "--windows", "tiles"]
     assert main(args + ["--mc-samples", "1"]) == 0
-    assert "1 windows" in capsys.readouterr().err
+    assert "(1 network window)" in capsys.readouterr().err
     assert (out / "a_uncertainty.nii.gz").exists()
     with pytest.raises(SystemExit):
         main(args + ["--windows", "diagonal"])

@@ -49,6 +49,9 @@ def test_json_round_trip_and_unknown_keys():
     assert again == cfg
     with pytest.raises(InputError):
         TrainConfig.from_dict(["not", "a", "dict"])
+    # a record written before a key was renamed reads the same
+    old = {key: value for key, value in data.items() if key != "cold_start_rules"}
+    assert TrainConfig.from_dict({**old, "cold_start": False}) == cfg.replace(cold_start_rules=False)
 
 
 @pytest.mark.parametrize(

@@ -248,6 +248,9 @@ def test_minutes_budget_ends_training(study, model_file):
                             overrides=FAST, score=False)
     assert result.iterations <= 2
     assert not result.stopped_early  # spending the budget is the planned end, not a stop
+    info = json.loads(result.info_path.read_text())
+    assert info["settings"]["iterations"] == info["iterations"] == result.iterations  # not the cap
+    assert info["budget"] == {"iterations": None, "minutes": 0.0001}
 
 
 def test_finetune_refuses_bad_requests(study, model_file):
@@ -547,6 +550,7 @@ def test_a_warm_start_also_learns_from_the_other_cases_and_a_cold_one_does_not(s
     settings = json.loads(cold.info_path.read_text())["settings"]
     assert sorted(settings["terms"]) == ["dis", "seg"] and settings["target_gate"] is False  # a random model: cold
     assert cold.method.startswith("the model is new to these images: only the accepted cases taught it")
+    assert json.loads(cold.info_path.read_text())["starting_agreement"]["start"] == "cold"
     label = study.read_label("case0").array
     zeros = np.zeros(label.shape, np.float32)
     study.save_prediction("case0", label, zeros, zeros, model_version=cold.version)  # what it segmented: warm
@@ -554,12 +558,16 @@ def test_a_warm_start_also_learns_from_the_other_cases_and_a_cold_one_does_not(s
     warm = finetune_study(study, iterations=2, device="cpu", score=False, on_message=messages.append)
     info = json.loads(warm.info_path.read_text())
     settings = info["settings"]
-    assert info["starting_agreement"]["mean"] == 1.0
+    assert info["starting_agreement"]["mean"] == 1.0 and info["starting_agreement"]["start"] == "warm"
     assert sorted(settings["terms"]) == ["ctc", "dis", "itc", "seg"] and settings["target_gate"] is True
     assert (settings["teacher_refresh"], settings["batch_size"], settings["labeled_batch_size"],
             settings["consistency"]) == (25, 3, 2, 1.0)
-    assert any(m.startswith("the model knows these images: the 2 other cases taught it too") for m in messages)
-    assert warm.method.startswith("the model knows these images")
+    # said before training: what it will try; recorded after: how many of the cases taught it
+    assert any(m.startswith("the model knows these images: it also learns from the 2 other cases") for m in messages)
+    info_targets = next(n for n in info["notes"] if n.startswith("teacher targets of 2 other cases"))
+    refused = int(info_targets.split("; ")[1].split(" of ")[0])
+    taught = "the 2 other cases taught it too" if refused == 0 else "taught it"
+    assert warm.method.startswith("the model knows these images") and taught in warm.method
     said = [m.split(" of ")[0] if m.startswith("computing") else m.split(" for ")[0] for m in messages
             if m.startswith(("computing the teacher's targets", "training for"))]
     assert said == ["computing the teacher's targets", "training"]  # a stage of its own, before training

@@ -120,7 +120,7 @@ def test_a_finetune_trains_on_the_replay_cases_and_records_them(tmp_path, study,
         return real_trainer(cfg, labeled, unlabeled, **kwargs)
 
     monkeypatch.setattr(finetune_module, "Trainer", trainer)
-    warm = {**FAST, "cold_start": False}  # the tiny model is untrained: without this, a cold start
+    warm = {**FAST, "cold_start_rules": False}  # the tiny model is untrained: without this, a cold start
     result = finetune_study(study, model_path=model, iterations=1, device="cpu", overrides=warm, score=False)
     assert streams[-1] == ["case0", "replay:case0", "replay:case1"]
     assert result.replay == {"source": str(data), "cases": ["case0", "case1"],

@@ -167,6 +167,7 @@ def test_gated_targets_of_an_implausible_case_are_trusted_nowhere(monkeypatch):
     assert [m.trusted for m in targets.maps] == [False, True]
     assert targets.update(0, None, None) == []  # once per step: the fine-tune's own call came first
     assert (targets.computed, targets.implausible) == (2, 1)
+    assert targets.trusted_cases == {1}  # case 1 teaches; case 0 never did
     assert float(targets.maps[0].headroom.max()) == 0.0  # uncertain everywhere: masked out
     assert float(targets.maps[1].headroom.min()) > 0.6  # ln 2 - 0: trusted where certain
     with pytest.raises(ValueError, match="target_gate"):
@@ -195,3 +196,13 @@ def test_the_gate_reads_a_class_no_label_holds_as_plausible_only_where_nothing_i
     sdf[1, 8:10, 8:10, 8:10] = -1.0
     reading = case_plausibility(probabilities, sdf, labeled_volumes(cases, 3))
     assert reading.volume_ratios[1] == math.inf and not reading.plausible
+
+
+def test_the_method_sentence_says_how_many_other_cases_taught_the_version():
+    from napari_uamc.engine.finetune_start import method_sentence
+
+    before = method_sentence(True, False, 5)
+    assert "it also learns from the 5 other cases" in before and "taught" not in before
+    assert "the 5 other cases taught it too" in method_sentence(True, False, 5, taught=5)
+    assert "2 of the 5 other cases taught it too" in method_sentence(True, False, 5, taught=2)
+    assert "only the accepted cases taught it" in method_sentence(True, False, 5, taught=0)

@@ -52,6 +52,9 @@ def test_the_replay_folder_is_picked_checked_and_kept_for_the_session(make_napar
     box.replay.setCurrentIndex(0)
     box.replay.activated.emit(0)
     assert tuning.replay == "auto"
+    # a script's choice shows in the list too (try-out: it kept saying "automatic")
+    assert tuning.set_replay(None) and box.replay.currentText() == "none" and not box.replay_note.isVisibleTo(panel)
+    assert tuning.set_replay(str(earlier)) and box.replay.currentText() == shown_path(earlier)
     panel.session.runner.wait_all(60.0)  # the panel's warm-up worker ends before the widgets go
 
 

@@ -54,6 +54,11 @@ def test_a_preview_is_an_outline_on_the_images_grid_that_goes_on_discard(session
     assert edited.startswith(line.removesuffix(".")) and "before your latest edits" in edited
     segmentation.paint((0, 0, 1), 1)  # said once
     assert session.texts[SECTION][0] == edited
+    # in 3D an outline is a solid volume over the surface (try-out): hidden there, back in 2D
+    session.viewer.dims.ndisplay = 3
+    assert not layer.visible
+    session.viewer.dims.ndisplay = 2
+    assert layer.visible
     session.finetuning.discard()
     assert name not in session.viewer.layers and session.texts[SECTION][0] == ""
 

@@ -209,10 +209,37 @@ def test_next_case_says_it_follows_the_uncertainty_ranking(session, tiny_study):
     session.study.set_uncertainty(other, 0.25)
     session.open_next_case()
     assert session.case == other != first
-    assert session.texts["study"][0] == (
+    assert session.texts["study"][0].startswith(
         f"{other}, the most uncertain other unaccepted case (uncertainty score 0.2500 nats)")
     session.open_case(first)  # opened by name: no reason to give
     assert session.texts["study"][0] == ""
+
+
+def test_next_case_says_when_the_case_left_still_ranks_first(session, tiny_study):
+    """Try-out: after segmenting every case, Next case opened #2 without saying why not #1."""
+    session.open_study(tiny_study)
+    first, second, *_ = session.study.cases()
+    session.study.set_uncertainty(first, 0.5)
+    session.study.set_uncertainty(second, 0.25)
+    session.open_case(first)
+    session.open_next_case()
+    assert session.case == second
+    assert session.texts["study"][0] == (
+        f"{second}, the most uncertain other unaccepted case (uncertainty score 0.2500 nats); "
+        f"{first}, the case you left, still ranks first")
+
+
+def test_the_next_case_note_goes_when_its_case_is_accepted(session, tiny_study):
+    session.open_study(tiny_study)
+    first, *_, other = session.study.cases()
+    session.study.set_uncertainty(other, 0.25)
+    session.open_next_case()
+    assert "most uncertain" in session.texts["study"][0]
+    session.segment()  # scores the case again; it still ranks first among the unaccepted
+    assert "most uncertain" in session.texts["study"][0]
+    session.accept()
+    assert other in session.study.labeled_cases()
+    assert "most uncertain" not in session.texts["study"][0]
 
 
 def test_the_next_case_note_does_not_outlive_a_re_ranking(session, tiny_study):
@@ -311,13 +338,17 @@ def test_accept_says_how_many_voxels_changed_and_a_dice_that_does_not_round_to_o
     said = session.texts["accept"][0]
     score = dice(predicted != 0, edited != 0)
     assert 0.9995 <= score < 1
-    assert f"; you changed 3 voxels; the model's prediction had Dice {dice_text(score)} against your label" in said
+    from napari_uamc._words import format_ml
+
+    ml = format_ml(3 * float(np.prod(layer.scale)) / 1000.0)  # and in mL: the unit of the Segment line
+    assert (f"; you changed 3 voxels ({ml}); the model's prediction had Dice {dice_text(score)} "
+            "against your label") in said
     assert "Dice 1.000" not in said
     edited = predicted.copy()
     edited[tuple(inside[:1].T)] = 0  # one voxel against the same prediction
     layer.data = edited
     session.accept()
-    assert "; you changed 1 voxel; " in session.texts["accept"][0]
+    assert "; you changed 1 voxel (" in session.texts["accept"][0]
 
 
 def test_texts_about_the_previous_case_go_when_another_opens(session, tiny_study):

@@ -26,6 +26,7 @@ from napari_uamc._napari.styling import (
     DISAGREEMENT_SUFFIX,
     FOCUS_SUFFIX,
     MAP_SUFFIXES,
+    PREVIEW_INFIX,
     SDF_SUFFIX,
     SEGMENTATION_SUFFIX,
     SURFACE_SUFFIX,
@@ -227,7 +228,7 @@ class CaseLayers:
                 image = self.get(name[: -len(SEGMENTATION_SUFFIX)])
                 if image is not None:
                     roles.append(("image", image))
-            elif name.endswith(MAP_SUFFIXES):
+            elif name.endswith(MAP_SUFFIXES) or PREVIEW_INFIX in name:  # hidden in 3D
                 roles.append(("map", layer))
             elif name.endswith(SURFACE_SUFFIX):
                 roles.append(("surface", layer))
@@ -372,6 +373,8 @@ class CaseLayers:
             layer = self._set_layer(name, np.ascontiguousarray(layer_io.volume_to_layer_data(labels)),
                                     "labels", self.layer_kwargs(volume, name, image))
             style(layer)
+            self._saved_2d.pop(name, None)
+            self._restyle_3d()  # a preview put in 3D is hidden there too
         return layer
 
     def case_steps(self, files: CaseFiles, previous: str | None = None) -> list[Any]:

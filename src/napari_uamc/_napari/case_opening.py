@@ -27,7 +27,11 @@ def next_case_note(study: Any, case: str, open_case: str | None) -> str:
     info = study.case_info(case)
     other = "other " if open_case is not None else ""
     if info.uncertainty is not None:
-        return f"the most uncertain {other}unaccepted case (uncertainty score {info.uncertainty:.4f} nats)"
+        note = f"the most uncertain {other}unaccepted case (uncertainty score {info.uncertainty:.4f} nats)"
+        ranked = study.ranked_for_labeling()
+        if open_case is not None and ranked and ranked[0] == open_case:
+            note += f"; {open_case}, the case you left, still ranks first"
+        return note
     note = f"in list order: no {other}unaccepted case has an uncertainty score to rank by yet (Segment gives one)"
     if not info.has_prediction:
         note += "; not segmented yet: Segment to see the model's labels"
@@ -59,10 +63,10 @@ class CaseOpener:
             self._noted = None
             return
         now = {info.name: info.uncertainty for info in s.study.cases_info()}
-        if now == scores:
+        ranked = s.study.ranked_for_labeling()
+        if now == scores and case in ranked:  # still unaccepted, same scores: the note holds
             return
         self._noted = None
-        ranked = s.study.ranked_for_labeling()
         if ranked and ranked[0] == case and now.get(case) is not None:
             self._noted = (case, now)
             s.say("study", f"{case}, {next_case_note(s.study, case, None)}")

@@ -15,7 +15,7 @@ from napari_uamc._napari import layers as layer_io
 from napari_uamc._napari.styling import SEGMENTATION_SUFFIX
 from napari_uamc._napari.tasks import label_changes
 from napari_uamc._napari.versions import ACCEPT_DICE_PREFIX, DEFAULT_VERSION_KEY
-from napari_uamc._words import counted, dice_text
+from napari_uamc._words import counted, dice_text, format_ml
 from napari_uamc.errors import UamcError
 
 #: A history row that stands for the case's draft (unaccepted edits), not an accepted label.
@@ -65,7 +65,9 @@ class Corrections:
             self._s.study.record_score(case, ACCEPT_DICE_PREFIX + (version or DEFAULT_VERSION_KEY), score)
             # the count too: a visible edit of 173 voxels of a real scan is Dice 0.9995, "1.000" at 3 decimals
             changed = int(np.count_nonzero(np.asarray(baseline) != label))
-            message += (f"; you changed {counted(changed, 'voxel')}; the model's prediction had Dice "
+            voxel_ml = float(np.prod(np.abs(image_layer.scale[-3:]))) / 1000.0  # scale: mm
+            message += (f"; you changed {counted(changed, 'voxel')} ({format_ml(changed * voxel_ml)}); the model's "
+                        "prediction had Dice "
                         f"{dice_text(score)} against your label")
         self._s.say("accept", message, "ok")
         self.refresh_history()
@@ -88,7 +90,9 @@ class Corrections:
         self._s.layers.put_changes(image_layer.name, volume, changes)
         self._s.layers.paint_into(seg_layer)
         added, removed = int((changes == 1).sum()), int((changes == 2).sum())
-        self._s.say("accept", f"changes: {counted(added, 'voxel')} added (1), {removed} removed (2)")
+        voxel_ml = float(np.prod(np.abs(volume.spacing))) / 1000.0
+        self._s.say("accept", f"changes: {counted(added, 'voxel')} added (1, {format_ml(added * voxel_ml)}), "
+                              f"{removed} removed (2, {format_ml(removed * voxel_ml)})")
 
     def refresh_history(self) -> None:
         rows: list[tuple[str, Any]] = []

@@ -298,6 +298,8 @@ class Finetuning:
     stopping = Signal()
     #: the offered version changed: an :class:`Offer`, or None once adopted or discarded
     offered = Signal(object)
+    #: the replay choice changed (from the panel's list or a script's :meth:`set_replay`)
+    replay_changed = Signal()
 
     def __init__(self, session: Any) -> None:  # its napari_uamc._napari.session.Session
         self._session = session
@@ -361,6 +363,7 @@ class Finetuning:
                     "forgetting, in each fine-tune")
         if self._job is None:  # a running fine-tune's status stays; the choice is for the next one
             self._say(said, "ok")
+        self.replay_changed.emit()
         return True
 
     def _check_replay(self, folder: str, then: str) -> str | None:

@@ -23,14 +23,13 @@ from psygnal import Signal
 from napari_uamc._napari import layers as layer_io
 from napari_uamc._napari import styling
 from napari_uamc._napari.jobs import Job
+from napari_uamc._napari.styling import PREVIEW_INFIX
 from napari_uamc._napari.tasks import ModelChoice, SegmentOutcome, segment_image
 from napari_uamc._words import dice_text
 from napari_uamc.errors import UamcError
 
 #: The session's status section of the preview's line (shown in the offer box).
 SECTION = "preview"
-#: ``<image>`` + this + the version names the preview layer.
-PREVIEW_INFIX = " preview "
 
 
 @dataclass

@@ -53,6 +53,9 @@ SURFACE_SUFFIX = " surface"
 FOCUS_SUFFIX = " region focus"
 #: Layers that show the model's output or a comparison: never active, never painted.
 HELPER_SUFFIXES = (SDF_SUFFIX, UNCERTAINTY_SUFFIX, DISAGREEMENT_SUFFIX, CHANGES_SUFFIX, SURFACE_SUFFIX)
+#: ``<image>`` + this + the version names an offered version's preview (offer_preview.py); hidden
+#: in 3D, where a labels outline turns into a solid volume over the surface.
+PREVIEW_INFIX = " preview "
 #: Image layers the panel makes (not images a person can segment).
 MAP_SUFFIXES = (SDF_SUFFIX, UNCERTAINTY_SUFFIX, DISAGREEMENT_SUFFIX)
 

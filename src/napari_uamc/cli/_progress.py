@@ -39,11 +39,14 @@ class ProgressBar:
         self._last_log = -float("inf")
         self._interactive = bool(getattr(self.stream, "isatty", lambda: False)())
 
-    def update(self, done: int, message: str = "") -> None:
+    def update(self, done: int, message: str = "", eta: float | None = None) -> None:
+        """Show ``done`` of the total; ``eta`` (seconds left) when the caller knows better than
+        the bar's own estimate from the time since it was made."""
         done = min(max(0, int(done)), self.total)
         elapsed = time.perf_counter() - self.start
         fraction = done / self.total
-        eta = elapsed / done * (self.total - done) if done else float("nan")
+        if eta is None:
+            eta = elapsed / done * (self.total - done) if done else float("nan")
         filled = int(round(self.width * fraction))
         bar = "#" * filled + "." * (self.width - filled)
         eta_text = format_seconds(eta) + " left" if done else "--:-- left"

@@ -91,8 +91,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the student as the new model")
     parser.add_argument("--replay", metavar="DIR|auto|none", default="auto",
                         help="labeled cases to replay against forgetting (2, the first by name): 'auto' "
-                             "(default) the starting model's training data if that folder is here, a folder "
-                             "(a study, LA .h5 files, or images with labels/), or 'none'")
+                             "(default) the starting model's training data if its record names a folder that is here "
+                             "(the packaged model's names none: give its LA 2018 folder to replay it; a version "
+                             "fine-tuned in the study replays nothing), a folder (a study, LA .h5 files, or "
+                             "images with labels/), or 'none'")
     parser.add_argument("--no-score", action="store_true",
                         help="skip the training Dice on the accepted cases")
     parser.add_argument("--no-adopt", action="store_true",
@@ -143,8 +145,12 @@ def run(args: argparse.Namespace) -> int:
 
     def on_step(report) -> None:
         loss = report.losses.get("total", float("nan"))
-        done = int(time.perf_counter() - started) if by_time else report.iteration
-        bar.update(done, f"iter {report.iteration} loss {loss:.4f}")
+        message = f"iter {report.iteration} loss {loss:.4f}"
+        if by_time:  # the budget counts the training steps' time only (not reading, not the targets)
+            done = bar.total if report.last else int(budget_seconds - report.eta_seconds)
+            bar.update(done, message, eta=report.eta_seconds)
+        else:
+            bar.update(report.iteration, message, eta=report.eta_seconds)
 
     def on_message(text: str) -> None:
         print(text, file=sys.stderr)

@@ -166,6 +166,7 @@ def _check_inputs(images: list[Path], spacing: list[float] | None) -> list[tuple
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from napari_uamc._words import counted
     from napari_uamc.cli._progress import ProgressBar
     from napari_uamc.data.io import read_volume
     from napari_uamc.engine.checkpoint import default_model_path, load_checkpoint
@@ -220,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = segment_volume(model, meta, volume, cfg, progress=progress)
         if bar:
-            bar[0].close(f"{result.info['windows']} windows")
+            bar[0].close(f"({counted(int(result.info['windows']), 'network window')})")
         paths = write_segmentation(result, volume, args.out, case)
         volumes = ", ".join(
             f"{name} {ml:.2f} mL" for name, ml in result.volume_ml(volume.spacing).items()
@@ -230,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             resampled = " (resampled to the model's spacing and back)"
         print(
             f"{case}: {volumes}; mean uncertainty in the segmentation "
-            f"{result.mean_uncertainty():.3f} nats; {result.timings['total']:.1f} s{resampled}"
+            f"{result.mean_uncertainty():.3f} nats; segmented in {result.timings['total']:.1f} s{resampled}"
         )
         print("  wrote " + ", ".join(str(p) for p in paths.values()))
     sys.stdout.flush()

@@ -43,6 +43,8 @@ METHODS: dict[str, frozenset[str]] = {
 
 NORMS = ("batch", "instance", "none")
 TEACHER_TARGETS = ("single", "mc_mean")
+#: Config keys renamed since records were first written: old name -> new name (``from_dict``).
+RENAMED_KEYS = {"cold_start": "cold_start_rules"}
 #: Every spatial patch dimension must be a multiple of this (four stride-2 downsamplings).
 PATCH_MULTIPLE = 16
 
@@ -132,7 +134,9 @@ class TrainConfig:
     finetune_lr: float = 0.001  # initial learning rate used instead of lr when finetune is on
     bn_recalibration: bool = False  # (flag) re-estimate BatchNorm statistics after training
     keep_ema: bool = False  # (flag) keep the EMA teacher (not the student) as the result
-    cold_start: bool = True  # a model new to the study's images (engine/finetune.py) relearns at its spacing/rate
+    # (flag) the cold-start rules: a model new to the study's images (engine/finetune.py) relearns at
+    # its spacing/rate; True says the rules may apply, not that a run was a cold start
+    cold_start_rules: bool = True
     anchors: bool = False  # warm start: also train on the other cases labeled by the starting model
     fresh_weights: bool = False  # (flag) fine-tune newly initialised weights of the model's architecture
     # (flag) 0: the teacher's passes on every unlabeled patch (the paper); N > 0: whole-case
@@ -212,6 +216,7 @@ class TrainConfig:
         if not isinstance(data, Mapping):
             raise InputError(f"A training config must be a mapping, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
+        data = {RENAMED_KEYS.get(key, key): value for key, value in data.items()}  # older records
         unknown = sorted(set(data) - known)
         if unknown:
             warnings.warn(
@@ -246,7 +251,7 @@ class TrainConfig:
         _require(self.consistency_rampup is None
                  or (_is_int(self.consistency_rampup) and self.consistency_rampup >= 0),
                  "consistency_rampup", "None or an integer >= 0")
-        for name in ("finetune", "bn_recalibration", "keep_ema", "cold_start", "anchors", "fresh_weights",
+        for name in ("finetune", "bn_recalibration", "keep_ema", "cold_start_rules", "anchors", "fresh_weights",
                      "copy_paste", "target_gate"):
             _require(isinstance(getattr(self, name), bool), name, "True or False")
         if self.target_gate:

@@ -50,7 +50,7 @@ from napari_uamc.data.study.training_files import read_training_files
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME
 from napari_uamc.engine.batchnorm import recalibrate_batchnorm
 from napari_uamc.engine.checkpoint import ModelMeta, default_model_path, load_checkpoint, save_checkpoint
-from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, TrainConfig
+from napari_uamc.engine.config import ABLATION_ROWS, PATCH_MULTIPLE, RENAMED_KEYS, TrainConfig
 from napari_uamc.engine.dataset import TrainingCase
 from napari_uamc.engine.finetune_start import (  # noqa: F401  (COLD_START_DICE & co: part of this module's API)
     COLD_START_DICE,
@@ -101,7 +101,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "bn_recalibration": True,
     "keep_ema": True,
     # set on every fine-tune, so that a parent version's own choices are not inherited
-    "cold_start": True,
+    "cold_start_rules": True,
     "anchors": False,
     "fresh_weights": False,
     "copy_paste": False,
@@ -295,6 +295,7 @@ def finetune_study(
     """
     say = on_message or (lambda text: None)
     started = time.perf_counter()
+    overrides = {RENAMED_KEYS.get(key, key): value for key, value in (overrides or {}).items()}
     if iterations is not None and minutes is not None:
         raise InputError("give the fine-tune budget as iterations or as minutes, not both")
     if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1):
@@ -334,7 +335,7 @@ def finetune_study(
     agreed = float(np.mean(list(agreement.values()))) if agreement else None
     if agreed is not None:
         compared = f"the starting model agrees with the accepted labels at Dice {dice_text(agreed)}"
-    cold_rules = bool({**FINETUNE_DEFAULTS, **(overrides or {})}["cold_start"])
+    cold_rules = bool({**FINETUNE_DEFAULTS, **(overrides or {})}["cold_start_rules"])
     cold = cold_rules and agreed is not None and agreed < COLD_START_DICE
     spacing = tuple(float(v) for v in meta.spacing)
     if cold:
@@ -437,6 +438,11 @@ def finetune_study(
                              f"{trainer.targets.seconds:.1f} s"
                              + (f"; {trainer.targets.implausible} of {trainer.targets.computed} found implausible "
                                 "by the target gate (trusted nowhere)" if cfg.target_gate else ""))
+    if semi and trainer.targets is not None:  # now known: the cases whose targets it learned from
+        after = method_sentence(semi, False, len(unlabeled), cfg.bn_recalibration,
+                                taught=len(trainer.targets.trusted_cases))
+        trainer.notes[trainer.notes.index(method_note)] = after
+        method_note = after
     if trainer.stopped_early:
         if trainer.iteration == 0:
             raise nothing_written("before its first training step")
@@ -501,14 +507,18 @@ def finetune_study(
         training_seconds=round(trainer.seconds, 1),
         device=str(trainer.device),
         precision=str(trainer.dtype).removeprefix("torch."),
-        settings=cfg.to_dict(),
+        # a minutes budget runs under an iteration cap (MAX_ITERATIONS_BY_TIME): the record says
+        # how many steps it made, not the cap (a try-out read 100000 as the run's length)
+        settings=cfg.to_dict() if iterations is not None else {**cfg.to_dict(), "iterations": trainer.iteration},
         result="teacher (EMA)" if cfg.keep_ema else "student",
         bn_recalibration_patches=recalibrated,
         starting_agreement={
             "note": "Dice of the starting model's prediction against each accepted label (how much was "
-                    "corrected); empty when it could not be compared",
+                    "corrected); empty when it could not be compared. start: 'cold' when the mean is below "
+                    f"{COLD_START_DICE} and the cold-start rules are on (settings.cold_start_rules), else 'warm'",
             "cases": agreement,
             "mean": agreed,
+            "start": "cold" if cold else ("warm" if agreed is not None else "unknown"),
         },
         learning_rate={"value": cfg.finetune_lr, "chosen_by": chosen_by, "why": why},
         anchors=[case.name for case in anchors],

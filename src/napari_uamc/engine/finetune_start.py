@@ -149,15 +149,27 @@ def choose_learning_rate(cfg: TrainConfig, agreement: Mapping[str, float]) -> tu
                   f"fine-tuning at learning rate {warm:g}")
 
 
-def method_sentence(semi: bool, cold: bool, others: int, recalibrates: bool = True) -> str:
+def method_sentence(semi: bool, cold: bool, others: int, recalibrates: bool = True,
+                    taught: int | None = None) -> str:
     """What teaches a version, in words, when the engine chose it ("" when the person did, or
-    no other case exists): the first of the version's notes, and a line of the panel's offer."""
+    no other case exists): the first of the version's notes, and a line of the panel's offer.
+
+    ``taught``: how many of the ``others`` the semi-supervised fine-tune learned from (their
+    whole-case targets trusted by the gate at least once); None before training, when the
+    sentence says what it will try."""
+    plural = "s" if others != 1 else ""
     if semi:
-        return (f"{METHOD_PREFIXES[0]}: the {others} other case{'s' if others != 1 else ''} taught it too "
-                "(UG-MCL consistency with its own whole-case predictions, where they are plausible: the "
-                "default when the model already agrees with your labels)")
+        how = ("UG-MCL consistency with its own whole-case predictions, where they are plausible: the "
+               "default when the model already agrees with your labels")
+        if taught is None:
+            return f"{METHOD_PREFIXES[0]}: it also learns from the {others} other case{plural} ({how})"
+        if taught == others:
+            return f"{METHOD_PREFIXES[0]}: the {others} other case{plural} taught it too ({how})"
+        if taught == 0:
+            return (f"{METHOD_PREFIXES[0]}: only the accepted cases taught it (its predictions of the {others} "
+                    f"other case{plural} were never plausible enough to learn from; {how})")
+        return f"{METHOD_PREFIXES[0]}: {taught} of the {others} other cases taught it too ({how})"
     if cold and others:
-        plural = "s" if others != 1 else ""
         return (f"{METHOD_PREFIXES[1]}: only the accepted cases taught it (its predictions of the {others} "
                 f"other case{plural} are no target yet"
                 + ("; they re-estimated its normalisation statistics)" if recalibrates else ")"))

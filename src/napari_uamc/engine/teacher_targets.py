@@ -155,6 +155,8 @@ class TeacherTargets:
         self.seconds = 0.0
         #: case targets computed, and how many of them the gate found implausible
         self.computed = self.implausible = 0
+        #: indices of the cases whose targets the gate trusted at least once (they taught the student)
+        self.trusted_cases: set[int] = set()
         self._index = {id(case): i for i, case in enumerate(self.cases)}
 
     @property
@@ -194,7 +196,9 @@ class TeacherTargets:
             headroom = np.clip(math.log(self.cfg.n_classes) - uncertainty, 0.0, None)
             trusted = self.volumes is None or case_plausibility(probabilities, sdf, self.volumes).plausible
             self.computed += 1
-            if not trusted:
+            if trusted:
+                self.trusted_cases.add(index)
+            else:
                 self.implausible += 1
                 headroom[...] = 0.0
             self.maps[index] = CaseTargets(probabilities.astype(np.float16), sdf.astype(np.float16),

@@ -128,6 +128,7 @@ class FinetuneBox(QGroupBox):
         tuning.stopping.connect(self._stopping)
         session.models_changed.connect(self._show_start_model)
         session.models_changed.connect(self._show_replay_note)
+        tuning.replay_changed.connect(self._show_replay)
         self._show_start_model()
         tuning.running.connect(self._running)
         tuning.progress.connect(self._progress)
@@ -176,8 +177,9 @@ class FinetuneBox(QGroupBox):
         """Replay from ``choice`` (REPLAY_AUTO, None or a folder) in the next fine-tunes; a folder
         is checked first, and one that gives no labeled case leaves the choice as it was (the
         status says why). Returns whether it was taken."""
-        taken = self.finetuning.set_replay(choice)
-        self._show_replay()
+        taken = self.finetuning.set_replay(choice)  # taken: replay_changed shows it
+        if not taken:
+            self._show_replay()  # the list goes back to the choice that holds
         return taken
 
     def _replay_picked(self, index: int) -> None:

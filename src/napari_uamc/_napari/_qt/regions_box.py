@@ -15,20 +15,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_uamc._napari.session import Session
-from napari_uamc._words import counted
+from napari_uamc._words import counted, format_ml  # noqa: F401  (format_ml: its old home)
 
 NO_REGION = "no uncertain region above the threshold"
 #: The list shows at most this many rows (more scroll, a whole row at a time).
 ROWS_SHOWN = 8
-
-
-def format_ml(ml: float) -> str:
-    """A volume in mL, as the Segment section gives the segmented volume."""
-    if ml >= 10:
-        return f"{ml:.0f} mL"
-    if ml >= 0.1:
-        return f"{ml:.1f} mL"
-    return f"{ml:.2f} mL" if ml >= 0.005 else "<0.01 mL"
 
 
 class RegionsBox(QGroupBox):
