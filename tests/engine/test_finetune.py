@@ -278,8 +278,11 @@ def test_cli_finetune(study, model_file, capsys):
                    "--device", "cpu", "--batch-size", "2", "--labeled-batch-size", "2",
                    "--no-bn-recalibration", "--no-score"])
     assert status == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "new model v001" in out and "1 iteration" in out and "1 iterations" not in out  # was "1 iterations"
+    # what the panel's offer flags, said here too, with the way back (a try-out adopted one unwarned)
+    assert "warning: v001 is barely trained (1 iteration, under 20)" in err
+    assert "v001 was adopted all the same; to go back to" in err
     assert Study.open(study.root).current_model == "v001"
     info = json.loads(study.model_info_path("v001").read_text())
     assert sorted(info["settings"]["terms"]) == ["dis", "seg"]
@@ -292,7 +295,8 @@ def test_cli_finetune_no_adopt(study, model_file, capsys):
     status = main(["finetune", str(study.root), "--model", str(model_file), "--iterations", "1",
                    "--device", "cpu", "--batch-size", "2", "--labeled-batch-size", "2", "--no-adopt"])
     assert status == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "warning: v001 is barely trained" in err and "adopted all the same" not in err
     assert "v001 is not adopted" in out and "other cases: Dice between" in out and "accepted cases:" in out
     assert "in all, " in out and "of them training" in out and "comparing with the parent" in out
     assert Study.open(study.root).current_model is None

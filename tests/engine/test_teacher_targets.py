@@ -49,7 +49,9 @@ def test_crops_follow_the_patch_augmentation_and_padding_reads_as_uncertain():
     targets.maps[0] = CaseTargets(np.stack([1 - ramp, ramp]).astype(np.float16), ramp[None].astype(np.float16),
                                   np.full(shape, math.log(2) - 0.1, np.float16), step=0)
     params = AugmentParams(rotations=1, flip_axis=0, offset=(0, 1, 0))  # z: 16 of 16, no padding needed
+    assert not targets.taught_cases
     crops = targets.crops([SampleSpec(case, params)])
+    assert targets.taught_cases == {0}  # a step used its trusted targets: it taught the student
     expected = crop_rotate_flip(ramp.astype(np.float16), params, (16, 16, 16)).astype(np.float32)
     assert crops.probabilities.shape == (1, 2, 16, 16, 16) and crops.sdf.shape == (1, 1, 16, 16, 16)
     np.testing.assert_array_equal(crops.probabilities[0, 1].numpy(), expected)
@@ -167,7 +169,7 @@ def test_gated_targets_of_an_implausible_case_are_trusted_nowhere(monkeypatch):
     assert [m.trusted for m in targets.maps] == [False, True]
     assert targets.update(0, None, None) == []  # once per step: the fine-tune's own call came first
     assert (targets.computed, targets.implausible) == (2, 1)
-    assert targets.trusted_cases == {1}  # case 1 teaches; case 0 never did
+    assert targets.trusted_cases == {1} and not targets.taught_cases  # no step used them yet
     assert float(targets.maps[0].headroom.max()) == 0.0  # uncertain everywhere: masked out
     assert float(targets.maps[1].headroom.min()) > 0.6  # ln 2 - 0: trusted where certain
     with pytest.raises(ValueError, match="target_gate"):

@@ -219,7 +219,12 @@ def test_next_case_says_when_the_case_left_still_ranks_first(session, tiny_study
     """Try-out: after segmenting every case, Next case opened #2 without saying why not #1."""
     session.open_study(tiny_study)
     first, second, *_ = session.study.cases()
-    session.study.set_uncertainty(first, 0.5)
+    session.study.set_uncertainty(first, 0.5)  # the only case scored: the next one in list order
+    session.open_case(first)
+    session.open_next_case()
+    assert session.case == second
+    assert session.texts["study"][0].startswith(f"{second}, in list order: ")
+    assert session.texts["study"][0].endswith(f"; {first}, the case you left, still ranks first")
     session.study.set_uncertainty(second, 0.25)
     session.open_case(first)
     session.open_next_case()

@@ -26,16 +26,16 @@ def next_case_note(study: Any, case: str, open_case: str | None) -> str:
     """
     info = study.case_info(case)
     other = "other " if open_case is not None else ""
+    ranked = study.ranked_for_labeling()
+    left_first = (f"; {open_case}, the case you left, still ranks first"
+                  if open_case is not None and ranked and ranked[0] == open_case
+                  and study.case_info(open_case).uncertainty is not None else "")
     if info.uncertainty is not None:
-        note = f"the most uncertain {other}unaccepted case (uncertainty score {info.uncertainty:.4f} nats)"
-        ranked = study.ranked_for_labeling()
-        if open_case is not None and ranked and ranked[0] == open_case:
-            note += f"; {open_case}, the case you left, still ranks first"
-        return note
+        return f"the most uncertain {other}unaccepted case (uncertainty score {info.uncertainty:.4f} nats){left_first}"
     note = f"in list order: no {other}unaccepted case has an uncertainty score to rank by yet (Segment gives one)"
     if not info.has_prediction:
         note += "; not segmented yet: Segment to see the model's labels"
-    return note
+    return note + left_first
 
 
 class CaseOpener:

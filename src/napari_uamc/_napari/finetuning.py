@@ -35,7 +35,7 @@ from napari_uamc._words import counted, dice_text
 from napari_uamc._words import duration_text as _duration
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME, unreviewed_versions
 from napari_uamc.engine.config import ABLATION_ROWS, method_terms
-from napari_uamc.engine.progress_messages import METHOD_PREFIXES
+from napari_uamc.engine.progress_messages import FEW_ITERATIONS, METHOD_PREFIXES, WORSE_BY
 from napari_uamc.engine.replay import AUTO as REPLAY_AUTO
 from napari_uamc.errors import UamcError
 
@@ -53,11 +53,6 @@ FINETUNE_METHODS: dict[str, dict | None] = {
 
 #: An offer lists each accepted case's before -> after up to this many cases.
 PER_CASE_SHOWN = 4
-#: A version stopped before this many iterations is flagged as barely trained in its offer.
-FEW_ITERATIONS = 20
-#: An offer warns, and makes Discard its default, when the version's mean Dice with the accepted
-#: labels is lower than its parent's by more than this (it trained on them, and still agrees less).
-WORSE_BY = 0.005
 #: The command-line hints older records' replay reasons hold (the panel leaves them out): the
 #: released one (2026-11-30, morning) and the one written between it and the panel's own words.
 OLD_CLI_HINTS = (" (the panel's Replay choice, or uamc finetune --replay DIR)", " (uamc finetune --replay DIR)")

@@ -166,7 +166,8 @@ class OfferPreview:
         from napari_uamc.data.metrics import dice  # scipy.ndimage: not while the panel opens
 
         mask = np.asarray(label) != 0
-        said = [f"Preview of {version} on {image} (orange outline, layer '{image}{PREVIEW_INFIX}{version}')"]
+        said = [f"Preview of {version} on {image} (orange outline in 2D, hidden in 3D; "
+                f"layer '{image}{PREVIEW_INFIX}{version}')"]
         segmentation = self._session.layers.segmentation(image)
         if segmentation is not None:
             on_screen = layer_io.layer_data_to_canonical(segmentation.data)

@@ -91,10 +91,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the student as the new model")
     parser.add_argument("--replay", metavar="DIR|auto|none", default="auto",
                         help="labeled cases to replay against forgetting (2, the first by name): 'auto' "
-                             "(default) the starting model's training data if its record names a folder that is here "
-                             "(the packaged model's names none: give its LA 2018 folder to replay it; a version "
-                             "fine-tuned in the study replays nothing), a folder (a study, LA .h5 files, or "
-                             "images with labels/), or 'none'")
+                             "(default) in a warm start, the starting model's training data if its record names a "
+                             "folder that is here (the packaged model's names none: give its LA 2018 folder "
+                             "to replay it; a version fine-tuned in the study replays nothing), a folder (a "
+                             "study, LA .h5 files, or images with labels/), or 'none'")
     parser.add_argument("--no-score", action="store_true",
                         help="skip the training Dice on the accepted cases")
     parser.add_argument("--no-adopt", action="store_true",
@@ -209,4 +209,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.version} is now the study's current model" if result.adopted else
           f"{result.version} is not adopted: the study's model stays as it was "
           "(adopt it in the panel: Model versions > Use selected version)")
+    for warning in _warnings(result, before, mean):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _warnings(result, before: list[float], mean: float | None) -> list[str]:
+    """What the panel's offer flags (barely trained, agrees less with the accepted labels), said
+    after a fine-tune, with the way back when the version was adopted."""
+    from napari_uamc._words import counted, dice_text
+    from napari_uamc.engine.progress_messages import FEW_ITERATIONS, WORSE_BY
+
+    said = []
+    if result.iterations < FEW_ITERATIONS:
+        said.append(f"{result.version} is barely trained ({counted(result.iterations, 'iteration')}, under "
+                    f"{FEW_ITERATIONS}): give a larger --minutes or --iterations budget")
+    if before and mean is not None and mean < sum(before) / len(before) - WORSE_BY:
+        said.append(f"{result.version} agrees less with your accepted labels than {result.parent} "
+                    f"({dice_text(sum(before) / len(before))} -> {dice_text(mean)})")
+    if said and result.adopted:
+        said.append(f"{result.version} was adopted all the same; to go back to {result.parent}, pick it in the "
+                    "panel's Model versions (Use selected version), or fine-tune with --no-adopt to decide after")
+    return said

@@ -440,7 +440,7 @@ def finetune_study(
                                 "by the target gate (trusted nowhere)" if cfg.target_gate else ""))
     if semi and trainer.targets is not None:  # now known: the cases whose targets it learned from
         after = method_sentence(semi, False, len(unlabeled), cfg.bn_recalibration,
-                                taught=len(trainer.targets.trusted_cases))
+                                taught=len(trainer.targets.taught_cases))
         trainer.notes[trainer.notes.index(method_note)] = after
         method_note = after
     if trainer.stopped_early:

@@ -154,9 +154,9 @@ def method_sentence(semi: bool, cold: bool, others: int, recalibrates: bool = Tr
     """What teaches a version, in words, when the engine chose it ("" when the person did, or
     no other case exists): the first of the version's notes, and a line of the panel's offer.
 
-    ``taught``: how many of the ``others`` the semi-supervised fine-tune learned from (their
-    whole-case targets trusted by the gate at least once); None before training, when the
-    sentence says what it will try."""
+    ``taught``: how many of the ``others`` the semi-supervised fine-tune learned from (a training
+    step used their whole-case targets while the gate trusted them); None before training, when
+    the sentence says what it will try."""
     plural = "s" if others != 1 else ""
     if semi:
         how = ("UG-MCL consistency with its own whole-case predictions, where they are plausible: the "
@@ -166,8 +166,8 @@ def method_sentence(semi: bool, cold: bool, others: int, recalibrates: bool = Tr
         if taught == others:
             return f"{METHOD_PREFIXES[0]}: the {others} other case{plural} taught it too ({how})"
         if taught == 0:
-            return (f"{METHOD_PREFIXES[0]}: only the accepted cases taught it (its predictions of the {others} "
-                    f"other case{plural} were never plausible enough to learn from; {how})")
+            return (f"{METHOD_PREFIXES[0]}: only the accepted cases taught it (no training step used a plausible "
+                    f"prediction of the {others} other case{plural}; {how})")
         return f"{METHOD_PREFIXES[0]}: {taught} of the {others} other cases taught it too ({how})"
     if cold and others:
         return (f"{METHOD_PREFIXES[1]}: only the accepted cases taught it (its predictions of the {others} "

@@ -20,3 +20,10 @@ TARGETS_MESSAGE = "computing the teacher's targets of "
 #: How the fine-tune's sentence on what taught a version begins (the first of the version's notes,
 #: ``finetune_start.method_sentence``): a warm start that learns from the other cases, a cold one.
 METHOD_PREFIXES = ("the model knows these images", "the model is new to these images")
+#: A version made in fewer iterations than this is flagged as barely trained (the panel's offer,
+#: ``uamc finetune``).
+FEW_ITERATIONS = 20
+#: A version is flagged (and the offer makes Discard its default) when its mean Dice with the
+#: accepted labels is lower than its parent's by more than this: it trained on them and still
+#: agrees less.
+WORSE_BY = 0.005

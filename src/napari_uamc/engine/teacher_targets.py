@@ -155,8 +155,10 @@ class TeacherTargets:
         self.seconds = 0.0
         #: case targets computed, and how many of them the gate found implausible
         self.computed = self.implausible = 0
-        #: indices of the cases whose targets the gate trusted at least once (they taught the student)
+        #: indices of the cases whose targets the gate trusted at least once
         self.trusted_cases: set[int] = set()
+        #: indices of the cases whose trusted targets a training step used (they taught the student)
+        self.taught_cases: set[int] = set()
         self._index = {id(case): i for i, case in enumerate(self.cases)}
 
     @property
@@ -221,6 +223,8 @@ class TeacherTargets:
         probabilities, sdf, uncertainty = [], [], []
         most = math.log(self.cfg.n_classes)
         for spec, maps in zip(specs, found):
+            if maps.trusted:
+                self.taught_cases.add(self._index[id(spec.case)])
             probabilities.append(np.stack([crop_rotate_flip(c, spec.params, patch) for c in maps.probabilities]))
             sdf.append(np.stack([crop_rotate_flip(c, spec.params, patch) for c in maps.sdf]))
             uncertainty.append(most - crop_rotate_flip(maps.headroom, spec.params, patch).astype(np.float32))
