@@ -59,6 +59,9 @@ EVAL_STUDY_SEED = 4242
 UNCERTAIN_NATS = 0.1
 #: Size of the matrices of the matmul ceiling, and the runs of it.
 MATMUL_SIZE, MATMUL_REPEATS = 2048, 10
+#: --smoke's matmul: plumbing, not a measurement (a 2048^3 bfloat16 product emulated on a CPU
+#: without native bfloat16 took minutes each and held the test suite for over 10 minutes)
+SMOKE_MATMUL_SIZE, SMOKE_MATMUL_REPEATS = 128, 2
 #: Input side of the FLOP count (per voxel; every layer is a convolution, linear in voxels).
 FLOP_SIDE = 32
 #: The issue's goals for this CPU (seconds and GB).
@@ -302,14 +305,14 @@ def inference_flops(width: int, patch, shape, config: dict[str, Any] | None, str
     return total
 
 
-def matmul_ceiling() -> dict[str, float]:
-    """Measured GFLOP/s of large matrix products on this CPU in float32 and bfloat16."""
+def matmul_ceiling(size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS) -> dict[str, float]:
+    """Measured GFLOP/s of ``size``-cubed matrix products on this CPU in float32 and bfloat16."""
     import torch
 
     import gpu_bench
 
     cpu = torch.device("cpu")
-    return {name: 1000 * gpu_bench.matmul_tflops(cpu, dtype, MATMUL_SIZE, MATMUL_REPEATS)
+    return {name: 1000 * gpu_bench.matmul_tflops(cpu, dtype, size, repeats)
             for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
 
 
@@ -590,8 +593,9 @@ def report_text(ctx: Context, results: dict[str, Any], info: dict[str, Any], com
         "of each part's measurements, and when they ended: "
         + "; ".join(f"{part} {load[part][0]} to {load[part][1]} ({load[part][2]})" for part in PARTS if part in load)
         + ". The machine was shared with other jobs. "
-        f"Matmul ceiling ({MATMUL_SIZE}^3, median of {MATMUL_REPEATS}, best of the runs): "
-        f"float32 {ceiling['float32']:.0f} "
+        "Matmul ceiling ({}^3, median of {}, best of the runs): ".format(
+            *results.get("ceiling_matmul", (MATMUL_SIZE, MATMUL_REPEATS)))
+        + f"float32 {ceiling['float32']:.0f} "
         f"GFLOP/s, bfloat16 {ceiling['bfloat16']:.0f} GFLOP/s. Each row ran in its own process (peak RSS "
         "is its `ru_maxrss`); results are cached per row in `.bench-cache/speed/`.", "",
     ]
@@ -706,7 +710,9 @@ def main(argv: list[str] | None = None) -> int:
     results = cache.get("summary") or {}
     if not args.cached:
         # measured on every run (quick); the best seen is kept: a busy machine only lowers it
-        measured, best = matmul_ceiling(), results.get("ceiling", {})
+        size, repeats = (SMOKE_MATMUL_SIZE, SMOKE_MATMUL_REPEATS) if args.smoke else (MATMUL_SIZE, MATMUL_REPEATS)
+        measured, best = matmul_ceiling(size, repeats), results.get("ceiling", {})
+        results["ceiling_matmul"] = [size, repeats]
         results["ceiling"] = {k: max(v, best.get(k, 0.0)) for k, v in measured.items()}
         for part in parts:
             before, load = ctx.measured, common.load_average()
