@@ -14,11 +14,12 @@ from napari.components import ViewerModel  # noqa: E402
 
 from _helpers import accept_box  # noqa: E402
 from napari_uamc._napari.finetune_progress import RunProgress  # noqa: E402
-from napari_uamc._napari.finetuning import FEW_ITERATIONS, Offer  # noqa: E402
+from napari_uamc._napari.finetuning import Offer  # noqa: E402
 from napari_uamc._napari.session import Session  # noqa: E402
 from napari_uamc._napari.versions import read_version_info  # noqa: E402
 from napari_uamc.data.phantoms import write_phantom_study  # noqa: E402
 from napari_uamc.engine.finetune import COMPARE_CASES  # noqa: E402
+from napari_uamc.engine.progress_messages import FEW_ITERATIONS  # noqa: E402
 
 HEAD = "fine-tuning v001 on 1 accepted case: 1 minute of training"
 

@@ -35,7 +35,12 @@ from napari_uamc._words import counted, dice_text
 from napari_uamc._words import duration_text as _duration
 from napari_uamc.data.study.versions import DEFAULT_MODEL_NAME, unreviewed_versions
 from napari_uamc.engine.config import ABLATION_ROWS, method_terms
-from napari_uamc.engine.progress_messages import FEW_ITERATIONS, METHOD_PREFIXES, WORSE_BY
+from napari_uamc.engine.progress_messages import (
+    METHOD_PREFIXES,
+    agrees_less,
+    barely_trained,
+    scored_means,
+)
 from napari_uamc.engine.replay import AUTO as REPLAY_AUTO
 from napari_uamc.errors import UamcError
 
@@ -145,28 +150,23 @@ class Offer:
 
     @property
     def barely_trained(self) -> bool:
-        """Fewer than :data:`FEW_ITERATIONS` iterations, stopped or not (a 1-minute budget made 7-11
-        on real scans in a try-out)."""
-        return self.iterations < FEW_ITERATIONS
+        """Too few iterations to have learned much (:func:`~napari_uamc.engine.progress_messages.barely_trained`)."""
+        return barely_trained(self.iterations)
 
     def _means(self) -> tuple[float, float] | None:
         """Mean Dice with the accepted labels before and after, on the cases both were scored on."""
-        both = set(self.before) & set(self.after)
-        if not both:
-            return None
-        return (sum(self.before[c] for c in both) / len(both), sum(self.after[c] for c in both) / len(both))
+        return scored_means(self.before, self.after)
 
     @property
     def agrees_less(self) -> bool:
-        """The version agrees less with the accepted labels than its parent (by more than
-        :data:`WORSE_BY` in mean Dice, on the cases both were scored on), though it trained on them."""
-        means = self._means()
-        return means is not None and means[1] < means[0] - WORSE_BY
+        """The version agrees less with the accepted labels than its parent, though it trained on
+        them (:func:`~napari_uamc.engine.progress_messages.agrees_less`)."""
+        return agrees_less(self.before, self.after)
 
     @property
     def no_better(self) -> str | None:
         """A plain sentence, said with the accepted cases' numbers, when the version agrees no better
-        with the accepted labels than its parent but not less by more than :data:`WORSE_BY` (no
+        with the accepted labels than its parent but not so much less that :attr:`agrees_less` (no
         warning then, so Adopt and Discard looked alike in a try-out at 0.947 -> 0.944); else None."""
         means = self._means()
         if means is None or means[1] > means[0] or self.agrees_less:

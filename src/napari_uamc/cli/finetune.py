@@ -209,24 +209,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.version} is now the study's current model" if result.adopted else
           f"{result.version} is not adopted: the study's model stays as it was "
           "(adopt it in the panel: Model versions > Use selected version)")
-    for warning in _warnings(result, before, mean):
+    for warning in _warnings(result):
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
-def _warnings(result, before: list[float], mean: float | None) -> list[str]:
+def _warnings(result) -> list[str]:
     """What the panel's offer flags (barely trained, agrees less with the accepted labels), said
     after a fine-tune, with the way back when the version was adopted."""
     from napari_uamc._words import counted, dice_text
-    from napari_uamc.engine.progress_messages import FEW_ITERATIONS, WORSE_BY
+    from napari_uamc.engine.progress_messages import FEW_ITERATIONS, agrees_less, barely_trained, scored_means
 
     said = []
-    if result.iterations < FEW_ITERATIONS:
+    if barely_trained(result.iterations):
         said.append(f"{result.version} is barely trained ({counted(result.iterations, 'iteration')}, under "
                     f"{FEW_ITERATIONS}): give a larger --minutes or --iterations budget")
-    if before and mean is not None and mean < sum(before) / len(before) - WORSE_BY:
+    if agrees_less(result.starting_agreement, result.training_dice):
+        before, after = scored_means(result.starting_agreement, result.training_dice)
         said.append(f"{result.version} agrees less with your accepted labels than {result.parent} "
-                    f"({dice_text(sum(before) / len(before))} -> {dice_text(mean)})")
+                    f"({dice_text(before)} -> {dice_text(after)})")
     if said and result.adopted:
         said.append(f"{result.version} was adopted all the same; to go back to {result.parent}, pick it in the "
                     "panel's Model versions (Use selected version), or fine-tune with --no-adopt to decide after")

@@ -335,7 +335,7 @@ def finetune_study(
     agreed = float(np.mean(list(agreement.values()))) if agreement else None
     if agreed is not None:
         compared = f"the starting model agrees with the accepted labels at Dice {dice_text(agreed)}"
-    cold_rules = bool({**FINETUNE_DEFAULTS, **(overrides or {})}["cold_start_rules"])
+    cold_rules = bool({**FINETUNE_DEFAULTS, **overrides}["cold_start_rules"])
     cold = cold_rules and agreed is not None and agreed < COLD_START_DICE
     spacing = tuple(float(v) for v in meta.spacing)
     if cold:
@@ -362,7 +362,7 @@ def finetune_study(
     patch = _fit_patch(meta.patch, [c.image.shape for c in labeled + unlabeled + replayed.cases])
 
     base = TrainConfig.from_dict(meta.config) if meta.config else TrainConfig()
-    method_chosen = bool(METHOD_CHOICES & set(overrides or {}))  # by the person
+    method_chosen = bool(METHOD_CHOICES & set(overrides))  # by the person
     semi = agreed is not None and agreed >= COLD_START_DICE and bool(unlabeled) and not method_chosen
     changes: dict[str, Any] = dict(
         FINETUNE_DEFAULTS,
@@ -375,13 +375,13 @@ def finetune_study(
         dropout=meta.dropout,
         iterations=iterations if iterations is not None else MAX_ITERATIONS_BY_TIME,
     )
-    changes.update(overrides or {})
+    changes.update(overrides)
     cfg = base.replace(**changes)
     method_note = method_sentence(semi, cold and not method_chosen, len(unlabeled), cfg.bn_recalibration)
     if max((int(c.label.max(initial=0)) for c in labeled), default=0) >= meta.n_classes:  # type: ignore[union-attr]
         raise InputError(f"an accepted label has a class the model {parent} does not know "
                          f"({meta.n_classes} classes: {', '.join(meta.class_names)})")
-    if "finetune_lr" in (overrides or {}):
+    if "finetune_lr" in overrides:
         chosen_by, why = "settings", f"learning rate {cfg.finetune_lr:g}, as asked"
     elif agreed is not None and cold_rules:
         learning_rate, why = choose_learning_rate(cfg, agreement)
@@ -392,7 +392,7 @@ def finetune_study(
     say(why)
     if method_note:  # after the rate: the line a watcher (the panel) keeps showing while it trains
         say(method_note)
-    if cold and cfg.teacher_refresh and "teacher_start" not in (overrides or {}):
+    if cold and cfg.teacher_refresh and "teacher_start" not in overrides:
         cfg = cfg.replace(teacher_start=COLD_TEACHER_START)
 
     anchors: list[TrainingCase] = []

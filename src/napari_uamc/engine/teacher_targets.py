@@ -155,8 +155,6 @@ class TeacherTargets:
         self.seconds = 0.0
         #: case targets computed, and how many of them the gate found implausible
         self.computed = self.implausible = 0
-        #: indices of the cases whose targets the gate trusted at least once
-        self.trusted_cases: set[int] = set()
         #: indices of the cases whose trusted targets a training step used (they taught the student)
         self.taught_cases: set[int] = set()
         self._index = {id(case): i for i, case in enumerate(self.cases)}
@@ -198,9 +196,7 @@ class TeacherTargets:
             headroom = np.clip(math.log(self.cfg.n_classes) - uncertainty, 0.0, None)
             trusted = self.volumes is None or case_plausibility(probabilities, sdf, self.volumes).plausible
             self.computed += 1
-            if trusted:
-                self.trusted_cases.add(index)
-            else:
+            if not trusted:
                 self.implausible += 1
                 headroom[...] = 0.0
             self.maps[index] = CaseTargets(probabilities.astype(np.float16), sdf.astype(np.float16),
@@ -212,7 +208,8 @@ class TeacherTargets:
         """The targets of the unlabeled samples ``specs`` (None while any is not computed yet)."""
         if not specs:
             return None
-        found = [self.maps[self._index[id(spec.case)]] for spec in specs]
+        indices = [self._index[id(spec.case)] for spec in specs]
+        found = [self.maps[i] for i in indices]
         if any(m is None for m in found):
             return None
         patch = self.cfg.patch
@@ -222,9 +219,8 @@ class TeacherTargets:
 
         probabilities, sdf, uncertainty = [], [], []
         most = math.log(self.cfg.n_classes)
+        self.taught_cases.update(i for i, maps in zip(indices, found) if maps.trusted)
         for spec, maps in zip(specs, found):
-            if maps.trusted:
-                self.taught_cases.add(self._index[id(spec.case)])
             probabilities.append(np.stack([crop_rotate_flip(c, spec.params, patch) for c in maps.probabilities]))
             sdf.append(np.stack([crop_rotate_flip(c, spec.params, patch) for c in maps.sdf]))
             uncertainty.append(most - crop_rotate_flip(maps.headroom, spec.params, patch).astype(np.float32))

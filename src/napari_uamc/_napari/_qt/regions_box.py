@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_uamc._napari.session import Session
-from napari_uamc._words import counted, format_ml  # noqa: F401  (format_ml: its old home)
+from napari_uamc._words import counted, format_ml
 
 NO_REGION = "no uncertain region above the threshold"
 #: The list shows at most this many rows (more scroll, a whole row at a time).
