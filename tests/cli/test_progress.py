@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 
+from napari_uamc.cli import _progress
 from napari_uamc.cli._progress import ProgressBar
 
 
-def test_the_bar_shows_the_callers_time_left_when_given():
+def test_the_bar_shows_the_callers_time_left_when_given(monkeypatch):
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: 1000.0)  # a clock that stands still
     stream = io.StringIO()
     bar = ProgressBar(180, "finetune", stream=stream, log_interval=0.0)
     bar.start -= 60.0  # a minute went on reading and the teacher's targets before the first step
